@@ -1,0 +1,1 @@
+//! kalloc (being written)

@@ -1,0 +1,1 @@
+//! kmalloc (being written)

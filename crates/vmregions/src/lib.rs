@@ -1,0 +1,1 @@
+//! vmregions (being written)

@@ -1,0 +1,1 @@
+//! xv6-kernel (being written)

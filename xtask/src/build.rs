@@ -1,0 +1,115 @@
+//! Builds the kernel, the Rust user programs and the C user programs, and assembles the disk image.
+//!
+//! The kernel and user programs are `no_std` binaries built for the host target with its
+//! precompiled `core`: this toolchain has no bare-metal target and no rust-src. Each gets its own
+//! target directory because their RUSTFLAGS differ (code model, red zone) and must not mix with
+//! the host build's.
+
+use crate::util::{self, cargo, fail, Result};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Flags shared by kernel and user programs: a static, non-PIE executable without libc.
+const COMMON_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes \
+     -C link-arg=-nostartfiles -C link-arg=-nostdlib -C link-arg=-static -C link-arg=-no-pie";
+
+/// Kernel-only flags: linked in the top 2 GiB, no red zone (interrupts in ring 0 would clobber it).
+const KERNEL_FLAGS: &str = "-C code-model=kernel -C no-redzone=yes";
+
+/// Builds the kernel and returns the path of its ELF file.
+pub fn kernel() -> Result<PathBuf> {
+    let dir = util::root().join("target/kernel");
+    let mut c = cargo();
+    c.env("CARGO_TARGET_DIR", &dir)
+        .env("RUSTFLAGS", format!("{COMMON_FLAGS} {KERNEL_FLAGS}"))
+        .args(["build", "-p", "xv6-kernel", "--bin", "xv6-kernel", "--features", "kernel"])
+        .args(["--target", util::TARGET, "--release"]);
+    util::run(&mut c)?;
+    let elf = dir.join(util::TARGET).join("release/xv6-kernel");
+    if !elf.is_file() {
+        return Err(fail!("kernel build produced no {}", util::rel(&elf)));
+    }
+    Ok(elf)
+}
+
+/// Builds every Rust user program; returns (name, path) pairs.
+pub fn user_programs() -> Result<Vec<(String, PathBuf)>> {
+    let dir = util::root().join("target/user");
+    let mut c = cargo();
+    c.env("CARGO_TARGET_DIR", &dir)
+        .env("RUSTFLAGS", COMMON_FLAGS)
+        .args(["build", "-p", "xv6-user", "--bins", "--features", "user"])
+        .args(["--target", util::TARGET, "--release", "--message-format=json-render-diagnostics"]);
+    eprintln!("$ {}", util::show(&c));
+    let mut child = c.stdout(Stdio::piped()).spawn()?;
+    let mut bins = Vec::new();
+    let out = child.stdout.take().expect("piped");
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_bin = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"));
+        if let (true, Some(exe)) = (is_bin, msg["executable"].as_str()) {
+            let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+            bins.push((name, PathBuf::from(exe)));
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(fail!("building the user programs failed ({status})"));
+    }
+    bins.sort();
+    Ok(bins)
+}
+
+/// Builds the C programs in crates/xv6-user/c; returns (name, path) pairs.
+pub fn c_programs() -> Result<Vec<(String, PathBuf)>> {
+    let out = util::root().join("target/cprog");
+    std::fs::create_dir_all(&out)?;
+    let paths = crate::cprog::build_c_programs(&util::root(), &out).map_err(Error)?;
+    Ok(paths
+        .into_iter()
+        .map(|p| (p.file_name().unwrap_or_default().to_string_lossy().into_owned(), p))
+        .collect())
+}
+
+use crate::util::Error;
+
+/// Everything that goes into the image, by name in the root directory.
+pub fn image_files() -> Result<Vec<(String, PathBuf)>> {
+    let mut files = user_programs()?;
+    files.extend(c_programs()?);
+    files.push(("README".into(), util::root().join("README.md")));
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in &files {
+        if !seen.insert(name.clone()) {
+            return Err(fail!("two programs would be called `{name}` in the image"));
+        }
+    }
+    Ok(files)
+}
+
+/// Builds target/fs.img from every user program and README.
+pub fn image() -> Result<PathBuf> {
+    let files = image_files()?;
+    let out = util::root().join("target/fs.img");
+    let spec = crate::mkfs::ImageSpec { size_blocks: IMAGE_BLOCKS, ninodes: IMAGE_INODES, files };
+    let summary = crate::mkfs::make_image(&out, &spec).map_err(|e| fail!("mkfs: {e}"))?;
+    eprintln!("image {}: {summary}", util::rel(&out));
+    Ok(out)
+}
+
+/// Image size in 1024-byte blocks: room for the programs and for usertests' big files.
+pub const IMAGE_BLOCKS: u32 = 8192;
+/// Inodes in the image.
+pub const IMAGE_INODES: u32 = 400;
+
+/// Copies the base image so a run never changes it.
+pub fn fresh_copy(base: &Path, name: &str) -> Result<PathBuf> {
+    let copy = util::root().join("target").join(name);
+    std::fs::copy(base, &copy).map_err(|e| fail!("copying {} to {}: {e}", base.display(), copy.display()))?;
+    Ok(copy)
+}

@@ -1,0 +1,189 @@
+//! Runs the kernel under QEMU: interactively on the terminal, or as a captured, timed run whose
+//! verdict comes back through the isa-debug-exit device.
+
+use crate::util::{self, fail, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Makes sure QEMU is installed: installs it with apt-get when running as root, otherwise says
+/// exactly what to run.
+pub fn ensure_installed() -> Result<()> {
+    if util::on_path(QEMU) {
+        return Ok(());
+    }
+    let how = "sudo apt-get update && sudo apt-get install -y qemu-system-x86";
+    if util::is_root() && util::on_path("apt-get") {
+        eprintln!("{QEMU} is not installed; installing it with apt-get (package qemu-system-x86)");
+        util::run(Command::new("apt-get").args(["update", "-q"]))?;
+        util::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "qemu-system-x86"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if util::on_path(QEMU) {
+            return Ok(());
+        }
+        return Err(fail!("apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"));
+    }
+    Err(fail!("{QEMU} is not installed. Install it with:\n    {how}\n(on other systems: the package that provides {QEMU})"))
+}
+
+/// How to start the machine.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub kernel: PathBuf,
+    pub image: PathBuf,
+    pub cpus: u32,
+    pub mem_mib: u32,
+    /// Text for the kernel command line: init runs it with `sh -c` and powers off.
+    pub append: Option<String>,
+    pub gdb: bool,
+}
+
+impl Machine {
+    fn command(&self, interactive: bool) -> Command {
+        let mut c = Command::new(QEMU);
+        c.args(["-machine", "pc", "-cpu", "qemu64,+nx"])
+            .args(["-smp", &self.cpus.to_string(), "-m", &self.mem_mib.to_string()])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-drive")
+            .arg(format!("file={},format=raw,index=0,media=disk", self.image.display()))
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .args(["-no-reboot", "-display", "none"]);
+        if interactive {
+            c.args(["-serial", "mon:stdio"]);
+        } else {
+            c.args(["-serial", "stdio", "-monitor", "none"]);
+        }
+        if let Some(a) = &self.append {
+            c.arg("-append").arg(a);
+        }
+        if self.gdb {
+            c.args(["-s", "-S"]);
+        }
+        c
+    }
+
+    /// Runs QEMU on this terminal until the user leaves it (Ctrl-a x) or the system powers off.
+    pub fn interactive(&self) -> Result<Option<i32>> {
+        let mut c = self.command(true);
+        eprintln!("$ {}", util::show(&c));
+        if self.gdb {
+            eprintln!("waiting for gdb: gdb {} -ex 'target remote :1234'", self.kernel.display());
+        }
+        eprintln!("(leave QEMU with Ctrl-a x)");
+        let status = c.status().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
+        Ok(decode_exit(status.code()))
+    }
+
+    /// Boots, runs until power-off or `timeout`, copying the console to our stdout as it comes
+    /// (unless `quiet`). Returns the whole console output and the status the system reported.
+    pub fn run_captured(&self, timeout: Duration, quiet: bool) -> Result<Run> {
+        let mut c = self.command(false);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        eprintln!("$ {}", util::show(&c));
+        let child = c.spawn().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
+        let mut guard = KillOnDrop(child);
+        let output = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let mut readers = Vec::new();
+        for (pipe, echo) in [
+            (guard.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), !quiet),
+            (guard.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), true),
+        ] {
+            let Some(mut pipe) = pipe else { continue };
+            let out = Arc::clone(&output);
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+                    if echo {
+                        let mut so = std::io::stdout().lock();
+                        let _ = so.write_all(&buf[..n]);
+                        let _ = so.flush();
+                    }
+                }
+            }));
+        }
+        let start = Instant::now();
+        let code = loop {
+            if let Some(st) = guard.0.try_wait()? {
+                break st.code();
+            }
+            if start.elapsed() > timeout {
+                let _ = guard.0.kill();
+                let _ = guard.0.wait();
+                for r in readers {
+                    let _ = r.join();
+                }
+                let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+                return Ok(Run { output: text, status: None, timed_out: true, elapsed: start.elapsed() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        Ok(Run { output: text, status: decode_exit(code), timed_out: false, elapsed: start.elapsed() })
+    }
+}
+
+/// The outcome of a captured run.
+#[derive(Debug)]
+pub struct Run {
+    pub output: String,
+    /// The status passed to `poweroff`, if the system reported one.
+    pub status: Option<i32>,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+}
+
+/// QEMU's isa-debug-exit makes QEMU exit with `(value << 1) | 1`; anything else (0: powered off
+/// or reset without a status; a signal) reports no status.
+pub fn decode_exit(code: Option<i32>) -> Option<i32> {
+    match code {
+        Some(c) if c & 1 == 1 => Some(c >> 1),
+        _ => None,
+    }
+}
+
+/// Kills QEMU when the runner is dropped (on error, timeout or a panic), so no stray machine is left.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The default image and kernel paths, for messages.
+pub fn describe(m: &Machine) -> String {
+    format!("{} CPU(s), {} MiB, kernel {}, disk {}", m.cpus, m.mem_mib, util::rel(&m.kernel), util::rel(Path::new(&m.image)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(decode_exit(Some(1)), Some(0));
+        assert_eq!(decode_exit(Some(3)), Some(1));
+        assert_eq!(decode_exit(Some(255)), Some(127));
+        assert_eq!(decode_exit(Some(0)), None);
+        assert_eq!(decode_exit(None), None);
+    }
+}
