@@ -1,1 +1,207 @@
-//! kmalloc (being written)
+//! A K&R free-list heap for kernels and user space, fed with pages through a [`PageSource`].
+//!
+//! This is xv6's `umalloc.c` (Kernighan and Ritchie's `malloc`) grown into an allocator a kernel can
+//! live on: blocks with a [`Header`](heap) in an address-ordered circular free list, `morecore` asking
+//! a source for pages, and `free` coalescing with the block before, after or both. Beyond K&R:
+//!
+//! - any size (a request larger than a page takes a contiguous run from the source) and any
+//!   power-of-two alignment, through [`Layout`](core::alloc::Layout);
+//! - [`Heap::reallocate`] grows or shrinks in place when it can;
+//! - chunks that become wholly free go back to the source;
+//! - size-class quick lists in front of the K&R list make small allocations O(1);
+//! - a checked free, [`Heap::kmfree`], that refuses pointers the heap never handed out and double
+//!   frees, changing nothing; the unchecked [`Heap::deallocate`] detects both too (by a tag in each
+//!   block header) and panics rather than corrupt the heap;
+//! - statistics ([`Heap::stats`]) and [`LockedHeap`], a spin-locked heap that implements
+//!   [`GlobalAlloc`](core::alloc::GlobalAlloc).
+//!
+//! The crate is `no_std`, needs no `alloc`, and knows nothing of any kernel: the memory comes from
+//! whatever implements [`PageSource`] — a kernel's frame allocator, `sbrk` in a user program, or the
+//! host's allocator in tests.
+//!
+//! # Adopting it as a kernel's global allocator
+//!
+//! A kernel with a frame allocator and a direct map of physical memory writes a page source and
+//! declares the heap. Here the "frame allocator" is a static array, so the example runs as is:
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use kmalloc::{LockedHeap, PageSource, PAGE_SIZE};
+//!
+//! /// Hands out pages of a fixed arena, like a kernel's frame allocator behind its direct map.
+//! struct Frames {
+//!     next: usize,
+//! }
+//!
+//! #[repr(C, align(4096))]
+//! struct Arena([u8; 64 * PAGE_SIZE]);
+//! static mut ARENA: Arena = Arena([0; 64 * PAGE_SIZE]);
+//!
+//! // SAFETY: each page of ARENA is handed out at most once and only through this source, so the
+//! // memory is unique and unused; nothing here calls back into the heap.
+//! unsafe impl PageSource for Frames {
+//!     fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
+//!         let base = core::ptr::addr_of_mut!(ARENA) as usize;
+//!         let start = (base + self.next * PAGE_SIZE).next_multiple_of(align);
+//!         let end = start + pages * PAGE_SIZE;
+//!         if end > base + 64 * PAGE_SIZE {
+//!             return None;
+//!         }
+//!         self.next = (end - base) / PAGE_SIZE;
+//!         NonNull::new(start as *mut u8)
+//!     }
+//!
+//!     unsafe fn free_pages(&mut self, _ptr: NonNull<u8>, _pages: usize) -> bool {
+//!         false // a bump source keeps nothing back; the heap reuses the pages itself
+//!     }
+//! }
+//!
+//! // In the kernel this line is `#[global_allocator] static HEAP: ...`, after which
+//! // `alloc::{Box, Vec}` work everywhere.
+//! static HEAP: LockedHeap<Frames> = LockedHeap::new(Frames { next: 0 });
+//!
+//! use core::alloc::{GlobalAlloc, Layout};
+//! let layout = Layout::from_size_align(100, 8).unwrap();
+//! // SAFETY: layout has a non-zero size; the block is freed with the same layout.
+//! unsafe {
+//!     let p = HEAP.alloc(layout);
+//!     assert!(!p.is_null());
+//!     p.write_bytes(0xab, 100);
+//!     HEAP.dealloc(p, layout);
+//! }
+//! // The seed's teaching interface, with its limits checked:
+//! let mut heap = HEAP.lock();
+//! let block = heap.kmalloc(2000).expect("memory");
+//! assert!(heap.kmalloc(4097).is_none());
+//! assert_eq!(heap.kmfree(block), Ok(()));
+//! assert!(heap.kmfree(block).is_err()); // a double free is refused
+//! ```
+//!
+//! With a real frame allocator, `alloc_pages` takes `pages` contiguous frames aligned to `align`
+//! and returns their direct-map address; `free_pages` gives them back and returns true. The
+//! `kalloc` crate's `LockedFrameAllocator` implements this trait for exactly that.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod heap;
+mod locked;
+
+pub use heap::Heap;
+pub use locked::LockedHeap;
+
+use core::ptr::NonNull;
+
+/// The page size the heap works in.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The largest request the seed's [`Heap::kmalloc`] interface accepts.
+pub const KMALLOC_MAX: usize = PAGE_SIZE;
+
+/// Where a heap gets its memory: page-aligned runs of whole pages.
+///
+/// # Safety
+///
+/// An implementation promises that:
+/// - memory returned by [`alloc_pages`](PageSource::alloc_pages) is `pages * PAGE_SIZE` bytes,
+///   readable and writable, aligned to `align`, used by nobody else, and stays valid until the
+///   heap gives it back;
+/// - after [`free_pages`](PageSource::free_pages) returns false, the memory still belongs to the
+///   heap; after it returns true, it belongs to the source;
+/// - neither method ever calls back into the heap that owns the source (the heap is in the middle
+///   of an operation, possibly holding its lock: re-entering it would deadlock or corrupt it). In
+///   particular a source must not allocate from the global allocator if the heap is the global
+///   allocator.
+pub unsafe trait PageSource {
+    /// `pages` (at least 1) contiguous pages whose start is aligned to `align` bytes (a power of
+    /// two, at least [`PAGE_SIZE`]). `None` when out of memory.
+    fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Takes back `pages` pages at `ptr`: a page-aligned run lying wholly inside runs this source
+    /// handed out and that are not yet given back (it may be part of a larger run). Returns false
+    /// if the source declines (for example an `sbrk` source that can only shrink from the top of
+    /// its break); the heap then keeps the memory as free space.
+    ///
+    /// # Safety
+    ///
+    /// The run is as described, and if this returns true the caller never touches it again.
+    unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool;
+}
+
+// A mutable reference to a source is a source, so a heap can borrow one.
+// SAFETY: forwards to `S`, which upholds the contract.
+unsafe impl<S: PageSource + ?Sized> PageSource for &mut S {
+    fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
+        (**self).alloc_pages(pages, align)
+    }
+
+    unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
+        // SAFETY: the caller upholds the contract for `S`.
+        unsafe { (**self).free_pages(ptr, pages) }
+    }
+}
+
+/// An allocation failed: no memory, or an impossible size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError;
+
+impl core::fmt::Display for AllocError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("out of memory")
+    }
+}
+
+/// Why [`Heap::kmfree`] refused a pointer. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// The pointer is not inside any page the heap holds.
+    NotInHeap,
+    /// The pointer is inside the heap but not aligned to its 16-byte blocks.
+    Misaligned,
+    /// The pointer is inside the heap but not at the start of a block.
+    NotABlockStart,
+    /// The block is already free.
+    DoubleFree,
+}
+
+impl core::fmt::Display for FreeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FreeError::NotInHeap => "pointer is not in the heap",
+            FreeError::Misaligned => "pointer is not aligned to a heap block",
+            FreeError::NotABlockStart => "pointer is not the start of a block",
+            FreeError::DoubleFree => "block is already free",
+        })
+    }
+}
+
+/// A snapshot of a heap's use of memory.
+///
+/// `bytes_in_use + bytes_free + overhead_bytes == pages_held * PAGE_SIZE` always holds. Block
+/// sizes include their 16-byte header and rounding, so `bytes_in_use` is at least the sum of the
+/// requested sizes of live blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in allocated blocks (headers included).
+    pub bytes_in_use: usize,
+    /// Bytes in free blocks (on the free list or in quick lists).
+    pub bytes_free: usize,
+    /// Pages held from the source.
+    pub pages_held: usize,
+    /// Runs of pages (chunks) held from the source.
+    pub chunks: usize,
+    /// The largest request that could be served without asking the source for more.
+    pub largest_free_block: usize,
+    /// Blocks on the K&R free list.
+    pub free_blocks: usize,
+    /// Blocks in the quick lists.
+    pub quick_blocks: usize,
+    /// Bytes of chunk records.
+    pub overhead_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests;
