@@ -149,7 +149,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                 cargo()
                     .env("RUSTFLAGS", "--cfg loom")
                     .env("CARGO_TARGET_DIR", util::root().join("target/loom"))
-                    .args(["test", "--release", "-p", "kalloc", "-p", "kmalloc", "loom"]),
+                    .args(["test", "--release", "-p", "kalloc", "-p", "kmalloc", "--test", "loom"]),
             )
         })),
         ("fuzz smoke", Box::new(move || fuzz(None, fuzz_seconds, false))),

@@ -1,1 +1,69 @@
-//! kalloc (being written)
+//! A physical page-frame allocator for kernels: xv6's `kalloc.c`, made reusable.
+//!
+//! - Frames come from one or more physical ranges, as a real memory map gives them (holes,
+//!   reserved areas); addresses are typed ([`PhysAddr`], [`Frame`]).
+//! - One frame, or `n` contiguous frames at a power-of-two alignment (DMA buffers, page-table
+//!   pages, multi-page heap runs), in O(log n): a binary buddy system whose free lists live in the
+//!   free frames themselves. The allocator has no heap of its own; its only metadata outside its
+//!   struct is one bit per frame, kept in the first frames of each range.
+//! - Double frees, misaligned frees and frees of frames it does not manage are detected and
+//!   reported as [`FreeError`], with nothing changed; the kernel decides whether to panic.
+//! - Optional junk fill on free and on allocation ([`Junk::XV6`] is xv6's 1 and 5) to catch
+//!   dangling references.
+//! - [`FrameStats`]: total, free, largest contiguous free run. [`LockedFrameAllocator`] for SMP,
+//!   which is also a [`kmalloc::PageSource`], so a `kmalloc` heap can live on it.
+//!
+//! The allocator reaches physical memory through a linear "direct map": physical address `p` is
+//! at virtual address `p + phys_offset`.
+//!
+//! # Example: a kernel handing it the boot memory map
+//!
+//! ```
+//! use kalloc::{FrameAllocator, Junk, PhysAddr};
+//!
+//! // Stand-in for RAM: in a kernel these are real physical ranges from the firmware's memory map
+//! // (e820, PVH start_info, multiboot), minus the kernel image; `phys_offset` is where the kernel
+//! // maps all of physical memory.
+//! let mut ram = vec![0u8; 2 << 20];
+//! let base = ram.as_mut_ptr() as u64;
+//! let memory_map = [(base, base + (1 << 20)), (base + (1 << 20) + 8192, base + (2 << 20))];
+//!
+//! let mut frames = FrameAllocator::new(0); // identity "direct map" in this example
+//! frames.set_junk(Junk::XV6);
+//! for (start, end) in memory_map {
+//!     // SAFETY: the ranges are memory nobody else uses (the vector, which outlives `frames`).
+//!     unsafe { frames.add_range(PhysAddr::new(start), PhysAddr::new(end)) }.unwrap();
+//! }
+//! let page = frames.allocate().unwrap();
+//! let dma = frames.allocate_contiguous(16, 16).unwrap(); // 64 KiB, 64 KiB-aligned
+//! assert_eq!(dma.start().as_u64() % (64 << 10), 0);
+//! // SAFETY: nobody uses the frames any more.
+//! unsafe {
+//!     frames.free(page).unwrap();
+//!     assert!(frames.free(page).is_err()); // a double free is reported, not obeyed
+//!     frames.free_contiguous(dma, 16).unwrap();
+//! }
+//! assert_eq!(frames.stats().free, frames.stats().total);
+//! ```
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod addr;
+mod buddy;
+mod locked;
+
+pub use addr::{AddrError, Frame, PhysAddr, PHYS_ADDR_BITS};
+pub use buddy::{
+    AllocError, FrameAllocator, FrameStats, FreeError, Junk, RangeError, MAX_ORDER, MAX_RANGES,
+};
+pub use locked::LockedFrameAllocator;
+
+/// Size of a frame.
+pub const FRAME_SIZE: usize = 4096;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! Tests of the frame allocator against a shadow model, over host memory posing as RAM.
+
+use crate::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+/// Host memory posing as physical RAM at `PHYS_BASE`, reached through a non-identity offset.
+pub(crate) struct Ram {
+    buf: Vec<u8>,
+    pub offset: usize,
+}
+
+pub(crate) const PHYS_BASE: u64 = 0x10_0000;
+
+impl Ram {
+    pub fn new(frames: usize) -> Ram {
+        let mut buf = std::vec![0u8; (frames + 1) * FRAME_SIZE];
+        let aligned = (buf.as_mut_ptr() as usize).next_multiple_of(FRAME_SIZE);
+        Ram {
+            offset: aligned - PHYS_BASE as usize,
+            buf,
+        }
+    }
+
+    pub fn phys(&self, frame_index: u64) -> PhysAddr {
+        PhysAddr::new(PHYS_BASE + frame_index * FRAME_SIZE as u64)
+    }
+
+    pub fn allocator(&mut self, ranges: &[(u64, u64)]) -> FrameAllocator {
+        let _ = &mut self.buf;
+        let mut a = FrameAllocator::new(self.offset);
+        for &(s, e) in ranges {
+            // SAFETY: the ranges lie inside `buf`, which outlives the allocator in every test.
+            unsafe { a.add_range(PhysAddr::new(PHYS_BASE + s), PhysAddr::new(PHYS_BASE + e)) }
+                .unwrap();
+        }
+        a
+    }
+}
+
+fn bytes(a: &FrameAllocator, f: Frame, n: usize) -> &'static mut [u8] {
+    // SAFETY: tests only look at frames they own or that were just freed, inside the live Ram.
+    unsafe { core::slice::from_raw_parts_mut(a.phys_to_virt(f.start()), n * FRAME_SIZE) }
+}
+
+#[test]
+fn ranges_with_holes_and_partial_edges() {
+    let mut ram = Ram::new(300);
+    // Range 1: [0x800, 100 frames + 0x800) -> partial first and last frames are skipped.
+    let a = ram.allocator(&[(0x800, 100 * 4096 + 0x800), (120 * 4096, 300 * 4096)]);
+    let st = a.stats();
+    assert_eq!(st.ranges, 2);
+    // 99 whole frames in the first range, 180 in the second, minus one bitmap frame each.
+    assert_eq!(st.total, 98 + 179);
+    assert_eq!(st.free, st.total);
+    assert_eq!(st.metadata_frames, 2);
+    assert_eq!(st.largest_free_run, 179);
+    a.check_invariants();
+    // Frames in the hole and the bitmaps are not managed.
+    assert!(!a.contains(Frame::containing(ram.phys(110))));
+    assert!(!a.contains(Frame::containing(ram.phys(1))), "bitmap frame");
+    assert!(a.contains(Frame::containing(ram.phys(2))));
+}
+
+#[test]
+fn overlap_and_tiny_ranges_refused() {
+    let mut ram = Ram::new(64);
+    let mut a = ram.allocator(&[(0, 32 * 4096)]);
+    let p = |x: u64| PhysAddr::new(PHYS_BASE + x);
+    // SAFETY: refused before anything is touched.
+    unsafe {
+        assert_eq!(
+            a.add_range(p(16 * 4096), p(40 * 4096)),
+            Err(RangeError::Overlap)
+        );
+        assert_eq!(
+            a.add_range(p(40 * 4096), p(40 * 4096 + 100)),
+            Err(RangeError::Empty)
+        );
+        assert_eq!(
+            a.add_range(p(40 * 4096), p(41 * 4096)),
+            Err(RangeError::TooSmall)
+        );
+    }
+}
+
+#[test]
+fn exhaustion_and_recovery() {
+    let mut ram = Ram::new(65);
+    let mut a = ram.allocator(&[(0, 65 * 4096)]);
+    let mut got = Vec::new();
+    while let Ok(f) = a.allocate() {
+        got.push(f);
+    }
+    assert_eq!(got.len(), 64);
+    assert_eq!(a.allocate(), Err(AllocError::OutOfMemory));
+    assert_eq!(a.stats().free, 0);
+    assert_eq!(a.stats().largest_free_run, 0);
+    for f in got.drain(..) {
+        // SAFETY: frames we own.
+        unsafe { a.free(f) }.unwrap();
+    }
+    a.check_invariants();
+    assert_eq!(a.stats().largest_free_run, 64);
+    // The usable frames start at frame 257 (frame 256 is the bitmap), so the largest aligned
+    // buddy block is 32 frames at 288: freeing everything must have merged back up to it.
+    assert!(
+        a.allocate_contiguous(32, 32).is_ok(),
+        "everything merged back"
+    );
+}
+
+#[test]
+fn contiguous_alignment_and_tail_return() {
+    let mut ram = Ram::new(1100);
+    let mut a = ram.allocator(&[(0, 1100 * 4096)]);
+    for (count, align) in [(3, 1), (5, 8), (1, 256), (100, 1), (17, 32)] {
+        let f = a.allocate_contiguous(count, align).unwrap();
+        assert_eq!(f.number() % align as u64, 0);
+        for i in 0..count as u64 {
+            assert!(!a.is_free(f.offset(i)));
+        }
+        a.check_invariants();
+        // SAFETY: frames we own.
+        unsafe { a.free_contiguous(f, count) }.unwrap();
+        a.check_invariants();
+    }
+    // 3 frames take a block of 4 and give the 4th back.
+    let before = a.stats().free;
+    let f = a.allocate_contiguous(3, 1).unwrap();
+    assert_eq!(a.stats().free, before - 3);
+    // Free the middle frame alone, then the rest: sub-runs are fine.
+    // SAFETY: frames we own.
+    unsafe {
+        a.free(f.offset(1)).unwrap();
+        a.free(f).unwrap();
+        a.free(f.offset(2)).unwrap();
+    }
+    a.check_invariants();
+    assert_eq!(a.stats().free, before);
+    assert_eq!(a.allocate_contiguous(0, 1), Err(AllocError::InvalidRequest));
+    assert_eq!(a.allocate_contiguous(1, 3), Err(AllocError::InvalidRequest));
+    assert_eq!(
+        a.allocate_contiguous(1 << 20, 1),
+        Err(AllocError::InvalidRequest)
+    );
+    assert_eq!(a.allocate_contiguous(2048, 1), Err(AllocError::OutOfMemory));
+}
+
+#[test]
+fn bad_frees_are_reported_and_change_nothing() {
+    let mut ram = Ram::new(40);
+    let mut a = ram.allocator(&[(0, 32 * 4096)]);
+    let f = a.allocate().unwrap();
+    let g = a.allocate_contiguous(2, 1).unwrap();
+    let st = a.stats();
+    // SAFETY: all refused before touching memory, except the valid frees.
+    unsafe {
+        assert_eq!(
+            a.free_addr(PhysAddr::new(f.start().as_u64() + 8)),
+            Err(FreeError::Misaligned)
+        );
+        assert_eq!(
+            a.free(Frame::containing(ram.phys(35))),
+            Err(FreeError::NotManaged)
+        );
+        assert_eq!(
+            a.free(Frame::containing(ram.phys(0))),
+            Err(FreeError::NotManaged),
+            "bitmap"
+        );
+        assert_eq!(a.free_contiguous(g, 0), Err(FreeError::Empty));
+        assert_eq!(a.free_contiguous(g, 40), Err(FreeError::NotManaged));
+        assert_eq!(a.stats(), st);
+        a.free(f).unwrap();
+        assert_eq!(a.free(f), Err(FreeError::DoubleFree));
+        // A run with one free frame in it is refused whole.
+        assert_eq!(a.free_contiguous(f, 2), Err(FreeError::DoubleFree));
+        assert!(!a.is_free(f.offset(1)) || f.offset(1) != g);
+        a.free_contiguous(g, 2).unwrap();
+        assert_eq!(a.free_contiguous(g, 2), Err(FreeError::DoubleFree));
+    }
+    a.check_invariants();
+    assert_eq!(a.stats().free, a.stats().total);
+}
+
+#[test]
+fn junk_fill_on_free_and_alloc() {
+    let mut ram = Ram::new(20);
+    let mut a = ram.allocator(&[(0, 16 * 4096)]);
+    a.set_junk(Junk::XV6);
+    let f = a.allocate().unwrap();
+    assert!(
+        bytes(&a, f, 1).iter().all(|&b| b == 5),
+        "filled with 5 on allocation"
+    );
+    bytes(&a, f, 1).fill(0x77);
+    // SAFETY: our frame.
+    unsafe { a.free(f) }.unwrap();
+    // The first bytes hold the free-list node; the rest is junk.
+    assert!(
+        bytes(&a, f, 1)[64..].iter().all(|&b| b == 1),
+        "filled with 1 on free"
+    );
+}
+
+#[test]
+fn page_source_feeds_a_kmalloc_heap() {
+    let ram = Ram::new(200);
+    let locked = LockedFrameAllocator::new(ram.offset);
+    // SAFETY: memory nobody else uses, inside `ram`, which outlives the allocator.
+    unsafe { locked.lock().add_range(ram.phys(0), ram.phys(200)) }.unwrap();
+    let total = locked.lock().stats().free;
+    let mut heap = kmalloc::Heap::new(&locked);
+    let mut blocks = Vec::new();
+    for i in 0..300 {
+        let l = core::alloc::Layout::from_size_align(16 + i * 37 % 3000, 8).unwrap();
+        blocks.push((heap.allocate(l).unwrap(), l));
+    }
+    let big = core::alloc::Layout::from_size_align(40_000, 4096).unwrap();
+    let p = heap.allocate(big).unwrap();
+    assert_eq!(p.as_ptr() as usize % 4096, 0);
+    assert!(locked.lock().stats().free < total);
+    for (b, l) in blocks {
+        // SAFETY: live blocks.
+        unsafe { heap.deallocate(b, l) };
+    }
+    // SAFETY: live block.
+    unsafe { heap.deallocate(p, big) };
+    heap.release_free_pages();
+    assert_eq!(heap.stats().pages_held, 0);
+    locked.lock().check_invariants();
+    assert_eq!(locked.lock().stats().free, total, "every frame back");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    One,
+    Run { count: usize, align_log: u8 },
+    Free { index: usize },
+    FreePart { index: usize, offset: usize },
+    BadFree { index: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => Just(Op::One),
+        2 => (1usize..40, 0u8..6).prop_map(|(count, align_log)| Op::Run { count, align_log }),
+        4 => any::<usize>().prop_map(|index| Op::Free { index }),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(index, offset)| Op::FreePart { index, offset }),
+        1 => any::<usize>().prop_map(|index| Op::BadFree { index }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random allocations and frees against a shadow map of owned frames: nothing handed out
+    /// twice, alignment kept, contents intact, counts consistent; at the end all frames free and
+    /// allocatable again.
+    #[test]
+    fn shadow_model(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut ram = Ram::new(700);
+        let mut a = ram.allocator(&[(0, 200 * 4096), (230 * 4096 + 100, 700 * 4096)]);
+        let total = a.stats().total;
+        // first frame number -> (count, fill byte)
+        let mut owned: BTreeMap<u64, (usize, u8)> = BTreeMap::new();
+        let mut seed = 0u8;
+        for op in ops {
+            seed = seed.wrapping_add(1);
+            let keys: Vec<u64> = owned.keys().copied().collect();
+            match op {
+                Op::One | Op::Run { .. } => {
+                    let (count, align) = match op {
+                        Op::Run { count, align_log } => (count, 1usize << align_log),
+                        _ => (1, 1),
+                    };
+                    if let Ok(f) = a.allocate_contiguous(count, align) {
+                        prop_assert_eq!(f.number() % align as u64, 0);
+                        for (&s, &(n, _)) in &owned {
+                            prop_assert!(f.number() + count as u64 <= s || s + n as u64 <= f.number());
+                        }
+                        bytes(&a, f, count).fill(seed);
+                        owned.insert(f.number(), (count, seed));
+                    }
+                }
+                Op::Free { index } if !keys.is_empty() => {
+                    let s = keys[index % keys.len()];
+                    let (n, fillb) = owned.remove(&s).unwrap();
+                    let f = Frame::from_number(s).unwrap();
+                    prop_assert!(bytes(&a, f, n).iter().all(|&b| b == fillb), "contents changed");
+                    // SAFETY: frames we own.
+                    let r = unsafe { a.free_contiguous(f, n) };
+                    prop_assert_eq!(r, Ok(()));
+                    // SAFETY: refused (double free) without touching memory.
+                    let r = unsafe { a.free(f) };
+                    prop_assert_eq!(r, Err(FreeError::DoubleFree));
+                }
+                Op::FreePart { index, offset } if !keys.is_empty() => {
+                    let s = keys[index % keys.len()];
+                    let (n, fillb) = owned.remove(&s).unwrap();
+                    if n > 1 {
+                        let k = 1 + offset % (n - 1);
+                        // Free the head [s, s+k), keep the tail.
+                        // SAFETY: frames we own.
+                        let r = unsafe { a.free_contiguous(Frame::from_number(s).unwrap(), k) };
+                        prop_assert_eq!(r, Ok(()));
+                        owned.insert(s + k as u64, (n - k, fillb));
+                    } else {
+                        owned.insert(s, (n, fillb));
+                    }
+                }
+                Op::BadFree { index } => {
+                    // A frame nobody owns: free or unmanaged. Must be refused.
+                    let f = Frame::containing(ram.phys((index % 720) as u64));
+                    let owned_now = owned.iter().any(|(&s, &(n, _))| f.number() >= s && f.number() < s + n as u64);
+                    if !owned_now {
+                        // SAFETY: refused without touching memory (free or unmanaged frame).
+                        let r = unsafe { a.free(f) };
+                        prop_assert!(r.is_err());
+                    }
+                }
+                _ => {}
+            }
+            a.check_invariants();
+            let live: u64 = owned.values().map(|&(n, _)| n as u64).sum();
+            prop_assert_eq!(a.stats().free, total - live);
+        }
+        for (s, (n, _)) in std::mem::take(&mut owned) {
+            // SAFETY: frames we own.
+            let r = unsafe { a.free_contiguous(Frame::from_number(s).unwrap(), n) };
+            prop_assert_eq!(r, Ok(()));
+        }
+        a.check_invariants();
+        let st = a.stats();
+        prop_assert_eq!(st.free, total);
+        let mut n = 0;
+        while a.allocate().is_ok() { n += 1; }
+        prop_assert_eq!(n, total);
+    }
+}
