@@ -1,0 +1,338 @@
+//! Tests of the region list against a shadow model.
+
+use crate::*;
+use alloc::vec::Vec;
+use proptest::prelude::*;
+
+fn anon(start: u64, len: u64) -> Region<u32> {
+    Region {
+        start,
+        len,
+        prot: Prot::READ | Prot::WRITE,
+        sharing: Sharing::Private,
+        backing: Backing::Anonymous,
+    }
+}
+
+fn file(start: u64, len: u64, offset: u64) -> Region<u32> {
+    Region {
+        start,
+        len,
+        prot: Prot::READ,
+        sharing: Sharing::Shared,
+        backing: Backing::File { handle: 7, offset },
+    }
+}
+
+fn spans(l: &RegionList<u32, impl Allocator + Clone>) -> Vec<(u64, u64)> {
+    l.iter().map(|r| (r.start, r.end())).collect()
+}
+
+#[test]
+fn insert_find_overlap() {
+    let mut l = RegionList::new(10);
+    l.insert(anon(0x1000, 0x1000)).unwrap();
+    l.insert(anon(0x3000, 0x2000)).unwrap();
+    l.insert(anon(0x2000, 0x1000)).unwrap(); // adjacent on both sides
+    assert_eq!(l.insert(anon(0x2fff, 2)), Err(RegionError::Overlap));
+    assert_eq!(l.insert(anon(0x0, 0x1001)), Err(RegionError::Overlap));
+    assert_eq!(l.insert(anon(0x0, 0)), Err(RegionError::EmptyRange));
+    assert_eq!(
+        l.insert(anon(u64::MAX - 1, 5)),
+        Err(RegionError::AddressOverflow)
+    );
+    assert_eq!(
+        spans(&l),
+        [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x5000)]
+    );
+    assert_eq!(l.find(0x2fff).unwrap().start, 0x2000);
+    assert_eq!(l.find(0x4fff).unwrap().start, 0x3000);
+    assert!(l.find(0x5000).is_none());
+    assert!(l.find(0xfff).is_none());
+    l.find_mut(0x1000).unwrap().prot = Prot::READ;
+    assert_eq!(l.find(0x1000).unwrap().prot, Prot::READ);
+    l.check_invariants();
+}
+
+#[test]
+fn max_regions_enforced() {
+    let mut l = RegionList::new(3);
+    for i in 0..3 {
+        l.insert(anon(i * 0x10000, 0x1000)).unwrap();
+    }
+    assert_eq!(
+        l.insert(anon(0x100000, 0x1000)),
+        Err(RegionError::TooManyRegions)
+    );
+    // Splitting would make 4: refused, nothing changed, callback not called.
+    let before = spans(&l);
+    let mut called = false;
+    assert_eq!(
+        l.remove_range(0x10400, 0x100, |_| called = true),
+        Err(RegionError::TooManyRegions)
+    );
+    assert!(!called);
+    assert_eq!(spans(&l), before);
+    // Removing a head needs no new node.
+    assert_eq!(l.remove_range(0x10000, 0x400, |_| {}), Ok(1));
+    l.check_invariants();
+}
+
+#[test]
+fn remove_head_tail_hole_span_and_nothing() {
+    let mut l = RegionList::new(20);
+    l.insert(file(0x10000, 0x10000, 0x5000)).unwrap();
+    l.insert(anon(0x30000, 0x1000)).unwrap();
+    l.insert(anon(0x32000, 0x1000)).unwrap();
+    let mut got = Vec::new();
+    // Hole in the middle: split, offsets adjusted.
+    assert_eq!(l.remove_range(0x14000, 0x2000, |r| got.push(r)), Ok(1));
+    assert_eq!(got[0].start, 0x14000);
+    assert_eq!(
+        got[0].backing,
+        Backing::File {
+            handle: 7,
+            offset: 0x9000
+        }
+    );
+    assert_eq!(
+        l.find(0x16000).unwrap().backing,
+        Backing::File {
+            handle: 7,
+            offset: 0xb000
+        }
+    );
+    assert_eq!(
+        spans(&l),
+        [
+            (0x10000, 0x14000),
+            (0x16000, 0x20000),
+            (0x30000, 0x31000),
+            (0x32000, 0x33000)
+        ]
+    );
+    // Head and tail.
+    got.clear();
+    assert_eq!(l.remove_range(0xf000, 0x2000, |r| got.push(r)), Ok(1));
+    assert_eq!((got[0].start, got[0].len), (0x10000, 0x1000));
+    assert_eq!(l.remove_range(0x1f000, 0x4000, |_| {}), Ok(1));
+    assert_eq!(
+        spans(&l),
+        [
+            (0x11000, 0x14000),
+            (0x16000, 0x1f000),
+            (0x30000, 0x31000),
+            (0x32000, 0x33000)
+        ]
+    );
+    // A span over several regions and the gaps between.
+    got.clear();
+    assert_eq!(l.remove_range(0x12000, 0x20800, |r| got.push(r)), Ok(4));
+    assert_eq!(
+        got.iter().map(|r| (r.start, r.end())).collect::<Vec<_>>(),
+        [
+            (0x12000, 0x14000),
+            (0x16000, 0x1f000),
+            (0x30000, 0x31000),
+            (0x32000, 0x32800)
+        ]
+    );
+    assert_eq!(spans(&l), [(0x11000, 0x12000), (0x32800, 0x33000)]);
+    // Nothing there.
+    assert_eq!(l.remove_range(0x50000, 0x1000, |_| panic!()), Ok(0));
+    assert_eq!(
+        l.remove_range(0x50000, 0, |_| panic!()),
+        Err(RegionError::EmptyRange)
+    );
+    l.check_invariants();
+}
+
+#[test]
+fn gaps_bottom_top_alignment_and_hints() {
+    let mut l = RegionList::new(20);
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x1000, 0x10000, None),
+        Some(0x1000)
+    );
+    l.insert(anon(0x1000, 0x1000)).unwrap();
+    l.insert(anon(0x3000, 0x1000)).unwrap();
+    // The gap 0x2000..0x3000 fits one page; two pages go above.
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x1000, 0x10000, None),
+        Some(0x2000)
+    );
+    assert_eq!(
+        l.find_gap(0x2000, 0x1000, 0x1000, 0x10000, None),
+        Some(0x4000)
+    );
+    // Alignment skips a fitting but misaligned spot.
+    assert_eq!(
+        l.find_gap(0x1000, 0x4000, 0x1000, 0x10000, None),
+        Some(0x4000)
+    );
+    assert_eq!(
+        l.find_gap(0x1000, 0x8000, 0x1000, 0x10000, None),
+        Some(0x8000)
+    );
+    // Bounds.
+    assert_eq!(l.find_gap(0x1000, 0x1000, 0x0, 0x10000, None), Some(0x0));
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x2800, 0x10000, None),
+        Some(0x4000)
+    );
+    assert_eq!(l.find_gap(0xd000, 0x1000, 0x1000, 0x10000, None), None);
+    assert_eq!(
+        l.find_gap(0xc000, 0x1000, 0x1000, 0x10000, None),
+        Some(0x4000)
+    );
+    // Hints: taken when free, ignored when not.
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x1000, 0x10000, Some(0x9000)),
+        Some(0x9000)
+    );
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x1000, 0x10000, Some(0x3000)),
+        Some(0x2000)
+    );
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, 0x1000, 0x10000, Some(0x9001)),
+        Some(0x2000)
+    );
+    assert_eq!(l.find_gap(0, 0x1000, 0, 0x10000, None), None);
+    // At the very top of the address space.
+    assert_eq!(
+        l.find_gap(0x1000, 0x1000, u64::MAX - 0x1fff, u64::MAX, None),
+        Some(u64::MAX - 0x1fff)
+    );
+}
+
+#[test]
+fn clone_and_clear() {
+    let mut l = RegionList::new(20);
+    for i in 0..10 {
+        l.insert(file(i * 0x3000, 0x1000, i)).unwrap();
+    }
+    let c = l.try_clone().unwrap();
+    let mut n = 0;
+    l.clear(|_| n += 1);
+    assert_eq!(n, 10);
+    assert!(l.is_empty());
+    assert_eq!(c.len(), 10);
+    c.check_invariants();
+    l.check_invariants();
+    l.insert(anon(0, 0x1000)).unwrap();
+    assert_eq!(l.len(), 1);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert {
+        page: u64,
+        pages: u64,
+    },
+    Remove {
+        page: u64,
+        pages: u64,
+    },
+    Find {
+        page: u64,
+    },
+    Gap {
+        pages: u64,
+        align_log: u8,
+        lower: u64,
+        hint: Option<u64>,
+    },
+    Clone,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..200, 1u64..8).prop_map(|(page, pages)| Op::Insert { page, pages }),
+        2 => (0u64..200, 1u64..20).prop_map(|(page, pages)| Op::Remove { page, pages }),
+        2 => (0u64..210).prop_map(|page| Op::Find { page }),
+        2 => (1u64..10, 0u8..4, 0u64..200, proptest::option::of(0u64..200)).prop_map(|(pages, align_log, lower, hint)| Op::Gap { pages, align_log, lower, hint }),
+        1 => Just(Op::Clone),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Random operations against a shadow (a sorted vector of regions): same contents, same
+    /// answers, invariants kept.
+    #[test]
+    fn shadow_model(ops in proptest::collection::vec(op(), 1..300)) {
+        const P: u64 = 0x1000;
+        let mut l: RegionList<u32> = RegionList::new(40);
+        let mut shadow: Vec<Region<u32>> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Insert { page, pages } => {
+                    let r = file(page * P, pages * P, page);
+                    let overlap = shadow.iter().any(|s| s.start < r.end() && r.start < s.end());
+                    let res = l.insert(r.clone());
+                    if overlap {
+                        prop_assert_eq!(res, Err(RegionError::Overlap));
+                    } else if shadow.len() >= 40 {
+                        prop_assert_eq!(res, Err(RegionError::TooManyRegions));
+                    } else {
+                        prop_assert_eq!(res, Ok(()));
+                        shadow.push(r);
+                        shadow.sort_by_key(|s| s.start);
+                    }
+                }
+                Op::Remove { page, pages } => {
+                    let (s, e) = (page * P, (page + pages) * P);
+                    let mut next: Vec<Region<u32>> = Vec::new();
+                    let mut removed: Vec<(u64, u64, Backing<u32>)> = Vec::new();
+                    for r in &shadow {
+                        if r.end() <= s || r.start >= e {
+                            next.push(r.clone());
+                            continue;
+                        }
+                        if r.start < s { next.push(r.slice(r.start, s)); }
+                        if r.end() > e { next.push(r.slice(e, r.end())); }
+                        let cut = r.slice(r.start.max(s), r.end().min(e));
+                        removed.push((cut.start, cut.end(), cut.backing));
+                    }
+                    let mut got = Vec::new();
+                    let res = l.remove_range(s, e - s, |r| got.push((r.start, r.end(), r.backing)));
+                    if next.len() > 40 {
+                        prop_assert_eq!(res, Err(RegionError::TooManyRegions));
+                        prop_assert!(got.is_empty());
+                    } else {
+                        prop_assert_eq!(res, Ok(removed.len()));
+                        prop_assert_eq!(got, removed);
+                        next.sort_by_key(|r| r.start);
+                        shadow = next;
+                    }
+                }
+                Op::Find { page } => {
+                    let a = page * P + 5;
+                    let want = shadow.iter().find(|r| r.contains(a));
+                    prop_assert_eq!(l.find(a), want);
+                }
+                Op::Gap { pages, align_log, lower, hint } => {
+                    let (size, align, lower, upper) = (pages * P, P << align_log, lower * P, 220 * P);
+                    let free = |s: u64| shadow.iter().all(|r| r.end() <= s || r.start >= s + size);
+                    let ok = |s: u64| s % align == 0 && s >= lower && s + size <= upper && free(s);
+                    let want = match hint.map(|h| h * P) {
+                        Some(h) if ok(h) => Some(h),
+                        _ => (0..upper / P).map(|p| p * P).find(|&s| ok(s)),
+                    };
+                    prop_assert_eq!(l.find_gap(size, align, lower, upper, hint.map(|h| h * P)), want);
+                }
+                Op::Clone => {
+                    let c = l.try_clone().unwrap();
+                    c.check_invariants();
+                    prop_assert_eq!(spans(&c), spans(&l));
+                    l = c;
+                }
+            }
+            l.check_invariants();
+            let got: Vec<Region<u32>> = l.iter().cloned().collect();
+            prop_assert_eq!(&got, &shadow);
+        }
+    }
+}
