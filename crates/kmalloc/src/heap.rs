@@ -521,6 +521,22 @@ impl<S: PageSource> Heap<S> {
     /// Returns the number of pages the heap holds afterwards.
     pub fn release_free_pages(&mut self) -> usize {
         self.flush_quick();
+        // Freeing returns a chunk as soon as it becomes wholly free, but a chunk that never held
+        // a block (morecore's, when the search then used another block) was never freed into:
+        // sweep the chunk list for those.
+        let mut c = self.chunks;
+        while !c.is_null() {
+            // SAFETY: chunk records are valid while the chunk is held; `next` is read before the
+            // chunk may be given back. A chunk's first block starts right after its record.
+            unsafe {
+                let next = (*c).next;
+                let b = (c as usize + CHUNK_HDR) as *mut Header;
+                if (*b).size & FLAGS == FLAGS && (*b).link & TAG_BITS == 0 {
+                    self.maybe_return_chunk(b);
+                }
+                c = next;
+            }
+        }
         self.pages
     }
 
