@@ -23,7 +23,15 @@ pub fn kernel() -> Result<PathBuf> {
     let mut c = cargo();
     c.env("CARGO_TARGET_DIR", &dir)
         .env("RUSTFLAGS", format!("{COMMON_FLAGS} {KERNEL_FLAGS}"))
-        .args(["build", "-p", "xv6-kernel", "--bin", "xv6-kernel", "--features", "kernel"])
+        .args([
+            "build",
+            "-p",
+            "xv6-kernel",
+            "--bin",
+            "xv6-kernel",
+            "--features",
+            "kernel",
+        ])
         .args(["--target", util::TARGET, "--release"]);
     util::run(&mut c)?;
     let elf = dir.join(util::TARGET).join("release/xv6-kernel");
@@ -40,20 +48,32 @@ pub fn user_programs() -> Result<Vec<(String, PathBuf)>> {
     c.env("CARGO_TARGET_DIR", &dir)
         .env("RUSTFLAGS", COMMON_FLAGS)
         .args(["build", "-p", "xv6-user", "--bins", "--features", "user"])
-        .args(["--target", util::TARGET, "--release", "--message-format=json-render-diagnostics"]);
+        .args([
+            "--target",
+            util::TARGET,
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ]);
     eprintln!("$ {}", util::show(&c));
     let mut child = c.stdout(Stdio::piped()).spawn()?;
     let mut bins = Vec::new();
     let out = child.stdout.take().expect("piped");
     for line in std::io::BufReader::new(out).lines() {
         let line = line?;
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_bin = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"));
+        let is_bin = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"));
         if let (true, Some(exe)) = (is_bin, msg["executable"].as_str()) {
-            let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+            let name = msg["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             bins.push((name, PathBuf::from(exe)));
         }
     }
@@ -72,7 +92,15 @@ pub fn c_programs() -> Result<Vec<(String, PathBuf)>> {
     let paths = crate::cprog::build_c_programs(&util::root(), &out).map_err(Error)?;
     Ok(paths
         .into_iter()
-        .map(|p| (p.file_name().unwrap_or_default().to_string_lossy().into_owned(), p))
+        .map(|p| {
+            (
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                p,
+            )
+        })
         .collect())
 }
 
@@ -96,7 +124,11 @@ pub fn image_files() -> Result<Vec<(String, PathBuf)>> {
 pub fn image() -> Result<PathBuf> {
     let files = image_files()?;
     let out = util::root().join("target/fs.img");
-    let spec = crate::mkfs::ImageSpec { size_blocks: IMAGE_BLOCKS, ninodes: IMAGE_INODES, files };
+    let spec = crate::mkfs::ImageSpec {
+        size_blocks: IMAGE_BLOCKS,
+        ninodes: IMAGE_INODES,
+        files,
+    };
     let summary = crate::mkfs::make_image(&out, &spec).map_err(|e| fail!("mkfs: {e}"))?;
     eprintln!("image {}: {summary}", util::rel(&out));
     Ok(out)
@@ -110,6 +142,7 @@ pub const IMAGE_INODES: u32 = 400;
 /// Copies the base image so a run never changes it.
 pub fn fresh_copy(base: &Path, name: &str) -> Result<PathBuf> {
     let copy = util::root().join("target").join(name);
-    std::fs::copy(base, &copy).map_err(|e| fail!("copying {} to {}: {e}", base.display(), copy.display()))?;
+    std::fs::copy(base, &copy)
+        .map_err(|e| fail!("copying {} to {}: {e}", base.display(), copy.display()))?;
     Ok(copy)
 }

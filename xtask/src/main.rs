@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run and test the xv6 allocator project", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test the xv6 allocator project",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -92,9 +96,21 @@ fn main() -> ExitCode {
         Cmd::Image => build::image().map(|_| 0),
         Cmd::Fsck { image } => tasks::fsck(&image),
         Cmd::Qemu { cpus, mem_mib, gdb } => tasks::qemu(cpus, mem_mib, gdb),
-        Cmd::Run { cpus, mem_mib, timeout, command } => tasks::run(cpus, mem_mib, timeout, &command),
-        Cmd::Test { host_only, fuzz_seconds } => tasks::test(host_only, fuzz_seconds),
-        Cmd::Fuzz { target, seconds, asan } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
+        Cmd::Run {
+            cpus,
+            mem_mib,
+            timeout,
+            command,
+        } => tasks::run(cpus, mem_mib, timeout, &command),
+        Cmd::Test {
+            host_only,
+            fuzz_seconds,
+        } => tasks::test(host_only, fuzz_seconds),
+        Cmd::Fuzz {
+            target,
+            seconds,
+            asan,
+        } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
         Cmd::Bench { quick } => tasks::bench(quick).map(|_| 0),
     };
     match result {

@@ -29,7 +29,9 @@ pub fn ensure_installed() -> Result<()> {
         if util::on_path(QEMU) {
             return Ok(());
         }
-        return Err(fail!("apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"));
+        return Err(fail!(
+            "apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"
+        ));
     }
     Err(fail!("{QEMU} is not installed. Install it with:\n    {how}\n(on other systems: the package that provides {QEMU})"))
 }
@@ -50,11 +52,19 @@ impl Machine {
     fn command(&self, interactive: bool) -> Command {
         let mut c = Command::new(QEMU);
         c.args(["-machine", "pc", "-cpu", "qemu64,+nx"])
-            .args(["-smp", &self.cpus.to_string(), "-m", &self.mem_mib.to_string()])
+            .args([
+                "-smp",
+                &self.cpus.to_string(),
+                "-m",
+                &self.mem_mib.to_string(),
+            ])
             .arg("-kernel")
             .arg(&self.kernel)
             .arg("-drive")
-            .arg(format!("file={},format=raw,index=0,media=disk", self.image.display()))
+            .arg(format!(
+                "file={},format=raw,index=0,media=disk",
+                self.image.display()
+            ))
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .args(["-no-reboot", "-display", "none"]);
         if interactive {
@@ -76,7 +86,10 @@ impl Machine {
         let mut c = self.command(true);
         eprintln!("$ {}", util::show(&c));
         if self.gdb {
-            eprintln!("waiting for gdb: gdb {} -ex 'target remote :1234'", self.kernel.display());
+            eprintln!(
+                "waiting for gdb: gdb {} -ex 'target remote :1234'",
+                self.kernel.display()
+            );
         }
         eprintln!("(leave QEMU with Ctrl-a x)");
         let status = c.status().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
@@ -87,15 +100,31 @@ impl Machine {
     /// (unless `quiet`). Returns the whole console output and the status the system reported.
     pub fn run_captured(&self, timeout: Duration, quiet: bool) -> Result<Run> {
         let mut c = self.command(false);
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         eprintln!("$ {}", util::show(&c));
         let child = c.spawn().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
         let mut guard = KillOnDrop(child);
         let output = Arc::new(Mutex::new(Vec::<u8>::new()));
         let mut readers = Vec::new();
         for (pipe, echo) in [
-            (guard.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), !quiet),
-            (guard.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), true),
+            (
+                guard
+                    .0
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+                !quiet,
+            ),
+            (
+                guard
+                    .0
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+                true,
+            ),
         ] {
             let Some(mut pipe) = pipe else { continue };
             let out = Arc::clone(&output);
@@ -105,7 +134,9 @@ impl Machine {
                     if n == 0 {
                         break;
                     }
-                    out.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
                     if echo {
                         let mut so = std::io::stdout().lock();
                         let _ = so.write_all(&buf[..n]);
@@ -125,16 +156,29 @@ impl Machine {
                 for r in readers {
                     let _ = r.join();
                 }
-                let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-                return Ok(Run { output: text, status: None, timed_out: true, elapsed: start.elapsed() });
+                let text =
+                    String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner()))
+                        .into_owned();
+                return Ok(Run {
+                    output: text,
+                    status: None,
+                    timed_out: true,
+                    elapsed: start.elapsed(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         for r in readers {
             let _ = r.join();
         }
-        let text = String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-        Ok(Run { output: text, status: decode_exit(code), timed_out: false, elapsed: start.elapsed() })
+        let text =
+            String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        Ok(Run {
+            output: text,
+            status: decode_exit(code),
+            timed_out: false,
+            elapsed: start.elapsed(),
+        })
     }
 }
 
@@ -171,7 +215,13 @@ impl Drop for KillOnDrop {
 
 /// The default image and kernel paths, for messages.
 pub fn describe(m: &Machine) -> String {
-    format!("{} CPU(s), {} MiB, kernel {}, disk {}", m.cpus, m.mem_mib, util::rel(&m.kernel), util::rel(Path::new(&m.image)))
+    format!(
+        "{} CPU(s), {} MiB, kernel {}, disk {}",
+        m.cpus,
+        m.mem_mib,
+        util::rel(&m.kernel),
+        util::rel(Path::new(&m.image))
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,14 @@ pub fn build_all() -> Result<()> {
     let k = build::kernel()?;
     eprintln!("kernel: {}", util::rel(&k));
     let files = build::image_files()?;
-    eprintln!("user programs: {}", files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "user programs: {}",
+        files
+            .iter()
+            .map(|f| f.0.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(())
 }
 
@@ -26,12 +33,25 @@ pub fn fsck(image: &Path) -> Result<i32> {
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
-fn machine(cpus: u32, mem_mib: u32, append: Option<String>, gdb: bool, image_name: &str) -> Result<Machine> {
+fn machine(
+    cpus: u32,
+    mem_mib: u32,
+    append: Option<String>,
+    gdb: bool,
+    image_name: &str,
+) -> Result<Machine> {
     qemu::ensure_installed()?;
     let kernel = build::kernel()?;
     let base = build::image()?;
     let image = build::fresh_copy(&base, image_name)?;
-    Ok(Machine { kernel, image, cpus, mem_mib, append, gdb })
+    Ok(Machine {
+        kernel,
+        image,
+        cpus,
+        mem_mib,
+        append,
+        gdb,
+    })
 }
 
 /// `cargo xtask qemu`: the interactive system on this terminal.
@@ -56,29 +76,48 @@ pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<
     let m = machine(cpus, mem_mib, Some(line.clone()), false, "run-fs.img")?;
     let r = m.run_captured(Duration::from_secs(timeout), false)?;
     if r.timed_out {
-        return Err(fail!("`{line}` did not finish within {timeout} s (QEMU killed)"));
+        return Err(fail!(
+            "`{line}` did not finish within {timeout} s (QEMU killed)"
+        ));
     }
     match r.status {
         Some(127) if r.output.contains("panic:") => Err(fail!("the kernel panicked")),
         Some(s) => Ok(s),
-        None => Err(fail!("the machine stopped without reporting a status (triple fault or reset?)")),
+        None => Err(fail!(
+            "the machine stopped without reporting a status (triple fault or reset?)"
+        )),
     }
 }
 
 /// Boots a fresh image, runs `line`, and checks it passed: status 0, `expect` in the output, no
 /// kernel panic, within `timeout`.
 fn boot_check(cpus: u32, line: &str, expect: &str, timeout: Duration) -> Result<()> {
-    let m = machine(cpus, 256, Some(line.to_string()), false, &format!("test-{cpus}cpu-fs.img"))?;
+    let m = machine(
+        cpus,
+        256,
+        Some(line.to_string()),
+        false,
+        &format!("test-{cpus}cpu-fs.img"),
+    )?;
     let r = m.run_captured(timeout, false)?;
-    eprintln!("\n[{line} on {cpus} CPU(s): {:.1} s]", r.elapsed.as_secs_f64());
+    eprintln!(
+        "\n[{line} on {cpus} CPU(s): {:.1} s]",
+        r.elapsed.as_secs_f64()
+    );
     if r.timed_out {
-        return Err(fail!("`{line}` on {cpus} CPU(s) timed out after {} s", timeout.as_secs()));
+        return Err(fail!(
+            "`{line}` on {cpus} CPU(s) timed out after {} s",
+            timeout.as_secs()
+        ));
     }
     if r.output.contains("panic:") {
         return Err(fail!("kernel panic during `{line}` on {cpus} CPU(s)"));
     }
     if r.status != Some(0) {
-        return Err(fail!("`{line}` on {cpus} CPU(s) ended with status {:?}", r.status));
+        return Err(fail!(
+            "`{line}` on {cpus} CPU(s) ended with status {:?}",
+            r.status
+        ));
     }
     if !r.output.contains(expect) {
         return Err(fail!("`{line}` on {cpus} CPU(s) did not print `{expect}`"));
@@ -88,7 +127,11 @@ fn boot_check(cpus: u32, line: &str, expect: &str, timeout: Duration) -> Result<
 
 /// Makes sure `cargo fuzz` is available, installing it from crates.io if not.
 fn ensure_cargo_fuzz() -> Result<()> {
-    let ok = cargo().args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if ok {
         return Ok(());
     }
@@ -101,7 +144,12 @@ pub fn fuzz(target: Option<&str>, seconds: u64, asan: bool) -> Result<()> {
     let targets: Vec<&str> = match target {
         None => FUZZ_TARGETS.to_vec(),
         Some(t) if FUZZ_TARGETS.contains(&t) => vec![t],
-        Some(t) => return Err(fail!("no fuzz target `{t}`; the targets are {}", FUZZ_TARGETS.join(", "))),
+        Some(t) => {
+            return Err(fail!(
+                "no fuzz target `{t}`; the targets are {}",
+                FUZZ_TARGETS.join(", ")
+            ))
+        }
     };
     ensure_cargo_fuzz()?;
     for t in targets {
@@ -138,33 +186,93 @@ type Step = (&'static str, Box<dyn FnOnce() -> Result<()>>);
 /// `cargo xtask test`: every check, each reported, then `N passed, N failed`.
 pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
     let mut steps: Vec<Step> = vec![
-        ("format", Box::new(|| {
-            util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-            util::run(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]))
-        })),
-        ("clippy", Box::new(|| util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))),
-        ("host tests", Box::new(|| util::run(cargo().args(["test", "--workspace"])))),
-        ("loom tests", Box::new(|| {
-            util::run(
-                cargo()
-                    .env("RUSTFLAGS", "--cfg loom")
-                    .env("CARGO_TARGET_DIR", util::root().join("target/loom"))
-                    .args(["test", "--release", "-p", "kalloc", "-p", "kmalloc", "--test", "loom"]),
-            )
-        })),
-        ("fuzz smoke", Box::new(move || fuzz(None, fuzz_seconds, false))),
+        (
+            "format",
+            Box::new(|| {
+                util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+                util::run(cargo().args([
+                    "fmt",
+                    "--manifest-path",
+                    "fuzz/Cargo.toml",
+                    "--",
+                    "--check",
+                ]))
+            }),
+        ),
+        (
+            "clippy",
+            Box::new(|| {
+                util::run(cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))
+            }),
+        ),
+        (
+            "host tests",
+            Box::new(|| util::run(cargo().args(["test", "--workspace"]))),
+        ),
+        (
+            "loom tests",
+            Box::new(|| {
+                util::run(
+                    cargo()
+                        .env("RUSTFLAGS", "--cfg loom")
+                        .env("CARGO_TARGET_DIR", util::root().join("target/loom"))
+                        .args([
+                            "test",
+                            "--release",
+                            "-p",
+                            "kalloc",
+                            "-p",
+                            "kmalloc",
+                            "--test",
+                            "loom",
+                        ]),
+                )
+            }),
+        ),
+        (
+            "fuzz smoke",
+            Box::new(move || fuzz(None, fuzz_seconds, false)),
+        ),
     ];
     if !host_only {
         steps.push(("build kernel and user programs", Box::new(build_all)));
-        steps.push(("image and fsck", Box::new(|| {
-            let img = build::image()?;
-            let report = crate::fsck::check_image(&img).map_err(|e| fail!("{e}"))?;
-            println!("{report}");
-            if report.problems.is_empty() { Ok(()) } else { Err(fail!("fsck found problems in the fresh image")) }
-        })));
+        steps.push((
+            "image and fsck",
+            Box::new(|| {
+                let img = build::image()?;
+                let report = crate::fsck::check_image(&img).map_err(|e| fail!("{e}"))?;
+                println!("{report}");
+                if report.problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(fail!("fsck found problems in the fresh image"))
+                }
+            }),
+        ));
         for cpus in [1, 2] {
-            let name: &'static str = if cpus == 1 { "usertests on 1 CPU" } else { "usertests on 2 CPUs" };
-            steps.push((name, Box::new(move || boot_check(cpus, "usertests", "ALL TESTS PASSED", Duration::from_secs(900)))));
+            let name: &'static str = if cpus == 1 {
+                "usertests on 1 CPU"
+            } else {
+                "usertests on 2 CPUs"
+            };
+            steps.push((
+                name,
+                Box::new(move || {
+                    boot_check(
+                        cpus,
+                        "usertests",
+                        "ALL TESTS PASSED",
+                        Duration::from_secs(900),
+                    )
+                }),
+            ));
         }
     }
     let total = Instant::now();
@@ -180,9 +288,16 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
         }
         results.push((name, r.is_ok(), secs));
     }
-    println!("\nxtask test summary ({:.0} s):", total.elapsed().as_secs_f64());
+    println!(
+        "\nxtask test summary ({:.0} s):",
+        total.elapsed().as_secs_f64()
+    );
     for (name, ok, secs) in &results {
-        println!("  {:<32} {} ({secs:.0} s)", name, if *ok { "ok" } else { "FAILED" });
+        println!(
+            "  {:<32} {} ({secs:.0} s)",
+            name,
+            if *ok { "ok" } else { "FAILED" }
+        );
     }
     let passed = results.iter().filter(|r| r.1).count();
     let failed = results.len() - passed;

@@ -31,7 +31,9 @@ pub(crate) use fail;
 /// The workspace root (the parent of xtask/).
 pub fn root() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    dir.parent().expect("xtask lives in the workspace").to_path_buf()
+    dir.parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// The host target triple: the only one this toolchain has; kernel and user programs are built for
@@ -41,7 +43,13 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// A `cargo` command with a clean environment: nothing of the outer cargo's build settings leaks in.
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTDOCFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
         c.env_remove(var);
     }
     c.current_dir(root());
@@ -61,7 +69,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command, echoing it, and returns its exit status.
 pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
     eprintln!("$ {}", show(cmd));
-    cmd.status().map_err(|e| fail!("cannot run `{}`: {e}", show(cmd)))
+    cmd.status()
+        .map_err(|e| fail!("cannot run `{}`: {e}", show(cmd)))
 }
 
 /// A command line as a shell would show it.
@@ -70,7 +79,11 @@ pub fn show(cmd: &Command) -> String {
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
             if k == "RUSTFLAGS" || k == "CARGO_TARGET_DIR" {
-                s.push_str(&format!("{}={:?} ", k.to_string_lossy(), v.to_string_lossy()));
+                s.push_str(&format!(
+                    "{}={:?} ",
+                    k.to_string_lossy(),
+                    v.to_string_lossy()
+                ));
             }
         }
     }

@@ -51,10 +51,15 @@ impl core::fmt::Display for LayoutError {
         match self {
             LayoutError::Short => write!(f, "structure truncated"),
             LayoutError::BadMagic(m) => {
-                write!(f, "bad superblock magic {m:#x} (want {FSMAGIC:#x}): not an xv6 file system")
+                write!(
+                    f,
+                    "bad superblock magic {m:#x} (want {FSMAGIC:#x}): not an xv6 file system"
+                )
             }
             LayoutError::BadGeometry(why) => write!(f, "bad superblock geometry: {why}"),
-            LayoutError::BadLogHeader => write!(f, "log header claims more blocks than the log holds"),
+            LayoutError::BadLogHeader => {
+                write!(f, "log header claims more blocks than the log holds")
+            }
         }
     }
 }
@@ -131,7 +136,10 @@ impl SuperBlock {
         if self.logstart < 2 {
             return Err(g("log overlaps the boot block or superblock"));
         }
-        let log_end = self.logstart.checked_add(self.nlog).ok_or(g("log overflows"))?;
+        let log_end = self
+            .logstart
+            .checked_add(self.nlog)
+            .ok_or(g("log overflows"))?;
         if self.inodestart < log_end {
             return Err(g("inode area overlaps the log"));
         }
@@ -139,12 +147,18 @@ impl SuperBlock {
             return Err(g("fewer than 2 inodes"));
         }
         let inode_blocks = self.ninodes / IPB + 1;
-        let inode_end = self.inodestart.checked_add(inode_blocks).ok_or(g("inode area overflows"))?;
+        let inode_end = self
+            .inodestart
+            .checked_add(inode_blocks)
+            .ok_or(g("inode area overflows"))?;
         if self.bmapstart < inode_end {
             return Err(g("bitmap overlaps the inode area"));
         }
         let bmap_blocks = self.size / BPB + 1;
-        let data_start = self.bmapstart.checked_add(bmap_blocks).ok_or(g("bitmap overflows"))?;
+        let data_start = self
+            .bmapstart
+            .checked_add(bmap_blocks)
+            .ok_or(g("bitmap overflows"))?;
         if data_start > self.size {
             return Err(g("metadata runs past the end of the file system"));
         }
@@ -211,7 +225,11 @@ impl DiskInode {
     /// Decodes inode `inum`'s slot from the block that holds it.
     pub fn decode_from_block(block: &[u8], inum: u32) -> Result<DiskInode, LayoutError> {
         let off = (inum % IPB) as usize * DINODE_SIZE;
-        Self::decode(block.get(off..off + DINODE_SIZE).ok_or(LayoutError::Short)?)
+        Self::decode(
+            block
+                .get(off..off + DINODE_SIZE)
+                .ok_or(LayoutError::Short)?,
+        )
     }
 
     /// Decodes 64 bytes.
@@ -254,7 +272,10 @@ pub fn decode_dirent(b: &[u8]) -> Result<crate::Dirent, LayoutError> {
     let s = b.get(..DIRENT_SIZE).ok_or(LayoutError::Short)?;
     let mut name = [0u8; crate::DIRSIZ];
     name.copy_from_slice(&s[2..16]);
-    Ok(crate::Dirent { inum: le16(s, 0)?, name })
+    Ok(crate::Dirent {
+        inum: le16(s, 0)?,
+        name,
+    })
 }
 
 /// Encodes a directory entry into 16 bytes.
@@ -335,20 +356,36 @@ mod tests {
         let mut sb = sample();
         sb.inodestart = 3;
         sb.encode(&mut b);
-        assert!(matches!(SuperBlock::decode(&b), Err(LayoutError::BadGeometry(_))));
+        assert!(matches!(
+            SuperBlock::decode(&b),
+            Err(LayoutError::BadGeometry(_))
+        ));
         let mut sb = sample();
         sb.nblocks = 5000;
         sb.encode(&mut b);
-        assert!(matches!(SuperBlock::decode(&b), Err(LayoutError::BadGeometry(_))));
+        assert!(matches!(
+            SuperBlock::decode(&b),
+            Err(LayoutError::BadGeometry(_))
+        ));
         let mut sb = sample();
         sb.bmapstart = u32::MAX;
         sb.encode(&mut b);
-        assert!(matches!(SuperBlock::decode(&b), Err(LayoutError::BadGeometry(_))));
+        assert!(matches!(
+            SuperBlock::decode(&b),
+            Err(LayoutError::BadGeometry(_))
+        ));
     }
 
     #[test]
     fn inode_round_trip() {
-        let mut d = DiskInode { typ: 2, major: 0, minor: 0, nlink: 1, size: 5000, addrs: [0; 13] };
+        let mut d = DiskInode {
+            typ: 2,
+            major: 0,
+            minor: 0,
+            nlink: 1,
+            size: 5000,
+            addrs: [0; 13],
+        };
         d.addrs[0] = 77;
         d.addrs[12] = 99;
         let mut block = [0u8; BSIZE];
@@ -359,12 +396,18 @@ mod tests {
 
     #[test]
     fn dirent_and_log_round_trip() {
-        let mut d = crate::Dirent { inum: 3, name: [0; 14] };
+        let mut d = crate::Dirent {
+            inum: 3,
+            name: [0; 14],
+        };
         d.name[..6].copy_from_slice(b"README");
         let mut b = [0u8; 16];
         encode_dirent(&d, &mut b);
         assert_eq!(decode_dirent(&b).unwrap().name_bytes(), b"README");
-        let mut h = LogHeader { n: 2, block: [0; LOGBLOCKS] };
+        let mut h = LogHeader {
+            n: 2,
+            block: [0; LOGBLOCKS],
+        };
         h.block[0] = 40;
         h.block[1] = 41;
         let mut blk = [0u8; BSIZE];

@@ -116,7 +116,9 @@ mod tests {
         assert_eq!(Sysno::Mmap as u64, 24);
         assert_eq!(Sysno::Munmap as u64, 25);
         assert_eq!(Sysno::Msync as u64, 26);
-        assert!(Sysno::ALL.iter().all(|s| Sysno::from_number(*s as u64) == Some(*s)));
+        assert!(Sysno::ALL
+            .iter()
+            .all(|s| Sysno::from_number(*s as u64) == Some(*s)));
         assert_eq!(Sysno::from_number(0), None);
         assert_eq!(Sysno::from_number(29), None);
     }
