@@ -25,17 +25,25 @@
 //!
 //! # Allocation
 //!
-//! Small requests first try the quick list of their exact block size (O(1)). Otherwise K&R's
-//! next-fit search runs from the roving pointer, carving the block from the tail of the first free
-//! block that fits (so the free block keeps its place in the list). When nothing fits, `morecore`
-//! asks the source for pages; when the source is out, the quick lists are flushed into the K&R list
-//! (coalescing) and the search runs again, so quick lists never cause a spurious out-of-memory.
+//! Freed blocks first go to segregated quick lists: one per exact block size up to 4096 bytes
+//! (16-byte steps), then eight geometric subclasses per power of two above that. A bitmap of
+//! non-empty classes finds the smallest class that can serve a request in a few word scans. A
+//! request takes a block of its exact class if there is one, else splits a larger quick block
+//! (the remainder goes back to its own class). Only when the quick lists cannot serve does K&R's
+//! next-fit search run from the roving pointer, carving from the tail of the first free block that
+//! fits (so that block keeps its place in the list). When nothing fits, `morecore` asks the source
+//! for pages; when the source is out, the quick lists are flushed into the K&R list (coalescing)
+//! and the search runs again, so quick lists never cause a spurious out-of-memory.
 //!
 //! # Free
 //!
-//! Small blocks go to their quick list while it has room; others are inserted into the
-//! address-ordered list, coalescing with the block after, before, or both (within one chunk). A
-//! block that grows to cover its whole chunk is given back to the source.
+//! Freeing is lazy: a block goes to its quick list (O(1); the lists are doubly linked so a
+//! neighbour can be taken out of one when `realloc` grows into it). When the quick lists hold more
+//! than `max(64 KiB, heap size / 8)`, they are flushed in one batch: sorted by address (merge
+//! sort), then inserted into the address-ordered K&R list in a single pass, coalescing with the
+//! block after, before, or both (within one chunk). A block that grows to cover its whole chunk is
+//! given back to the source then, at an out-of-memory retry, or by
+//! [`Heap::release_free_pages`].
 
 use crate::{AllocError, FreeError, HeapStats, PageSource, PAGE_SIZE};
 use core::alloc::Layout;
@@ -59,11 +67,32 @@ const TAG_QUICK: usize = 0b0010;
 const TAG_BITS: usize = 0b1111;
 const TAG_MAGIC: usize = 0x6b6d_616c_6c6f_6321;
 
-/// Blocks of up to this size (header included) use the quick lists.
-const QUICK_MAX: usize = 1024;
-const NQUICK: usize = QUICK_MAX / UNIT + 1;
-/// At most this many bytes sit in quick lists at once; beyond it, frees go to the K&R list.
-const QUICK_BYTES_MAX: usize = 256 * 1024;
+/// Block sizes up to this have a quick list each (exact, in steps of [`UNIT`]).
+const EXACT_MAX: usize = 4096;
+const NEXACT: usize = EXACT_MAX / UNIT + 1;
+/// Above [`EXACT_MAX`], classes are geometric: this many per power of two.
+const SUBCLASSES: usize = 8;
+/// Largest power of two with classes; bigger blocks share the last class.
+const MAX_LOG: usize = 40;
+const NCLASS: usize = NEXACT + (MAX_LOG - 12) * SUBCLASSES;
+const NWORDS: usize = NCLASS.div_ceil(64);
+/// Quick lists may hold this many bytes, or an eighth of the heap if more, before they are
+/// flushed into the K&R list.
+const QUICK_MIN_CAP: usize = 64 * 1024;
+
+/// The quick-list class of a block of `len` bytes.
+fn class_of(len: usize) -> usize {
+    if len <= EXACT_MAX {
+        len / UNIT
+    } else {
+        let p = (usize::BITS - 1 - len.leading_zeros()) as usize;
+        if p >= MAX_LOG {
+            NCLASS - 1
+        } else {
+            NEXACT + (p - 12) * SUBCLASSES + ((len >> (p - 3)) & (SUBCLASSES - 1))
+        }
+    }
+}
 
 #[repr(C)]
 struct Header {
@@ -93,7 +122,10 @@ pub struct Heap<S: PageSource> {
     freep: *mut Header,
     /// The chunks held from the source (doubly linked, unordered).
     chunks: *mut Chunk,
-    quick: [*mut Header; NQUICK],
+    /// Quick lists: free blocks by class, singly linked through their payloads, not coalesced.
+    quick: [*mut Header; NCLASS],
+    /// Bit `c` set when quick list `c` is not empty.
+    nonempty: [u64; NWORDS],
     quick_bytes: usize,
     in_use: usize,
     free: usize,
@@ -120,7 +152,8 @@ impl<S: PageSource> Heap<S> {
             source,
             freep: ptr::null_mut(),
             chunks: ptr::null_mut(),
-            quick: [ptr::null_mut(); NQUICK],
+            quick: [ptr::null_mut(); NCLASS],
+            nonempty: [0; NWORDS],
             quick_bytes: 0,
             in_use: 0,
             free: 0,
@@ -155,20 +188,9 @@ impl<S: PageSource> Heap<S> {
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = Self::block_len(layout.size()).ok_or(AllocError)?;
         let align = layout.align().max(UNIT);
-        if align == UNIT && len <= QUICK_MAX {
-            let q = self.quick[len / UNIT];
-            if !q.is_null() {
-                // SAFETY: `q` heads quick list `len / UNIT`: a block of exactly `len` bytes that
-                // the heap owns, whose payload's first word links the list.
-                unsafe {
-                    self.quick[len / UNIT] = *(payload(q) as *mut *mut Header);
-                    (*q).link = tag(q as usize, TAG_ALLOC);
-                }
-                self.quick_bytes -= len;
-                self.free -= len;
-                self.in_use += len;
-                // SAFETY: `q` is non-null, so its payload is too.
-                return Ok(unsafe { NonNull::new_unchecked(payload(q)) });
+        if align == UNIT {
+            if let Some(p) = self.alloc_quick(len) {
+                return Ok(p);
             }
         }
         if let Some(p) = self.search(len, align) {
@@ -347,48 +369,147 @@ impl<S: PageSource> Heap<S> {
             self.pages += pages;
             self.nchunks += 1;
             self.free += bytes - CHUNK_HDR;
-            self.insert_free_keep(b, true);
+            self.insert_free_keep(b, true, ptr::null_mut());
         }
         true
     }
 
-    /// Frees a block: quick list if small and there is room, else the K&R list.
+    /// Frees a block onto its quick list; flushes the quick lists into the K&R list when they
+    /// hold more than their cap.
     ///
     /// # Safety
     /// `h` is an allocated block of this heap.
     unsafe fn release(&mut self, h: *mut Header) {
         // SAFETY: per the contract.
-        unsafe {
-            let len = size_of_block(h);
-            self.in_use -= len;
-            self.free += len;
-            if len <= QUICK_MAX && self.quick_bytes + len <= QUICK_BYTES_MAX {
-                (*h).link = tag(h as usize, TAG_QUICK);
-                *(payload(h) as *mut *mut Header) = self.quick[len / UNIT];
-                self.quick[len / UNIT] = h;
-                self.quick_bytes += len;
-            } else {
-                self.insert_free(h);
-            }
+        let len = unsafe { size_of_block(h) };
+        self.in_use -= len;
+        self.free += len;
+        // SAFETY: `h` is now a free block of the heap, on no list.
+        unsafe { self.push_quick(h) };
+        if self.quick_bytes > QUICK_MIN_CAP.max(self.pages * PAGE_SIZE / 8) {
+            self.flush_quick();
         }
     }
 
-    /// K&R `free`: inserts `bp` in address order, coalescing with the blocks after and before it,
-    /// and gives the chunk back to the source if it became wholly free.
+    /// Puts free block `h` (on no list, counted as free) on its quick list.
     ///
     /// # Safety
-    /// `bp` is a block of this heap that is on no list; its `size` is valid.
-    unsafe fn insert_free(&mut self, bp: *mut Header) {
-        // SAFETY: forwarded contract.
-        unsafe { self.insert_free_keep(bp, false) }
+    /// `h` is a free block of this heap on no list.
+    unsafe fn push_quick(&mut self, h: *mut Header) {
+        // SAFETY: per the contract the block and its payload are ours.
+        unsafe {
+            let len = size_of_block(h);
+            let c = class_of(len);
+            (*h).link = tag(h as usize, TAG_QUICK);
+            let head = self.quick[c];
+            set_quick_links(h, head, ptr::null_mut());
+            if !head.is_null() {
+                set_quick_prev(head, h);
+            }
+            self.quick[c] = h;
+            self.nonempty[c / 64] |= 1 << (c % 64);
+            self.quick_bytes += len;
+        }
     }
 
-    /// [`Heap::insert_free`], keeping the chunk even if wholly free when `keep` is set (morecore
-    /// inserts a fresh, wholly free chunk that it is about to use).
+    /// Takes the head of quick list `c`.
     ///
     /// # Safety
-    /// As [`Heap::insert_free`].
-    unsafe fn insert_free_keep(&mut self, bp: *mut Header, keep: bool) {
+    /// List `c` is not empty.
+    unsafe fn pop_quick(&mut self, c: usize) -> *mut Header {
+        let q = self.quick[c];
+        // SAFETY: `q` heads list `c`.
+        unsafe { self.remove_quick(q) };
+        q
+    }
+
+    /// Takes block `q` off its quick list, wherever it is on it.
+    ///
+    /// # Safety
+    /// `q` is on a quick list.
+    unsafe fn remove_quick(&mut self, q: *mut Header) {
+        // SAFETY: `q` and its list neighbours are quick-list members whose payloads hold the
+        // links.
+        unsafe {
+            let len = size_of_block(q);
+            let c = class_of(len);
+            let (next, prev) = quick_links(q);
+            if prev.is_null() {
+                self.quick[c] = next;
+            } else {
+                set_quick_links(prev, next, quick_links(prev).1);
+            }
+            if !next.is_null() {
+                set_quick_prev(next, prev);
+            }
+            if self.quick[c].is_null() {
+                self.nonempty[c / 64] &= !(1 << (c % 64));
+            }
+            self.quick_bytes -= len;
+        }
+    }
+
+    /// The first non-empty class at or above `c`.
+    fn next_nonempty(&self, c: usize) -> Option<usize> {
+        let mut w = c / 64;
+        let mut bits = self.nonempty.get(w)? & (!0u64 << (c % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.nonempty.get(w)?;
+        }
+    }
+
+    /// Serves a 16-aligned block of `len` bytes from the quick lists: the exact class if it has
+    /// a block, else the smallest larger block, split.
+    fn alloc_quick(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let mut c = class_of(len);
+        loop {
+            c = self.next_nonempty(c)?;
+            // SAFETY: class `c` is not empty; its blocks are free blocks of the heap.
+            unsafe {
+                if size_of_block(self.quick[c]) >= len {
+                    let q = self.pop_quick(c);
+                    self.free -= size_of_block(q);
+                    self.in_use += size_of_block(q);
+                    (*q).link = tag(q as usize, TAG_ALLOC);
+                    let rest = size_of_block(q) - len;
+                    if rest >= MIN_BLOCK {
+                        // Split: the tail goes back to the quick lists.
+                        let t = (q as usize + len) as *mut Header;
+                        (*t).size = rest | ((*q).size & F_LAST);
+                        (*q).size = len | ((*q).size & F_FIRST);
+                        self.in_use -= rest;
+                        self.free += rest;
+                        self.push_quick(t);
+                    }
+                    return Some(NonNull::new_unchecked(payload(q)));
+                }
+            }
+            // A geometric class whose head is too small: try the next class up.
+            c += 1;
+        }
+    }
+
+    /// K&R `free`: inserts `bp` in address order, coalescing with the blocks after and before it
+    /// (within its chunk); unless `keep` is set, gives the chunk back to the source if it became
+    /// wholly free.
+    ///
+    /// # Safety
+    /// `bp` is a free block of this heap on no list (counted as free); `from` is null or a member
+    /// of the K&R list.
+    ///
+    /// The search for `bp`'s place starts at `from` when not null: a caller inserting blocks in
+    /// address order passes the previous result, making the whole batch one pass over the list.
+    /// Returns the block `bp` ended up in (after coalescing).
+    unsafe fn insert_free_keep(
+        &mut self,
+        bp: *mut Header,
+        keep: bool,
+        from: *mut Header,
+    ) -> *mut Header {
         // SAFETY: all blocks reached are list members or `bp`, all owned by the heap.
         unsafe {
             if self.freep.is_null() {
@@ -397,7 +518,7 @@ impl<S: PageSource> Heap<S> {
                 self.freep = bp;
             } else {
                 // Find p with p < bp < p.next, or the wrap-around point.
-                let mut p = self.freep;
+                let mut p = if from.is_null() { self.freep } else { from };
                 loop {
                     let n = (*p).link as *mut Header;
                     if (p < bp && bp < n) || (p >= n && (bp > p || bp < n)) {
@@ -415,11 +536,12 @@ impl<S: PageSource> Heap<S> {
                 if !keep {
                     self.maybe_return_chunk(r);
                 }
-                return;
+                return r;
             }
             if !keep {
                 self.maybe_return_chunk(bp);
             }
+            bp
         }
     }
 
@@ -500,30 +622,45 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// Moves every quick-list block to the K&R list, coalescing (and returning whole chunks).
+    /// Moves every quick-list block to the K&R list, coalescing, then gives wholly free chunks
+    /// back to the source. The blocks are sorted by address first (a merge sort of the linked
+    /// blocks, no memory needed) so that inserting them is a single pass over the list:
+    /// O(q log q + n) for q quick blocks and n listed ones.
     fn flush_quick(&mut self) {
-        for class in 0..NQUICK {
-            let mut q = self.quick[class];
-            self.quick[class] = ptr::null_mut();
+        // Gather every quick block into one list, linked through the payloads.
+        let mut all: *mut Header = ptr::null_mut();
+        for c in 0..NCLASS {
+            let mut q = self.quick[c];
+            self.quick[c] = ptr::null_mut();
             while !q.is_null() {
-                // SAFETY: `q` is on quick list `class`; its payload links the next one.
+                // SAFETY: `q` is on a quick list; its payload links the next one.
                 unsafe {
                     let next = *(payload(q) as *mut *mut Header);
-                    self.insert_free(q);
+                    *(payload(q) as *mut *mut Header) = all;
+                    all = q;
                     q = next;
                 }
             }
         }
+        self.nonempty = [0; NWORDS];
         self.quick_bytes = 0;
+        // SAFETY: `all` links quick blocks through their payloads.
+        let mut q = unsafe { sort_by_address(all) };
+        let mut hint: *mut Header = ptr::null_mut();
+        while !q.is_null() {
+            // SAFETY: `q` is a free block on no list now; its payload held the batch link, read
+            // before the insertion overwrites it. `hint` is a list member (the last result).
+            unsafe {
+                let next = *(payload(q) as *mut *mut Header);
+                hint = self.insert_free_keep(q, true, hint);
+                q = next;
+            }
+        }
+        self.return_free_chunks();
     }
 
-    /// Gives every wholly free chunk back to the source (flushing the quick lists first).
-    /// Returns the number of pages the heap holds afterwards.
-    pub fn release_free_pages(&mut self) -> usize {
-        self.flush_quick();
-        // Freeing returns a chunk as soon as it becomes wholly free, but a chunk that never held
-        // a block (morecore's, when the search then used another block) was never freed into:
-        // sweep the chunk list for those.
+    /// Gives back every chunk that is one free, listed block.
+    fn return_free_chunks(&mut self) {
         let mut c = self.chunks;
         while !c.is_null() {
             // SAFETY: chunk records are valid while the chunk is held; `next` is read before the
@@ -537,6 +674,12 @@ impl<S: PageSource> Heap<S> {
                 c = next;
             }
         }
+    }
+
+    /// Gives every wholly free chunk back to the source (flushing the quick lists first).
+    /// Returns the number of pages the heap holds afterwards.
+    pub fn release_free_pages(&mut self) -> usize {
+        self.flush_quick();
         self.pages
     }
 
@@ -592,11 +735,16 @@ impl<S: PageSource> Heap<S> {
             if (*a).size & F_LAST == 0 {
                 let nb = (a as usize + cur) as *mut Header;
                 let is_free_listed = (*nb).link & TAG_BITS == 0;
+                let is_quick = (*nb).link == tag(nb as usize, TAG_QUICK);
                 let nlen = size_of_block(nb);
-                if is_free_listed && cur + nlen >= new_len {
-                    let prev = back(nb);
-                    let next = (*nb).link as *mut Header;
-                    self.unlink(nb, prev, next);
+                if (is_free_listed || is_quick) && cur + nlen >= new_len {
+                    if is_quick {
+                        self.remove_quick(nb);
+                    } else {
+                        let prev = back(nb);
+                        let next = (*nb).link as *mut Header;
+                        self.unlink(nb, prev, next);
+                    }
                     (*a).size = (cur + nlen) | ((*a).size & F_FIRST) | ((*nb).size & F_LAST);
                     self.free -= nlen;
                     self.in_use += nlen;
@@ -626,7 +774,7 @@ impl<S: PageSource> Heap<S> {
             (*a).size = len | ((*a).size & F_FIRST);
             self.in_use -= cur - len;
             self.free += cur - len;
-            self.insert_free(t);
+            self.push_quick(t);
         }
     }
 
@@ -716,11 +864,12 @@ impl<S: PageSource> Heap<S> {
             }
         }
         let mut quick_blocks = 0;
-        for (class, &head) in self.quick.iter().enumerate() {
+        for &head in self.quick.iter() {
             let mut q = head;
             while !q.is_null() {
                 quick_blocks += 1;
-                largest = largest.max(class * UNIT - UNIT);
+                // SAFETY: a quick-list member: a valid free block.
+                largest = largest.max(unsafe { size_of_block(q) } - UNIT);
                 // SAFETY: quick-list members link through their payload's first word.
                 q = unsafe { *(payload(q) as *mut *mut Header) };
             }
@@ -806,6 +955,37 @@ impl<S: PageSource> Heap<S> {
                 assert_eq!(wraps, 1, "free list not address-ordered");
             }
         }
+        let mut quick_bytes = 0;
+        for (c, &head) in self.quick.iter().enumerate() {
+            assert_eq!(
+                self.nonempty[c / 64] >> (c % 64) & 1 == 1,
+                !head.is_null(),
+                "nonempty bit of class {c}"
+            );
+            let mut q = head;
+            let mut prev: *mut Header = ptr::null_mut();
+            while !q.is_null() {
+                // SAFETY: quick-list members are free blocks of the heap.
+                unsafe {
+                    assert_eq!(
+                        (*q).link,
+                        tag(q as usize, TAG_QUICK),
+                        "quick block without its tag"
+                    );
+                    assert_eq!(
+                        class_of(size_of_block(q)),
+                        c,
+                        "quick block in the wrong class"
+                    );
+                    let (next, p) = quick_links(q);
+                    assert_eq!(p, prev, "broken quick back link");
+                    quick_bytes += size_of_block(q);
+                    prev = q;
+                    q = next;
+                }
+            }
+        }
+        assert_eq!(quick_bytes, self.quick_bytes, "quick bytes");
         assert_eq!(in_use, self.in_use, "bytes in use");
         assert_eq!(free, self.free, "bytes free");
         assert_eq!(pages, self.pages, "pages held");
@@ -890,4 +1070,108 @@ unsafe fn back(h: *mut Header) -> *mut Header {
 unsafe fn set_back(h: *mut Header, prev: *mut Header) {
     // SAFETY: per the contract.
     unsafe { *(payload(h) as *mut *mut Header) = prev }
+}
+
+/// Sorts a list of blocks linked through their payloads' first words by address (bottom-up
+/// merge sort on the links; no memory needed). Returns the new head.
+///
+/// # Safety
+/// Every block on the list is a free block of the heap whose payload holds the link.
+unsafe fn sort_by_address(mut head: *mut Header) -> *mut Header {
+    // SAFETY (whole function): only payload link words of blocks on the list are read/written.
+    unsafe fn next(h: *mut Header) -> *mut Header {
+        // SAFETY: per sort_by_address's contract.
+        unsafe { *(payload(h) as *mut *mut Header) }
+    }
+    unsafe fn set_next(h: *mut Header, n: *mut Header) {
+        // SAFETY: per sort_by_address's contract.
+        unsafe { *(payload(h) as *mut *mut Header) = n }
+    }
+    let mut width = 1usize;
+    loop {
+        let mut merges = 0;
+        let mut p = head;
+        head = ptr::null_mut();
+        let mut tail: *mut Header = ptr::null_mut();
+        while !p.is_null() {
+            merges += 1;
+            // Split off run a (up to `width` blocks) and run b (the next `width`).
+            let mut q = p;
+            let mut asize = 0;
+            while asize < width && !q.is_null() {
+                asize += 1;
+                // SAFETY: list member.
+                q = unsafe { next(q) };
+            }
+            let mut bsize = width;
+            while asize > 0 || (bsize > 0 && !q.is_null()) {
+                let take_a = if asize == 0 {
+                    false
+                } else if bsize == 0 || q.is_null() {
+                    true
+                } else {
+                    p < q
+                };
+                let e = if take_a {
+                    let e = p;
+                    // SAFETY: list member.
+                    p = unsafe { next(p) };
+                    asize -= 1;
+                    e
+                } else {
+                    let e = q;
+                    // SAFETY: list member.
+                    q = unsafe { next(q) };
+                    bsize -= 1;
+                    e
+                };
+                if tail.is_null() {
+                    head = e;
+                } else {
+                    // SAFETY: list member.
+                    unsafe { set_next(tail, e) };
+                }
+                tail = e;
+            }
+            p = q;
+        }
+        if !tail.is_null() {
+            // SAFETY: list member.
+            unsafe { set_next(tail, ptr::null_mut()) };
+        }
+        if merges <= 1 {
+            return head;
+        }
+        width *= 2;
+    }
+}
+
+/// A quick-list block's links: (next, prev), in its payload's first two words.
+///
+/// # Safety
+/// `h` is on a quick list.
+unsafe fn quick_links(h: *mut Header) -> (*mut Header, *mut Header) {
+    // SAFETY: a quick block's payload (at least 16 bytes) holds the two links.
+    unsafe {
+        let w = payload(h) as *mut *mut Header;
+        (*w, *w.add(1))
+    }
+}
+
+/// # Safety
+/// `h` is a free block whose payload is ours (on or joining a quick list).
+unsafe fn set_quick_links(h: *mut Header, next: *mut Header, prev: *mut Header) {
+    // SAFETY: per the contract.
+    unsafe {
+        let w = payload(h) as *mut *mut Header;
+        *w = next;
+        *w.add(1) = prev;
+    }
+}
+
+/// # Safety
+/// `h` is on a quick list.
+unsafe fn set_quick_prev(h: *mut Header, prev: *mut Header) {
+    // SAFETY: per the contract.
+    unsafe { *(payload(h) as *mut *mut Header).add(1) = prev }
 }

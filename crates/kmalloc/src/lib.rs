@@ -1,7 +1,7 @@
 //! A K&R free-list heap for kernels and user space, fed with pages through a [`PageSource`].
 //!
 //! This is xv6's `umalloc.c` (Kernighan and Ritchie's `malloc`) grown into an allocator a kernel can
-//! live on: blocks with a [`Header`](heap) in an address-ordered circular free list, `morecore` asking
+//! live on: blocks with a `Header` in an address-ordered circular free list, `morecore` asking
 //! a source for pages, and `free` coalescing with the block before, after or both. Beyond K&R:
 //!
 //! - any size (a request larger than a page takes a contiguous run from the source) and any

@@ -165,8 +165,10 @@ impl SuperBlock {
         if self.nblocks > self.size - data_start {
             return Err(g("nblocks larger than the space after the metadata"));
         }
-        if self.nlog as usize > LOGBLOCKS + 1 && self.nlog as usize > (BSIZE / 4 - 1) {
-            return Err(g("log larger than a log header can describe"));
+        if self.nlog < 2 || self.nlog as usize > BSIZE / 4 {
+            return Err(g(
+                "log size outside 2..=BSIZE/4 blocks (one header block plus what it can describe)",
+            ));
         }
         Ok(())
     }

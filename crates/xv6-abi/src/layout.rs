@@ -41,17 +41,18 @@ pub fn is_user_range(addr: u64, len: u64) -> bool {
     }
 }
 
+// The areas of a user address space must not overlap: checked when the crate compiles.
+const _: () = {
+    assert!(USER_BASE < HEAP_LIMIT);
+    assert!(HEAP_LIMIT <= MMAP_BASE);
+    assert!(MMAP_BASE < MMAP_TOP);
+    assert!(MMAP_TOP < USER_STACK_BOTTOM - 4096);
+    assert!(USER_STACK_TOP <= USER_TOP);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn areas_do_not_overlap() {
-        assert!(USER_BASE < HEAP_LIMIT);
-        assert!(MMAP_BASE < MMAP_TOP);
-        assert!(MMAP_TOP < USER_STACK_BOTTOM - 4096);
-        assert!(USER_STACK_TOP <= USER_TOP);
-    }
 
     #[test]
     fn user_range() {

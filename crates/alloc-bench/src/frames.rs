@@ -1,0 +1,205 @@
+//! Frame allocators: kalloc against buddy_system_allocator's FrameAllocator and a bitmap.
+
+use crate::{Rng, Row};
+use std::time::Instant;
+
+/// What the frame workloads need.
+trait Frames {
+    fn alloc(&mut self, count: usize, align: usize) -> Option<usize>;
+    fn free(&mut self, first: usize, count: usize);
+}
+
+const FRAMES: usize = 65536; // 256 MiB of "RAM" in frame numbers
+
+struct Kalloc {
+    a: kalloc::FrameAllocator,
+    _ram: Vec<u8>,
+}
+
+impl Kalloc {
+    fn new() -> Kalloc {
+        // kalloc keeps its free lists in the frames, so it needs real memory behind them.
+        // Filled (not zeroed) so every page is touched before timing: no first-touch faults.
+        let mut ram = vec![0x5au8; (FRAMES + 1) * 4096];
+        let base = (ram.as_mut_ptr() as usize).next_multiple_of(4096);
+        let mut a = kalloc::FrameAllocator::new(base);
+        // SAFETY: `ram` backs physical [0, FRAMES * 4096) through the offset and lives as long.
+        unsafe {
+            a.add_range(
+                kalloc::PhysAddr::new(0),
+                kalloc::PhysAddr::new((FRAMES * 4096) as u64),
+            )
+        }
+        .unwrap();
+        Kalloc { a, _ram: ram }
+    }
+}
+
+impl Frames for Kalloc {
+    fn alloc(&mut self, count: usize, align: usize) -> Option<usize> {
+        self.a
+            .allocate_contiguous(count, align)
+            .ok()
+            .map(|f| f.number() as usize)
+    }
+    fn free(&mut self, first: usize, count: usize) {
+        // SAFETY: a run this workload allocated and no longer uses.
+        unsafe {
+            self.a
+                .free_contiguous(kalloc::Frame::from_number(first as u64).unwrap(), count)
+        }
+        .unwrap();
+    }
+}
+
+struct BuddyFrames(buddy_system_allocator::FrameAllocator<32>);
+
+impl Frames for BuddyFrames {
+    fn alloc(&mut self, count: usize, align: usize) -> Option<usize> {
+        if align <= 1 {
+            self.0.alloc(count)
+        } else {
+            self.0
+                .alloc_aligned(std::alloc::Layout::from_size_align(count, align).ok()?)
+        }
+    }
+    fn free(&mut self, first: usize, count: usize) {
+        self.0.dealloc(first, count)
+    }
+}
+
+/// A plain bitmap: first fit with a search hint; the classic simple frame allocator.
+struct Bitmap {
+    used: Vec<u64>,
+    hint: usize,
+}
+
+impl Bitmap {
+    fn is_used(&self, f: usize) -> bool {
+        self.used[f / 64] >> (f % 64) & 1 == 1
+    }
+    fn set(&mut self, f: usize, v: bool) {
+        if v {
+            self.used[f / 64] |= 1 << (f % 64);
+        } else {
+            self.used[f / 64] &= !(1 << (f % 64));
+        }
+    }
+}
+
+impl Frames for Bitmap {
+    fn alloc(&mut self, count: usize, align: usize) -> Option<usize> {
+        let align = align.max(1);
+        for pass in 0..2 {
+            let mut f = if pass == 0 {
+                self.hint.next_multiple_of(align)
+            } else {
+                0
+            };
+            let end = if pass == 0 {
+                FRAMES
+            } else {
+                self.hint.min(FRAMES)
+            };
+            while f + count <= end.max(count) && f + count <= FRAMES {
+                if self.used[f / 64] == u64::MAX && f % 64 == 0 {
+                    f += 64;
+                    continue;
+                }
+                match (f..f + count).find(|&x| self.is_used(x)) {
+                    None => {
+                        for x in f..f + count {
+                            self.set(x, true);
+                        }
+                        self.hint = f + count;
+                        return Some(f);
+                    }
+                    Some(x) => f = (x + 1).next_multiple_of(align),
+                }
+            }
+        }
+        None
+    }
+    fn free(&mut self, first: usize, count: usize) {
+        for x in first..first + count {
+            self.set(x, false);
+        }
+    }
+}
+
+fn make(name: &str) -> Box<dyn Frames> {
+    match name {
+        "kalloc" => Box::new(Kalloc::new()),
+        "buddy_system_allocator" => {
+            let mut f = buddy_system_allocator::FrameAllocator::<32>::new();
+            f.add_frame(1, FRAMES); // same count as kalloc minus its bitmap frame
+            Box::new(BuddyFrames(f))
+        }
+        "bitmap" => {
+            let mut b = Bitmap {
+                used: vec![0; FRAMES / 64],
+                hint: 0,
+            };
+            b.set(0, true);
+            Box::new(b)
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
+    let mut rng = Rng::new(seed);
+    let mut live: Vec<(usize, usize)> = Vec::new();
+    let start = Instant::now();
+    for _ in 0..ops {
+        if live.len() < 4096 && (!rng.next_u64().is_multiple_of(3) || live.is_empty()) {
+            let count = if max_run == 1 {
+                1
+            } else {
+                rng.range(1, max_run as u64) as usize
+            };
+            let align = if max_run == 1 {
+                1
+            } else {
+                1 << rng.range(0, 4)
+            };
+            if let Some(s) = f.alloc(count, align) {
+                assert_eq!(s % align, 0, "misaligned run");
+                live.push((s, count));
+            }
+        } else {
+            let (s, n) = live.swap_remove(rng.next_u64() as usize % live.len());
+            f.free(s, n);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for (s, n) in live {
+        f.free(s, n);
+    }
+    ops as f64 / secs
+}
+
+pub fn run(rows: &mut Vec<Row>, reps: usize, scale: usize, seed: u64) {
+    let names = ["kalloc", "buddy_system_allocator", "bitmap"];
+    for (wl, ops, max_run) in [
+        ("frames_single", 300_000 * scale, 1),
+        ("frames_contiguous", 100_000 * scale, 64),
+    ] {
+        let mut best = [0f64; 3];
+        for _ in 0..reps {
+            for (i, n) in names.iter().enumerate() {
+                let mut f = make(n);
+                best[i] = best[i].max(workload(f.as_mut(), ops, max_run, seed));
+            }
+        }
+        for (i, n) in names.iter().enumerate() {
+            rows.push(Row {
+                workload: wl.into(),
+                allocator: (*n).into(),
+                ops_per_sec: best[i],
+                efficiency_pct: None,
+            });
+        }
+        eprintln!("  {wl}: done");
+    }
+}
