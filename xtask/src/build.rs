@@ -17,6 +17,48 @@ const COMMON_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=y
 /// Kernel-only flags: linked in the top 2 GiB, no red zone (interrupts in ring 0 would clobber it).
 const KERNEL_FLAGS: &str = "-C code-model=kernel -C no-redzone=yes";
 
+/// Runs clippy (warnings denied) on the kernel binary and the user programs with the bare-metal
+/// flags, which the host `cargo clippy --workspace` cannot see (they need features `kernel` and
+/// `user`).
+pub fn clippy_bare_metal() -> Result<()> {
+    util::run(
+        cargo()
+            .env("CARGO_TARGET_DIR", util::root().join("target/kernel"))
+            .env("RUSTFLAGS", format!("{COMMON_FLAGS} {KERNEL_FLAGS}"))
+            .args([
+                "clippy",
+                "-p",
+                "xv6-kernel",
+                "--bin",
+                "xv6-kernel",
+                "--features",
+                "kernel",
+            ])
+            .args([
+                "--target",
+                util::TARGET,
+                "--release",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+    )?;
+    util::run(
+        cargo()
+            .env("CARGO_TARGET_DIR", util::root().join("target/user"))
+            .env("RUSTFLAGS", COMMON_FLAGS)
+            .args(["clippy", "-p", "xv6-user", "--bins", "--features", "user"])
+            .args([
+                "--target",
+                util::TARGET,
+                "--release",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+    )
+}
+
 /// Builds the kernel and returns the path of its ELF file.
 pub fn kernel() -> Result<PathBuf> {
     let dir = util::root().join("target/kernel");

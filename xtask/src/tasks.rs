@@ -185,7 +185,7 @@ type Step = (&'static str, Box<dyn FnOnce() -> Result<()>>);
 
 /// `cargo xtask test`: every check, each reported, then `N passed, N failed`.
 pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
-    let steps: Vec<Step> = vec![
+    let mut steps: Vec<Step> = vec![
         (
             "format",
             Box::new(|| {
@@ -242,9 +242,42 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
         ),
     ];
     if !host_only {
-        // The kernel steps join here as the kernel grows (issue 3): build, image + fsck, and
-        // usertests on 1 and 2 CPUs through `boot_check`.
-        let _ = (boot_check, &steps);
+        steps.push((
+            "clippy (kernel, user programs)",
+            Box::new(build::clippy_bare_metal),
+        ));
+        steps.push(("build kernel and user programs", Box::new(build_all)));
+        steps.push((
+            "image and fsck",
+            Box::new(|| {
+                let img = build::image()?;
+                let report = crate::fsck::check_image(&img).map_err(|e| fail!("{e}"))?;
+                println!("{report}");
+                if report.problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(fail!("fsck found problems in the fresh image"))
+                }
+            }),
+        ));
+        for cpus in [1, 2] {
+            let name: &'static str = if cpus == 1 {
+                "boot and shell on 1 CPU"
+            } else {
+                "boot and shell on 2 CPUs"
+            };
+            steps.push((
+                name,
+                Box::new(move || {
+                    boot_check(
+                        cpus,
+                        "echo hi there | wc; cat README | grep xv6 > out; cat out; ls; forktest",
+                        "fork test OK",
+                        Duration::from_secs(300),
+                    )
+                }),
+            ));
+        }
     }
     let total = Instant::now();
     let mut results = Vec::new();

@@ -1,0 +1,333 @@
+//! Per-CPU state, spinlocks with xv6's interrupt push/pop discipline, and each CPU's GDT and TSS.
+//!
+//! Each CPU's GS base points at its [`Cpu`] record (the user's GS base is parked in
+//! KERNEL_GS_BASE while the CPU runs the kernel; entry and exit code swap them), so [`mycpu`] is
+//! one load and the `syscall` entry finds its kernel stack without touching a register.
+
+use crate::arch;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use xv6_abi::param::NCPU;
+
+/// Segment selectors, fixed by the `syscall`/`sysret` MSR layout.
+pub const KCODE: u16 = 0x08;
+/// Kernel data.
+pub const KDATA: u16 = 0x10;
+/// User data (RPL 3).
+pub const UDATA: u16 = 0x20 | 3;
+/// User 64-bit code (RPL 3).
+pub const UCODE: u16 = 0x28 | 3;
+const TSS_SEL: u16 = 0x30;
+
+/// The 64-bit task-state segment: only the stack pointers matter.
+#[repr(C, packed(4))]
+#[derive(Default)]
+pub struct Tss {
+    _r0: u32,
+    /// Stack for interrupts from user mode.
+    pub rsp0: u64,
+    _rsp1: u64,
+    _rsp2: u64,
+    _r1: u64,
+    /// Interrupt stacks (IST1..7).
+    pub ist: [u64; 7],
+    _r2: u64,
+    _r3: u16,
+    iomap: u16,
+}
+
+/// Callee-saved registers of a kernel thread that is not running (see `swtch` in proc.rs).
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Context {
+    /// Saved stack pointer; everything else is on that stack.
+    pub rsp: u64,
+}
+
+/// One CPU's state. Field order up to `scratch` is used by assembly (`%gs:0`, `%gs:8`, `%gs:16`).
+#[repr(C, align(64))]
+pub struct Cpu {
+    this: *const Cpu,
+    /// Top of the running process's kernel stack (where `syscall` entry switches to).
+    pub kstack_top: u64,
+    /// Scratch: the user's rsp during `syscall` entry.
+    pub scratch: u64,
+    /// Index in [`CPUS`].
+    pub id: usize,
+    /// Local APIC id.
+    pub apic_id: u32,
+    /// Depth of push_off nesting.
+    pub ncli: i32,
+    /// Were interrupts enabled before the outermost push_off?
+    pub intena: bool,
+    /// The process running here, or null.
+    pub proc: *mut crate::proc::Proc,
+    /// The scheduler's saved context.
+    pub scheduler: Context,
+    /// Whether the CPU finished starting.
+    pub started: AtomicBool,
+    gdt: [u64; 8],
+    /// This CPU's TSS.
+    pub tss: Tss,
+    /// Stack for double faults and NMIs.
+    ist_stack: [u8; 4096],
+}
+
+/// Every CPU's record; the index is the order in which they started (0 = the boot CPU).
+pub struct Cpus([UnsafeCell<Cpu>; NCPU]);
+
+// SAFETY: each record is touched only by its own CPU with interrupts off (through `mycpu`), except
+// the atomics and fields written before the CPU starts.
+unsafe impl Sync for Cpus {}
+
+/// The CPUs.
+pub static CPUS: Cpus = Cpus([const { UnsafeCell::new(Cpu::new()) }; NCPU]);
+
+impl Cpu {
+    const fn new() -> Cpu {
+        Cpu {
+            this: core::ptr::null(),
+            kstack_top: 0,
+            scratch: 0,
+            id: 0,
+            apic_id: 0,
+            ncli: 0,
+            intena: false,
+            proc: core::ptr::null_mut(),
+            scheduler: Context { rsp: 0 },
+            started: AtomicBool::new(false),
+            gdt: [0; 8],
+            tss: Tss {
+                _r0: 0,
+                rsp0: 0,
+                _rsp1: 0,
+                _rsp2: 0,
+                _r1: 0,
+                ist: [0; 7],
+                _r2: 0,
+                _r3: 0,
+                iomap: 0,
+            },
+            ist_stack: [0; 4096],
+        }
+    }
+}
+
+/// The record of CPU number `i` (for setup and for statistics).
+pub fn cpu_ptr(i: usize) -> *mut Cpu {
+    CPUS.0[i].get()
+}
+
+/// Sets up CPU `i`'s record, GDT, TSS and GS base; called once on each CPU as it starts.
+///
+/// # Safety
+/// Called once per CPU, on that CPU, with interrupts off, before anything uses `mycpu`.
+pub unsafe fn init_cpu(i: usize, apic_id: u32) {
+    let c = cpu_ptr(i);
+    // SAFETY: this CPU is the only user of its record now (caller's contract).
+    let cpu = unsafe { &mut *c };
+    cpu.this = c;
+    cpu.id = i;
+    cpu.apic_id = apic_id;
+    cpu.tss.iomap = core::mem::size_of::<Tss>() as u16;
+    cpu.tss.ist[0] = cpu.ist_stack.as_ptr() as u64 + cpu.ist_stack.len() as u64;
+    let tss = &cpu.tss as *const Tss as u64;
+    let limit = core::mem::size_of::<Tss>() as u64 - 1;
+    cpu.gdt = [
+        0,
+        0x00af_9a00_0000_ffff, // 0x08 kernel code, 64-bit
+        0x00cf_9200_0000_ffff, // 0x10 kernel data
+        0x00cf_fa00_0000_ffff, // 0x18 user code, 32-bit (unused; sysret layout)
+        0x00cf_f200_0000_ffff, // 0x20 user data
+        0x00af_fa00_0000_ffff, // 0x28 user code, 64-bit
+        // 0x30: 64-bit available TSS, two slots.
+        (limit & 0xffff)
+            | (tss & 0xff_ffff) << 16
+            | 0x89 << 40
+            | ((limit >> 16) & 0xf) << 48
+            | ((tss >> 24) & 0xff) << 56,
+        tss >> 32,
+    ];
+    #[repr(C, packed)]
+    struct Dtr {
+        limit: u16,
+        base: u64,
+    }
+    let gdtr = Dtr {
+        limit: (core::mem::size_of_val(&cpu.gdt) - 1) as u16,
+        base: cpu.gdt.as_ptr() as u64,
+    };
+    // SAFETY: the GDT lives in a static record for ever; the selectors loaded below index it; the
+    // far return reloads CS with the same kernel code segment.
+    unsafe {
+        core::arch::asm!(
+            "lgdt [{gdtr}]",
+            "mov ds, {d:x}", "mov es, {d:x}", "mov ss, {d:x}",
+            "push {kcode}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "ltr {tss:x}",
+            gdtr = in(reg) &gdtr,
+            d = in(reg) KDATA as u64,
+            kcode = in(reg) KCODE as u64,
+            tss = in(reg) TSS_SEL as u64,
+            tmp = out(reg) _,
+        );
+        // Kernel GS base -> this record; the user's (0 for now) waits in KERNEL_GS_BASE.
+        arch::wrmsr(0xc000_0101, c as u64);
+        arch::wrmsr(0xc000_0102, 0);
+    }
+}
+
+/// This CPU's record. Interrupts must be off (the caller could otherwise move to another CPU).
+pub fn mycpu() -> &'static mut Cpu {
+    let p: *mut Cpu;
+    // SAFETY: GS base points at this CPU's record from `init_cpu` on; `this` is its own address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:0", out(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    // SAFETY: the record is only touched by its own CPU, which is us, with interrupts off.
+    unsafe { &mut *p }
+}
+
+/// Disables interrupts, counting nesting (xv6's push_off).
+pub fn push_off() {
+    let old = arch::interrupts_enabled();
+    arch::cli();
+    let c = mycpu();
+    if c.ncli == 0 {
+        c.intena = old;
+    }
+    c.ncli += 1;
+}
+
+/// Undoes one [`push_off`]; re-enables interrupts when the outermost one is undone and they were
+/// enabled before it.
+pub fn pop_off() {
+    let c = mycpu();
+    if arch::interrupts_enabled() {
+        panic!("pop_off: interrupts enabled");
+    }
+    if c.ncli < 1 {
+        panic!("pop_off: not pushed");
+    }
+    c.ncli -= 1;
+    if c.ncli == 0 && c.intena {
+        // SAFETY: interrupts were enabled when the outermost push_off ran, so handlers are ready.
+        unsafe { arch::sti() };
+    }
+}
+
+/// A spinlock without data, for the few places where ownership passes through a context switch
+/// (a process's lock is taken by one kernel thread and released by the scheduler, or the other way
+/// round), which a guard cannot express.
+pub struct RawSpinlock {
+    locked: AtomicBool,
+    /// CPU id + 1 of the holder, 0 when free (for `holding`).
+    owner: AtomicUsize,
+    name: &'static str,
+}
+
+impl RawSpinlock {
+    /// A new, unlocked lock.
+    pub const fn new(name: &'static str) -> Self {
+        RawSpinlock {
+            locked: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
+            name,
+        }
+    }
+
+    /// Acquires the lock, spinning, with interrupts off until the matching `release`.
+    pub fn acquire(&self) {
+        push_off();
+        if self.holding() {
+            panic!("acquire: lock `{}` already held by this CPU", self.name);
+        }
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        self.owner.store(mycpu().id + 1, Ordering::Relaxed);
+    }
+
+    /// Releases the lock.
+    pub fn release(&self) {
+        if !self.holding() {
+            panic!("release: lock `{}` not held", self.name);
+        }
+        self.owner.store(0, Ordering::Relaxed);
+        self.locked.store(false, Ordering::Release);
+        pop_off();
+    }
+
+    /// Whether this CPU holds the lock. Interrupts must be off.
+    pub fn holding(&self) -> bool {
+        self.locked.load(Ordering::Relaxed) && self.owner.load(Ordering::Relaxed) == mycpu().id + 1
+    }
+}
+
+/// A spinlock that disables interrupts while held (xv6's `struct spinlock`), owning its data.
+pub struct Spinlock<T> {
+    raw: RawSpinlock,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only through a guard, which exists on one CPU at a time.
+unsafe impl<T: Send> Sync for Spinlock<T> {}
+// SAFETY: moving the lock moves the data.
+unsafe impl<T: Send> Send for Spinlock<T> {}
+
+impl<T> Spinlock<T> {
+    /// A new, unlocked lock.
+    pub const fn new(name: &'static str, data: T) -> Self {
+        Spinlock {
+            raw: RawSpinlock::new(name),
+            data: UnsafeCell::new(data),
+        }
+    }
+
+    /// Acquires the lock, spinning; interrupts stay off until the guard is dropped.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw.acquire();
+        SpinGuard { lock: self }
+    }
+}
+
+/// Access to the data of a held [`Spinlock`].
+pub struct SpinGuard<'a, T> {
+    lock: &'a Spinlock<T>,
+}
+
+impl<'a, T> SpinGuard<'a, T> {
+    /// The lock this guard holds.
+    pub fn lock_ref(&self) -> &'a Spinlock<T> {
+        self.lock
+    }
+}
+
+impl<T> core::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the lock is held by us.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves the lock is held by us, and `&mut self` makes this unique.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.raw.release();
+    }
+}

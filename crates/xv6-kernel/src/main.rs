@@ -1,0 +1,109 @@
+//! The xv6 kernel binary: boot, then hand over to the scheduler.
+//!
+//! Built only by xtask (`cargo xtask build`), for the host target with bare-metal flags (see
+//! docs/BUILDING.md). Hardware access lives in the modules marked HARDWARE ACCESS (arch, console,
+//! irq, ide, and the assembly in trap.rs, proc.rs and arch/boot.s); the logic that can be tested
+//! on the host is in the `xv6_kernel` library (src/lib.rs: boot information, ACPI tables, page
+//! tables, user memory copies, ELF checks).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod bio;
+mod console;
+mod cpu;
+mod exec;
+mod file;
+mod fs;
+mod ide;
+mod irq;
+mod log;
+mod mem;
+mod mm;
+mod panic;
+mod pipe;
+mod proc;
+mod sleeplock;
+mod syscall;
+mod sysfile;
+mod sysmem;
+mod trap;
+
+use core::sync::atomic::Ordering;
+use xv6_kernel::bootinfo;
+use xv6_kernel::layout::p2v;
+use xv6_kernel::paging::PageTable;
+
+/// Status the machine powers off with after a kernel panic.
+pub const PANIC_STATUS: i32 = 127;
+
+core::arch::global_asm!(include_str!("arch/boot.s"), options(att_syntax));
+
+/// Reads physical memory through the direct map (boot information, ACPI tables).
+fn read_phys(pa: u64, buf: &mut [u8]) {
+    // SAFETY: the boot tables and later the kernel's map all RAM and firmware areas below 4 GiB at
+    // p2v; callers read firmware-provided structures there.
+    unsafe { core::ptr::copy_nonoverlapping(p2v(pa) as *const u8, buf.as_mut_ptr(), buf.len()) };
+}
+
+/// A new user page table: empty lower half, the kernel's upper half.
+pub fn uvm_alloc_table() -> Option<PageTable> {
+    xv6_kernel::uvm::new_user_table(&mut mem::KernelFrames, mem::kernel_pt())
+}
+
+/// The boot CPU's Rust entry, from `start64` in boot.s, on the boot stack with interrupts off.
+#[no_mangle]
+extern "C" fn kmain(start_info: u64) -> ! {
+    // SAFETY: first thing on the boot CPU, interrupts off, nothing else running.
+    unsafe { cpu::init_cpu(0, 0) };
+    console::init();
+    println!();
+    let bi = match bootinfo::parse(start_info, read_phys) {
+        Ok(b) => b,
+        Err(e) => panic!("boot: {e}"),
+    };
+    mem::init(&bi);
+    trap::init();
+    trap::init_cpu();
+    let madt = match xv6_kernel::acpi::parse_madt(bi.rsdp, read_phys) {
+        Ok(m) => m,
+        Err(e) => panic!("ACPI: {e:?}: cannot find the CPUs and interrupt controllers"),
+    };
+    let (ioapic, _) = madt.ioapic.unwrap_or((0xfec0_0000, 0));
+    irq::init(madt.lapic_addr, ioapic);
+    irq::calibrate_timer();
+    irq::init_cpu();
+    let boot_apic = irq::lapic_id();
+    // SAFETY: still the boot CPU alone; fix up its LAPIC id.
+    unsafe { (*cpu::cpu_ptr(0)).apic_id = boot_apic };
+    let (gsi, fl) = madt.gsi_for_irq(trap::IRQ_COM1 as u8);
+    irq::enable(trap::IRQ_COM1, gsi, fl, boot_apic);
+    let (gsi, fl) = madt.gsi_for_irq(trap::IRQ_IDE as u8);
+    if !ide::init(gsi, fl, boot_apic) {
+        println!("xv6: no disk found: give QEMU a file-system image as its first drive");
+    }
+    proc::init();
+    {
+        let mut c = proc::CMDLINE.lock();
+        let n = bi.cmdline().len().min(c.0.len());
+        c.0[..n].copy_from_slice(&bi.cmdline()[..n]);
+        c.1 = n;
+    }
+    proc::user_init();
+    let (free, total, _, _) = mem::usage();
+    let ncpu = smp::start_others(&madt, boot_apic);
+    println!(
+        "xv6 kernel is booting: {} CPU(s), {} MiB RAM, {} of {} frames free",
+        ncpu,
+        bi.top_of_ram() >> 20,
+        free,
+        total
+    );
+    cpu::mycpu().started.store(true, Ordering::SeqCst);
+    proc::scheduler()
+}
+
+mod smp;

@@ -1,0 +1,191 @@
+//! Physical memory and the kernel heap: `kalloc` owns every free frame, the kernel heap is `kmalloc`
+//! over `kalloc` (and is the global allocator, so `alloc::{Box, Vec}` work), and the kernel's page
+//! table maps the kernel image with the rights each section needs and all RAM at PHYS_OFFSET.
+//!
+//! The frame allocator and heap locks are `spin` mutexes that do not disable interrupts. That is
+//! sound here because the kernel runs with interrupts off everywhere except the scheduler's idle
+//! wait, where it holds no lock, and interrupt handlers allocate nothing.
+
+use crate::arch;
+use kalloc::{Frame, LockedFrameAllocator, PhysAddr};
+use kmalloc::LockedHeap;
+use xv6_kernel::bootinfo::{self, BootInfo, PhysRange};
+use xv6_kernel::layout::{p2v, v2p, KERNBASE, PHYS_OFFSET};
+use xv6_kernel::paging::{PageTable, Pte, TableFrames};
+
+/// Every free physical frame.
+pub static FRAMES: LockedFrameAllocator = LockedFrameAllocator::new(PHYS_OFFSET as usize);
+
+/// The kernel heap: K&R's allocator over frames from [`FRAMES`].
+#[global_allocator]
+pub static HEAP: LockedHeap<&'static LockedFrameAllocator> = LockedHeap::new(&FRAMES);
+
+/// The kernel's page table; every process's table shares its upper half.
+pub static mut KERNEL_PT: PageTable = PageTable { root: 0 };
+
+/// Page-table frames from `kalloc`, reached through the direct map.
+#[derive(Debug)]
+pub struct KernelFrames;
+
+// SAFETY: frames come zeroed from kalloc, which hands each out once; the direct map reaches them.
+unsafe impl TableFrames for KernelFrames {
+    fn alloc(&mut self) -> Option<u64> {
+        let f = FRAMES.lock().allocate().ok()?;
+        let pa = f.start().as_u64();
+        // SAFETY: the frame is ours and mapped at p2v(pa) for 4096 bytes.
+        unsafe { core::ptr::write_bytes(p2v(pa) as *mut u8, 0, 4096) };
+        Some(pa)
+    }
+    unsafe fn free(&mut self, pa: u64) {
+        let f = Frame::containing(PhysAddr::new(pa));
+        // SAFETY: the caller guarantees nothing uses the frame.
+        if let Err(e) = unsafe { FRAMES.lock().free(f) } {
+            panic!("freeing frame {pa:#x}: {e}");
+        }
+    }
+    fn table(&self, pa: u64) -> *mut [u64; 512] {
+        p2v(pa) as *mut [u64; 512]
+    }
+}
+
+/// A zeroed frame; its physical address.
+pub fn alloc_frame() -> Option<u64> {
+    KernelFrames.alloc()
+}
+
+extern "C" {
+    static _text_start: u8;
+    static _text_end: u8;
+    static _rodata_end: u8;
+    static _end: u8;
+}
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// Hands RAM to the frame allocator, builds the kernel's page table and switches to it.
+pub fn init(bi: &BootInfo) {
+    // SAFETY: linker-script symbols; only their addresses are used.
+    let (text, etext, erodata, end) = unsafe {
+        (
+            sym(&_text_start),
+            sym(&_text_end),
+            sym(&_rodata_end),
+            sym(&_end),
+        )
+    };
+    let kernel = PhysRange {
+        start: 0x10_0000,
+        end: v2p(end).expect("kernel end in the image"),
+    };
+    // The boot page tables map only the first 4 GiB at PHYS_OFFSET: take that RAM first, build the
+    // real direct map from it, then add the rest.
+    const BOOT_MAPPED: u64 = 4 << 30;
+    let mut high = [PhysRange::default(); bootinfo::MAX_REGIONS * 2];
+    let mut nhigh = 0;
+    bootinfo::usable(bi.ram(), &[kernel], |r| {
+        let low_end = r.end.min(BOOT_MAPPED);
+        if r.start < low_end {
+            add_range(r.start, low_end);
+        }
+        if r.end > BOOT_MAPPED && nhigh < high.len() {
+            high[nhigh] = PhysRange {
+                start: r.start.max(BOOT_MAPPED),
+                end: r.end,
+            };
+            nhigh += 1;
+        }
+    });
+
+    let f = &mut KernelFrames;
+    let pt = PageTable::new(f).expect("no memory for the kernel page table");
+    let data = Pte::WRITE | Pte::NO_EXECUTE;
+    // The direct map covers all of [0, 4 GiB) (firmware tables and device registers live in the
+    // holes between RAM ranges; the PCI hole from 3 GiB is mapped uncached) and all RAM above.
+    let top = bi.top_of_ram().max(BOOT_MAPPED).next_multiple_of(2 << 20);
+    let mut pa = 0;
+    while pa < top {
+        let flags = if (3 << 30..BOOT_MAPPED).contains(&pa) {
+            data | Pte::NO_CACHE
+        } else {
+            data
+        };
+        pt.map_range(f, p2v(pa), pa, 2 << 20, flags)
+            .expect("mapping physical memory");
+        pa += 2 << 20;
+    }
+    let mut va = text;
+    while va < end {
+        let flags = if va < etext {
+            Pte::empty()
+        } else if va < erodata {
+            Pte::NO_EXECUTE
+        } else {
+            data
+        };
+        pt.map(f, va, va - KERNBASE, flags | Pte::BORROWED)
+            .expect("mapping the kernel");
+        va += 4096;
+    }
+    // SAFETY: single CPU at boot; the new table maps the kernel image, its stack (in .bss) and the
+    // direct map exactly where the boot tables did.
+    unsafe {
+        KERNEL_PT = pt;
+        arch::set_cr3(pt.root);
+    }
+    for r in &high[..nhigh] {
+        add_range(r.start, r.end);
+    }
+}
+
+fn add_range(start: u64, end: u64) {
+    // SAFETY: the range is RAM from the firmware's map, minus low memory and the kernel image, so
+    // nothing else owns it, and the direct map covers it.
+    let r = unsafe {
+        FRAMES
+            .lock()
+            .add_range(PhysAddr::new(start), PhysAddr::new(end))
+    };
+    if let Err(e) = r {
+        crate::println!("kalloc: ignoring RAM {start:#x}..{end:#x}: {e:?}");
+    }
+}
+
+/// The kernel page table (after `init`).
+pub fn kernel_pt() -> PageTable {
+    // SAFETY: written once in `init` before other CPUs start; read-only afterwards.
+    unsafe { KERNEL_PT }
+}
+
+/// Free frames, total frames, heap bytes in use, heap pages held.
+pub fn usage() -> (u64, u64, u64, u64) {
+    let s = FRAMES.lock().stats();
+    let h = HEAP.lock().stats();
+    (s.free, s.total, h.bytes_in_use as u64, h.pages_held as u64)
+}
+
+/// `Box::new` that returns None instead of stopping the kernel when the heap is exhausted (every
+/// allocation a user program can cause goes through here or `try_reserve`).
+pub fn try_box<T>(v: T) -> Option<alloc::boxed::Box<T>> {
+    let layout = core::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Some(alloc::boxed::Box::new(v));
+    }
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { alloc::alloc::alloc(layout) } as *mut T;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a fresh allocation of T's layout from the global allocator, which Box uses.
+    unsafe {
+        p.write(v);
+        Some(alloc::boxed::Box::from_raw(p))
+    }
+}
+
+/// Reloads CR3 (after the kernel table lost a mapping).
+pub fn flush_tlb() {
+    // SAFETY: reloading the current table only flushes the TLB.
+    unsafe { arch::set_cr3(arch::cr3()) };
+}

@@ -1,0 +1,132 @@
+//! Pipes (xv6's pipe.c): a 512-byte ring between a reading and a writing file.
+
+use crate::cpu::Spinlock;
+use crate::proc;
+use alloc::boxed::Box;
+
+const PIPESIZE: usize = 512;
+
+/// A pipe's shared state.
+pub struct Pipe {
+    inner: Spinlock<PipeData>,
+}
+
+struct PipeData {
+    data: [u8; PIPESIZE],
+    nread: usize,
+    nwrite: usize,
+    readopen: bool,
+    writeopen: bool,
+}
+
+impl Pipe {
+    /// A new pipe with both ends open, on the kernel heap.
+    pub fn alloc() -> Option<&'static Pipe> {
+        let p = crate::mem::try_box(Pipe {
+            inner: Spinlock::new(
+                "pipe",
+                PipeData {
+                    data: [0; PIPESIZE],
+                    nread: 0,
+                    nwrite: 0,
+                    readopen: true,
+                    writeopen: true,
+                },
+            ),
+        })?;
+        Some(Box::leak(p))
+    }
+
+    fn read_chan(&self) -> usize {
+        self as *const Pipe as usize
+    }
+    fn write_chan(&self) -> usize {
+        self as *const Pipe as usize + 1
+    }
+
+    /// Closes one end; frees the pipe when both are closed.
+    pub fn close(&'static self, writable: bool) {
+        let mut g = self.inner.lock();
+        if writable {
+            g.writeopen = false;
+            drop(g);
+            proc::wakeup(self.read_chan());
+        } else {
+            g.readopen = false;
+            drop(g);
+            proc::wakeup(self.write_chan());
+        }
+        let g = self.inner.lock();
+        let gone = !g.readopen && !g.writeopen;
+        drop(g);
+        if gone {
+            // SAFETY: both ends are closed, so no file refers to the pipe any more; it came from
+            // Box::leak in `alloc`.
+            drop(unsafe { Box::from_raw(self as *const Pipe as *mut Pipe) });
+        }
+    }
+
+    /// Writes `n` bytes taken from `src(offset, buf)`, sleeping while full. Returns the count, or
+    /// -1 if the reader is gone or the caller was killed before anything was written. User memory
+    /// is copied with no lock held (a first touch of a file mapping may read the disk).
+    pub fn write(&self, n: usize, mut src: impl FnMut(usize, &mut [u8]) -> bool) -> i32 {
+        let mut i = 0;
+        while i < n {
+            let chunk = (n - i).min(PIPESIZE);
+            let mut tmp = [0u8; PIPESIZE];
+            if !src(i, &mut tmp[..chunk]) {
+                break;
+            }
+            let mut k = 0;
+            let mut g = self.inner.lock();
+            while k < chunk {
+                if !g.readopen || proc::myproc().is_killed() {
+                    drop(g);
+                    proc::wakeup(self.read_chan());
+                    return if i + k > 0 { (i + k) as i32 } else { -1 };
+                }
+                if g.nwrite == g.nread + PIPESIZE {
+                    proc::wakeup(self.read_chan());
+                    g = proc::sleep(self.write_chan(), g);
+                    continue;
+                }
+                let start = g.nwrite % PIPESIZE;
+                let m = (g.nread + PIPESIZE - g.nwrite)
+                    .min(PIPESIZE - start)
+                    .min(chunk - k);
+                g.data[start..start + m].copy_from_slice(&tmp[k..k + m]);
+                g.nwrite += m;
+                k += m;
+            }
+            drop(g);
+            proc::wakeup(self.read_chan());
+            i += chunk;
+        }
+        i as i32
+    }
+
+    /// Reads up to `n` bytes into `dst(offset, bytes)`, sleeping while empty and a writer exists.
+    /// The bytes are taken under the lock and handed to `dst` after it is released.
+    pub fn read(&self, n: usize, mut dst: impl FnMut(usize, &[u8]) -> bool) -> i32 {
+        let mut g = self.inner.lock();
+        while g.nread == g.nwrite && g.writeopen {
+            if proc::myproc().is_killed() {
+                return -1;
+            }
+            g = proc::sleep(self.read_chan(), g);
+        }
+        let mut tmp = [0u8; PIPESIZE];
+        let mut i = 0;
+        while i < n.min(PIPESIZE) && g.nread != g.nwrite {
+            tmp[i] = g.data[g.nread % PIPESIZE];
+            g.nread += 1;
+            i += 1;
+        }
+        drop(g);
+        proc::wakeup(self.write_chan());
+        if i > 0 && !dst(0, &tmp[..i]) {
+            return -1;
+        }
+        i as i32
+    }
+}

@@ -1,0 +1,194 @@
+//! System call dispatch, argument fetching, and the process and memory calls.
+//!
+//! The dispatcher is generated from `xv6_abi::with_syscalls!`, the same table the user stubs come
+//! from: a call added there without a handler here does not compile. Every user pointer goes
+//! through `copy_in`/`copy_out`, which check the page tables; every failure returns -1.
+
+use crate::exec::{self, Args};
+use crate::mem::KernelFrames;
+use crate::proc;
+use crate::trap::TrapFrame;
+use xv6_abi::param::{MAXARG, MAXPATH};
+use xv6_kernel::uvm::{self, Fault, StrError};
+
+/// The `n`th argument register.
+pub fn arg(tf: &TrapFrame, n: usize) -> u64 {
+    match n {
+        0 => tf.rdi,
+        1 => tf.rsi,
+        2 => tf.rdx,
+        3 => tf.r10,
+        4 => tf.r8,
+        _ => tf.r9,
+    }
+}
+
+/// An `int` argument: the low 32 bits, sign-extended (C leaves the upper half undefined).
+pub fn arg_int(tf: &TrapFrame, n: usize) -> i32 {
+    arg(tf, n) as u32 as i32
+}
+
+/// Retries a user access after letting the memory manager resolve a first touch.
+fn with_faults<T>(mut op: impl FnMut() -> Result<T, Fault>) -> Result<T, Fault> {
+    for _ in 0..64 {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(f) => {
+                let p = proc::myproc();
+                if f.va >= xv6_abi::layout::USER_TOP
+                    || !p.mm.handle_fault(p.pt, f.va, f.write, false)
+                {
+                    return Err(f);
+                }
+            }
+        }
+    }
+    Err(Fault {
+        va: 0,
+        write: false,
+        present: false,
+    })
+}
+
+/// Copies kernel bytes to the current process at `va`.
+pub fn copy_out(va: u64, src: &[u8]) -> Result<(), Fault> {
+    let pt = proc::myproc().pt;
+    with_faults(|| uvm::copy_out(pt, &mut KernelFrames, va, src))
+}
+
+/// Copies bytes from the current process at `va`.
+pub fn copy_in(dst: &mut [u8], va: u64) -> Result<(), Fault> {
+    let pt = proc::myproc().pt;
+    with_faults(|| uvm::copy_in(pt, &mut KernelFrames, dst, va))
+}
+
+/// A NUL-terminated user string into `dst`; its length.
+pub fn copy_in_str(dst: &mut [u8], va: u64) -> Option<usize> {
+    let pt = proc::myproc().pt;
+    for _ in 0..64 {
+        match uvm::copy_in_str(pt, &mut KernelFrames, dst, va) {
+            Ok(n) => return Some(n),
+            Err(StrError::TooLong) => return None,
+            Err(StrError::Fault(f)) => {
+                let p = proc::myproc();
+                if !p.mm.handle_fault(p.pt, f.va, false, false) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A path argument (at most MAXPATH - 1 bytes).
+pub fn arg_path(tf: &TrapFrame, n: usize, buf: &mut [u8; MAXPATH]) -> Option<usize> {
+    copy_in_str(buf, arg(tf, n))
+}
+
+macro_rules! dispatcher {
+    ($( ($no:literal, $name:ident, $variant:ident, ($($a:ident : $t:ty),*) -> $r:ty) ),* $(,)?) => {
+        /// Runs the system call whose number is in `rax`; the result for `rax`.
+        pub fn dispatch(tf: &mut TrapFrame) -> i64 {
+            match tf.rax {
+                $($no => handlers::$name(tf),)*
+                n => {
+                    let p = proc::myproc();
+                    crate::println!("pid {} {}: unknown system call {}", p.pid, p.name_str(), n);
+                    -1
+                }
+            }
+        }
+    };
+}
+xv6_abi::with_syscalls!(dispatcher);
+
+/// One function per system call, named as in the table.
+mod handlers {
+    use super::*;
+    pub use crate::sysfile::{
+        chdir, close, dup, exec_call as exec, fstat, link, mkdir, mknod, open, pipe, read, unlink,
+        write,
+    };
+    pub use crate::sysmem::{kmalloc, kmfree, meminfo, mmap, msync, munmap};
+
+    pub fn fork(_: &TrapFrame) -> i64 {
+        proc::fork() as i64
+    }
+
+    pub fn exit(tf: &TrapFrame) -> i64 {
+        proc::exit(arg_int(tf, 0))
+    }
+
+    pub fn wait(tf: &TrapFrame) -> i64 {
+        proc::wait(arg(tf, 0)) as i64
+    }
+
+    pub fn kill(tf: &TrapFrame) -> i64 {
+        proc::kill(arg_int(tf, 0)) as i64
+    }
+
+    pub fn getpid(_: &TrapFrame) -> i64 {
+        proc::myproc().pid as i64
+    }
+
+    pub fn sbrk(tf: &TrapFrame) -> i64 {
+        match proc::grow(arg_int(tf, 0) as i64) {
+            Some(old) => old as i64,
+            None => -1,
+        }
+    }
+
+    pub fn sleep(tf: &TrapFrame) -> i64 {
+        let n = arg_int(tf, 0).max(0) as u64;
+        let mut t = crate::irq::TICKS.lock();
+        let t0 = *t;
+        while *t - t0 < n {
+            if proc::myproc().is_killed() {
+                return -1;
+            }
+            let chan = &*t as *const u64 as usize;
+            t = proc::sleep(chan, t);
+        }
+        0
+    }
+
+    pub fn uptime(_: &TrapFrame) -> i64 {
+        *crate::irq::TICKS.lock() as i64
+    }
+
+    pub fn poweroff(tf: &TrapFrame) -> i64 {
+        if proc::myproc().pid != 1 {
+            return -1; // only init may stop the machine
+        }
+        crate::println!();
+        crate::arch::poweroff(arg_int(tf, 0))
+    }
+}
+
+/// Gathers `exec`'s argument vector from user memory: at most MAXARG strings.
+pub fn fetch_args(uargv: u64, args: &mut Args) -> bool {
+    for i in 0..=MAXARG {
+        let mut p = [0u8; 8];
+        if copy_in(&mut p, uargv.wrapping_add(i as u64 * 8)).is_err() {
+            return false;
+        }
+        let a = u64::from_le_bytes(p);
+        if a == 0 {
+            return true;
+        }
+        if i == MAXARG {
+            return false;
+        }
+        let spare = args.spare();
+        let Some(n) = copy_in_str(spare, a) else {
+            return false;
+        };
+        if !args.commit(n) {
+            return false;
+        }
+    }
+    false
+}
+
+#[allow(dead_code)]
+fn _uses(_: exec::Args) {}

@@ -1,0 +1,359 @@
+//! User address spaces on top of [`crate::paging`]: growing and shrinking, copying for `fork`, and
+//! moving bytes between the kernel and user memory with every access checked against the page
+//! tables (present, user-accessible, writable for writes). Nothing here trusts a user address.
+
+use crate::paging::{MapError, PageTable, Pte, TableFrames, ADDR_MASK};
+use xv6_abi::layout::USER_TOP;
+
+/// A user access that the page tables refuse: the first page that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Page-aligned user address.
+    pub va: u64,
+    /// Whether the access was a write.
+    pub write: bool,
+    /// Whether a page is mapped there at all (false: not present).
+    pub present: bool,
+}
+
+const PAGE: u64 = 4096;
+
+/// A copy of the kernel half of `kernel` (entries 256..512 of its PML4) in a new tree.
+pub fn new_user_table(f: &mut impl TableFrames, kernel: PageTable) -> Option<PageTable> {
+    let pt = PageTable::new(f)?;
+    let (src, dst) = (f.table(kernel.root), f.table(pt.root));
+    // SAFETY: both are live PML4 frames (TableFrames contract); they are distinct frames.
+    unsafe { (&mut (*dst))[256..].copy_from_slice(&(&(*src))[256..]) };
+    Some(pt)
+}
+
+/// Maps zeroed pages over `[lo, hi)` (page-aligned) with `flags | USER`. On failure, unmaps and
+/// frees what it mapped and returns the error: nothing half-done is left.
+pub fn alloc_range(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    lo: u64,
+    hi: u64,
+    flags: Pte,
+) -> Result<(), MapError> {
+    if !lo.is_multiple_of(PAGE) || !hi.is_multiple_of(PAGE) || hi > USER_TOP {
+        return Err(MapError::BadAddress);
+    }
+    let mut va = lo;
+    while va < hi {
+        let r = match f.alloc() {
+            None => Err(MapError::OutOfMemory),
+            Some(pa) => pt.map(f, va, pa, flags | Pte::USER).inspect_err(|_| {
+                // SAFETY: the frame was never mapped.
+                unsafe { f.free(pa) }
+            }),
+        };
+        if let Err(e) = r {
+            dealloc_range(pt, f, lo, va);
+            return Err(e);
+        }
+        va += PAGE;
+    }
+    Ok(())
+}
+
+/// Unmaps every page in `[lo, hi)`, freeing the frames the mappings own (not BORROWED ones).
+/// Pages not mapped are skipped. The caller flushes the TLB.
+pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) {
+    let mut pages = [0u64; 64];
+    loop {
+        // Collect a batch first: unmapping while walking would edit the tables under the walk.
+        let mut n = 0;
+        pt.for_each(f, lo, hi, |va, _| {
+            if n < pages.len() {
+                pages[n] = va;
+                n += 1;
+            }
+        });
+        if n == 0 {
+            return;
+        }
+        for &va in &pages[..n] {
+            if let Some(e) = pt.unmap(f, va) {
+                if e & Pte::BORROWED.bits() == 0 {
+                    // SAFETY: the mapping owned this frame and is gone.
+                    unsafe { f.free(e & ADDR_MASK) };
+                }
+            }
+        }
+    }
+}
+
+/// Copies the mappings of `[lo, hi)` from `src` into `dst` (for `fork`): owned pages are copied
+/// into new frames; BORROWED pages (shared memory) are mapped again, still borrowed. On failure
+/// `dst`'s range is cleaned up.
+pub fn copy_range(
+    src: PageTable,
+    dst: PageTable,
+    f: &mut impl TableFrames,
+    lo: u64,
+    hi: u64,
+) -> Result<(), MapError> {
+    let mut va = lo;
+    let mut result = Ok(());
+    // Walk page by page through for_each's ordered visit, one page at a time to keep `f` free.
+    while va < hi {
+        let mut next: Option<(u64, u64)> = None;
+        pt_first(src, f, va, hi, &mut next);
+        let Some((pva, e)) = next else { break };
+        let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
+        let r = if e & Pte::BORROWED.bits() != 0 {
+            dst.map(f, pva, e & ADDR_MASK, flags)
+        } else {
+            match f.alloc() {
+                None => Err(MapError::OutOfMemory),
+                Some(pa) => {
+                    let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
+                    // SAFETY: both are live, distinct 4 KiB frames.
+                    unsafe { *d = *s };
+                    dst.map(f, pva, pa, flags).inspect_err(|_| {
+                        // SAFETY: never mapped.
+                        unsafe { f.free(pa) }
+                    })
+                }
+            }
+        };
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+        va = pva + PAGE;
+    }
+    if result.is_err() {
+        dealloc_range(dst, f, lo, hi);
+    }
+    result
+}
+
+fn pt_first(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    lo: u64,
+    hi: u64,
+    out: &mut Option<(u64, u64)>,
+) {
+    // for_each visits in address order; keep the first.
+    pt.for_each(f, lo, hi, |va, e| {
+        if out.is_none() {
+            *out = Some((va, e));
+        }
+    });
+}
+
+/// The frame behind user page `va` for an access, checking USER (and WRITE for writes).
+fn user_frame(pt: PageTable, f: &mut impl TableFrames, va: u64, write: bool) -> Result<u64, Fault> {
+    let page = va & !(PAGE - 1);
+    let fault = |present| Fault {
+        va: page,
+        write,
+        present,
+    };
+    if va >= USER_TOP {
+        return Err(fault(true));
+    }
+    let e = pt.lookup(f, page).ok_or(fault(false))?;
+    if e & Pte::USER.bits() == 0 || (write && e & Pte::WRITE.bits() == 0) {
+        return Err(fault(true));
+    }
+    Ok(e & ADDR_MASK)
+}
+
+/// Copies `src` to user address `va`.
+pub fn copy_out(pt: PageTable, f: &mut impl TableFrames, va: u64, src: &[u8]) -> Result<(), Fault> {
+    copy_out_rights(pt, f, va, src, true)
+}
+
+/// Copies `src` to user address `va` even if the pages are read-only for the user (the kernel
+/// filling a program's text while loading it).
+pub fn copy_out_loading(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    va: u64,
+    src: &[u8],
+) -> Result<(), Fault> {
+    copy_out_rights(pt, f, va, src, false)
+}
+
+fn copy_out_rights(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    va: u64,
+    src: &[u8],
+    check_write: bool,
+) -> Result<(), Fault> {
+    let mut done = 0usize;
+    while done < src.len() {
+        let a = va.checked_add(done as u64).ok_or(Fault {
+            va: !(PAGE - 1),
+            write: true,
+            present: false,
+        })?;
+        let pa = user_frame(pt, f, a, check_write)?;
+        let off = (a % PAGE) as usize;
+        let n = (PAGE as usize - off).min(src.len() - done);
+        let frame = f.table(pa) as *mut u8;
+        // SAFETY: `frame` is a live 4 KiB frame mapped writable for the user; off + n <= 4096.
+        unsafe { core::ptr::copy_nonoverlapping(src[done..].as_ptr(), frame.add(off), n) };
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copies from user address `va` into `dst`.
+pub fn copy_in(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    dst: &mut [u8],
+    va: u64,
+) -> Result<(), Fault> {
+    let mut done = 0usize;
+    while done < dst.len() {
+        let a = va.checked_add(done as u64).ok_or(Fault {
+            va: !(PAGE - 1),
+            write: false,
+            present: false,
+        })?;
+        let pa = user_frame(pt, f, a, false)?;
+        let off = (a % PAGE) as usize;
+        let n = (PAGE as usize - off).min(dst.len() - done);
+        let frame = f.table(pa) as *const u8;
+        // SAFETY: `frame` is a live 4 KiB frame mapped for the user; off + n <= 4096.
+        unsafe { core::ptr::copy_nonoverlapping(frame.add(off), dst[done..].as_mut_ptr(), n) };
+        done += n;
+    }
+    Ok(())
+}
+
+/// Why a user string could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrError {
+    /// A page refused the access.
+    Fault(Fault),
+    /// No NUL within the buffer.
+    TooLong,
+}
+
+/// Copies a NUL-terminated string from user address `va` into `dst`; returns its length (without
+/// the NUL).
+pub fn copy_in_str(
+    pt: PageTable,
+    f: &mut impl TableFrames,
+    dst: &mut [u8],
+    va: u64,
+) -> Result<usize, StrError> {
+    let mut done = 0usize;
+    while done < dst.len() {
+        let a = va.checked_add(done as u64).ok_or(StrError::TooLong)?;
+        let pa = user_frame(pt, f, a, false).map_err(StrError::Fault)?;
+        let off = (a % PAGE) as usize;
+        let n = (PAGE as usize - off).min(dst.len() - done);
+        let frame = f.table(pa) as *const u8;
+        for i in 0..n {
+            // SAFETY: `frame` is a live 4 KiB frame; off + i < 4096.
+            let c = unsafe { *frame.add(off + i) };
+            if c == 0 {
+                return Ok(done + i);
+            }
+            dst[done + i] = c;
+        }
+        done += n;
+    }
+    Err(StrError::TooLong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::tests::HostFrames;
+
+    fn setup() -> (HostFrames, PageTable) {
+        let mut f = HostFrames::default();
+        let k = PageTable::new(&mut f).unwrap();
+        let pt = new_user_table(&mut f, k).unwrap();
+        (f, pt)
+    }
+
+    #[test]
+    fn grow_copy_and_shrink() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        alloc_range(pt, &mut f, base, base + 3 * PAGE, Pte::WRITE).unwrap();
+        let msg = b"hello across a page boundary";
+        copy_out(pt, &mut f, base + PAGE - 5, msg).unwrap();
+        let mut back = [0u8; 28];
+        copy_in(pt, &mut f, &mut back, base + PAGE - 5).unwrap();
+        assert_eq!(&back, msg);
+        copy_out(pt, &mut f, base + 2 * PAGE, b"str\0").unwrap();
+        let mut s = [0u8; 16];
+        assert_eq!(copy_in_str(pt, &mut f, &mut s, base + 2 * PAGE), Ok(3));
+        let before = f.pages.len();
+        dealloc_range(pt, &mut f, base + PAGE, base + 3 * PAGE);
+        assert_eq!(f.pages.len(), before - 2);
+        assert!(copy_in(pt, &mut f, &mut back, base + PAGE).is_err());
+    }
+
+    #[test]
+    fn checks_rights_and_bounds() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        alloc_range(pt, &mut f, base, base + PAGE, Pte::empty()).unwrap();
+        let e = copy_out(pt, &mut f, base, b"x").unwrap_err();
+        assert!(e.write && e.present);
+        assert!(copy_in(pt, &mut f, &mut [0u8; 1], base + PAGE).is_err());
+        assert!(copy_in(pt, &mut f, &mut [0u8; 8], u64::MAX - 3).is_err());
+        assert!(copy_in(pt, &mut f, &mut [0u8; 8], 0xffff_8000_0000_0000).is_err());
+        let mut s = [0u8; 4];
+        copy_out(pt, &mut f, base, b"").ok();
+        assert_eq!(
+            alloc_range(pt, &mut f, USER_TOP, USER_TOP + PAGE, Pte::empty()),
+            Err(MapError::BadAddress)
+        );
+        // A string without NUL within the buffer.
+        let e = copy_in_str(pt, &mut f, &mut s, base);
+        assert_eq!(e, Ok(0));
+    }
+
+    #[test]
+    fn out_of_memory_leaves_nothing() {
+        let (mut f, pt) = setup();
+        let before = f.pages.len();
+        f.limit = Some(before + 10);
+        assert_eq!(
+            alloc_range(pt, &mut f, 0x40_0000, 0x40_0000 + 100 * PAGE, Pte::WRITE),
+            Err(MapError::OutOfMemory)
+        );
+        f.limit = None;
+        let mut n = 0;
+        pt.for_each(&mut f, 0, USER_TOP, |_, _| n += 1);
+        assert_eq!(n, 0);
+        // Intermediate tables may remain; user pages do not.
+        pt.free_user(&mut f);
+        assert_eq!(f.pages.len(), before);
+    }
+
+    #[test]
+    fn fork_copy_is_deep_for_owned_and_shallow_for_borrowed() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        alloc_range(pt, &mut f, base, base + 2 * PAGE, Pte::WRITE).unwrap();
+        pt.map(&mut f, base + 8 * PAGE, 0xabc000, Pte::USER | Pte::BORROWED)
+            .unwrap();
+        copy_out(pt, &mut f, base, b"parent").unwrap();
+        let k = PageTable::new(&mut f).unwrap();
+        let child = new_user_table(&mut f, k).unwrap();
+        copy_range(pt, child, &mut f, 0, USER_TOP).unwrap();
+        copy_out(child, &mut f, base, b"child!").unwrap();
+        let mut b = [0u8; 6];
+        copy_in(pt, &mut f, &mut b, base).unwrap();
+        assert_eq!(&b, b"parent");
+        let e = child.lookup(&mut f, base + 8 * PAGE).unwrap();
+        assert_eq!(e & ADDR_MASK, 0xabc000);
+        child.free_user(&mut f);
+        pt.free_user(&mut f);
+    }
+}

@@ -1,0 +1,2 @@
+// Compatibility with xv6 sources (`#include "kernel/stat.h"`): everything is in xv6.h.
+#include "../xv6.h"
