@@ -1,49 +1,83 @@
-//! The heap: K&R's address-ordered circular free list, with size-class quick lists in front.
+//! The heap: K&R's address-ordered circular free list, with size-class quick lists and a
+//! size-binned index in front of it.
 //!
 //! # Memory layout
 //!
-//! The heap asks its [`PageSource`] for runs of pages ("chunks"). Each chunk starts with a
-//! [`Chunk`] record (32 bytes) linking it into the heap's list of chunks; the rest of the chunk is
-//! tiled by blocks. A block is a 16-byte [`Header`] followed by its payload:
+//! The heap asks its [`PageSource`] for runs of pages ("chunks"). Each chunk is tiled by blocks
+//! and ends with a [`Chunk`] record (32 bytes) linking it into the heap's list of chunks, which is
+//! kept in address order. A block is a 16-byte [`Header`] followed by its payload:
 //!
 //! ```text
-//! chunk: [ Chunk | hdr payload | hdr payload ....... | hdr payload ]
-//!                  ^ FIRST flag                         ^ LAST flag
+//! chunk: [ hdr payload | hdr payload ....... | hdr payload | Chunk ]
+//!          ^ FIRST flag                        ^ LAST flag
 //! ```
 //!
 //! Block sizes are multiples of 16 and include the header, so walking a chunk from its first block
 //! by sizes reaches every block: that is how the checked free ([`Heap::kmfree`]) tells a real block
-//! start from any other address. The header's `link` word says what the block is:
+//! start from any other address. From a chunk's LAST block, its end is the chunk record, whose
+//! `next` is the chunk above: so the blocks of the whole heap can be walked in address order. The
+//! header's `link` word says what the block is:
 //!
 //! - free, in the K&R list: the address of the next free block (16-aligned, low bits 0); the
 //!   payload's first word holds the previous free block (the list is doubly linked so that a block
-//!   can leave it in O(1); K&R's list is singly linked);
+//!   can leave it in O(1); K&R's list is singly linked). A listed block of 48 bytes or more is also
+//!   on the bin of its size class, linked through its payload's second and third words;
 //! - allocated: a tag computed from the block's own address, with low bits `0b0001`;
-//! - free, in a quick list: a tag with low bits `0b0010`; the payload's first word links the list.
+//! - free, in a quick list: a tag with low bits `0b0010`; the payload's first two words link the
+//!   list.
 //!
 //! A wild pointer or a second free finds no valid "allocated" tag and is refused.
 //!
+//! # Chunks
+//!
+//! `morecore` grows the heap geometrically: it asks for at least as many pages as the heap already
+//! holds (rounded down to a power of two, at most 1 MiB per chunk), so a heap of n pages is made
+//! of O(log n) chunks. Blocks never span chunks, so few large chunks lose little to chunk edges.
+//! When the source refuses a run, `morecore` halves the request down to what the allocation
+//! needs, and starts from the smaller size next time.
+//!
 //! # Allocation
 //!
-//! Freed blocks first go to segregated quick lists: one per exact block size up to 4096 bytes
-//! (16-byte steps), then eight geometric subclasses per power of two above that. A bitmap of
-//! non-empty classes finds the smallest class that can serve a request in a few word scans. A
-//! request takes a block of its exact class if there is one, else splits a larger quick block
-//! (the remainder goes back to its own class). Only when the quick lists cannot serve does K&R's
-//! next-fit search run from the roving pointer, carving from the tail of the first free block that
-//! fits (so that block keeps its place in the list). When nothing fits, `morecore` asks the source
-//! for pages; when the source is out, the quick lists are flushed into the K&R list (coalescing)
-//! and the search runs again, so quick lists never cause a spurious out-of-memory.
+//! Size classes: one per exact block size up to 4096 bytes (16-byte steps), then eight geometric
+//! subclasses per power of two above that. Two sets of lists use them, each with a bitmap of
+//! non-empty classes that finds the smallest class able to serve a request in a few word scans:
+//!
+//! - the quick lists hold freed small blocks, not yet coalesced (see *Free*);
+//! - the bins index the K&R list: every listed block big enough to hold the bin links is also on
+//!   the bin of its class. The bins turn K&R's next-fit walk into a good-fit lookup.
+//!
+//! A request takes a quick block of its exact class if there is one; otherwise the smallest class
+//! that fits, among quick lists and bins: a quick block is split (the remainder goes back to the
+//! quick lists), a listed block is carved from its tail (so it keeps its place in the list and
+//! usually its bin). If no class above the request's own has a block, the request's own bin is
+//! searched. Requests with an alignment above 16 look in the bins for a block big enough to hold
+//! any aligned placement, then fall back to K&R's next-fit walk of the list from the roving
+//! pointer. When nothing fits, `morecore` adds a chunk and the request is carved from it; when the
+//! source is out, the quick lists are flushed into the K&R list (coalescing), wholly free chunks
+//! go back to the source, and the search runs again, so quick lists never cause a spurious
+//! out-of-memory.
 //!
 //! # Free
 //!
-//! Freeing is lazy: a block goes to its quick list (O(1); the lists are doubly linked so a
-//! neighbour can be taken out of one when `realloc` grows into it). When the quick lists hold more
-//! than `max(64 KiB, heap size / 8)`, they are flushed in one batch: sorted by address (merge
-//! sort), then inserted into the address-ordered K&R list in a single pass, coalescing with the
-//! block after, before, or both (within one chunk). A block that grows to cover its whole chunk is
-//! given back to the source then, at an out-of-memory retry, or by
-//! [`Heap::release_free_pages`].
+//! A small block (of an exact class, up to 4096 bytes) is freed lazily onto its quick list (O(1);
+//! the lists are doubly linked so a neighbour can be taken out of one when `realloc` grows into
+//! it). A larger block goes straight into the K&R list. When the quick lists hold more than
+//! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the address-ordered
+//! K&R list, coalescing with the block after, before, or both (within one chunk):
+//!
+//! - one at a time when they hold little: each block first absorbs the quick blocks that follow
+//!   it, and its place in the list is found by stepping over the blocks after it in address order
+//!   to the next listed block (a few steps as a rule); only when that takes too long does the
+//!   insertion walk the list, K&R style, from the previous insertion;
+//! - in one sweep over the chunks in address order when they hold much of the heap: each quick
+//!   block goes in after the last listed block seen.
+//!
+//! A block that grows to cover its whole chunk is given back to the source at a flush, at an
+//! out-of-memory retry, or by [`Heap::release_free_pages`].
+//!
+//! `realloc` shrinks in place (the tail is freed if it is at least a quarter of the block or can
+//! join a free block after it) and grows in place over the free blocks that follow when they
+//! suffice.
 
 use crate::{AllocError, FreeError, HeapStats, PageSource, PAGE_SIZE};
 use core::alloc::Layout;
@@ -51,8 +85,10 @@ use core::ptr::{self, NonNull};
 
 /// Size of a block header, and the heap's granule: every block size is a multiple of it.
 pub(crate) const UNIT: usize = 16;
-/// Smallest block: a header plus room for the free-list back link.
+/// Smallest block: a header plus room for the quick-list links or the K&R back link.
 const MIN_BLOCK: usize = 2 * UNIT;
+/// Smallest listed block that is also binned: room for the back link and the two bin links.
+const BIN_MIN: usize = 3 * UNIT;
 /// Size of the record at the start of each chunk.
 const CHUNK_HDR: usize = 32;
 /// Flag in `Header::size`: the block is the first in its chunk.
@@ -67,7 +103,7 @@ const TAG_QUICK: usize = 0b0010;
 const TAG_BITS: usize = 0b1111;
 const TAG_MAGIC: usize = 0x6b6d_616c_6c6f_6321;
 
-/// Block sizes up to this have a quick list each (exact, in steps of [`UNIT`]).
+/// Block sizes up to this have a class each (exact, in steps of [`UNIT`]).
 const EXACT_MAX: usize = 4096;
 const NEXACT: usize = EXACT_MAX / UNIT + 1;
 /// Above [`EXACT_MAX`], classes are geometric: this many per power of two.
@@ -79,8 +115,13 @@ const NWORDS: usize = NCLASS.div_ceil(64);
 /// Quick lists may hold this many bytes, or an eighth of the heap if more, before they are
 /// flushed into the K&R list.
 const QUICK_MIN_CAP: usize = 64 * 1024;
+/// The most pages `morecore` asks for beyond what a request needs (1 MiB).
+const MAX_GROW_PAGES: usize = 256;
+/// How many physical neighbours an insertion steps over looking for its place before it walks
+/// the list instead.
+const PHYS_STEPS: usize = 32;
 
-/// The quick-list class of a block of `len` bytes.
+/// The class of a block of `len` bytes.
 fn class_of(len: usize) -> usize {
     if len <= EXACT_MAX {
         len / UNIT
@@ -115,6 +156,112 @@ fn tag(addr: usize, kind: usize) -> usize {
     ((addr.rotate_left(23) ^ TAG_MAGIC) & !TAG_BITS) | kind
 }
 
+/// The first block of chunk `c` (at the start of its pages; the record is at their end).
+///
+/// # Safety
+/// `c` is the record of a chunk the heap holds.
+unsafe fn chunk_first(c: *mut Chunk) -> *mut Header {
+    // SAFETY: per the contract the record is valid.
+    unsafe { (c as usize + CHUNK_HDR - (*c).pages * PAGE_SIZE) as *mut Header }
+}
+
+/// Segregated lists of free blocks by class, doubly linked through payload words `OFF` (next)
+/// and `OFF + 1` (previous), with a bitmap of the non-empty classes.
+struct Classes<const OFF: usize> {
+    head: [*mut Header; NCLASS],
+    map: [u64; NWORDS],
+}
+
+impl<const OFF: usize> Classes<OFF> {
+    const fn new() -> Self {
+        Classes {
+            head: [ptr::null_mut(); NCLASS],
+            map: [0; NWORDS],
+        }
+    }
+
+    /// The link words of `h`.
+    fn links(h: *mut Header) -> *mut *mut Header {
+        (payload(h) as *mut *mut Header).wrapping_add(OFF)
+    }
+
+    /// (next, previous) of member `h`.
+    ///
+    /// # Safety
+    /// `h` is on one of the lists.
+    unsafe fn get(h: *mut Header) -> (*mut Header, *mut Header) {
+        let w = Self::links(h);
+        // SAFETY: a member's payload holds its links at words OFF and OFF + 1.
+        unsafe { (*w, *w.add(1)) }
+    }
+
+    /// Pushes `h` on list `c`.
+    ///
+    /// # Safety
+    /// `h` is a free block on none of these lists whose payload words `OFF..OFF + 2` are ours.
+    unsafe fn push(&mut self, h: *mut Header, c: usize) {
+        let head = self.head[c];
+        // SAFETY: per the contract, and `head` (if any) is a member.
+        unsafe {
+            let w = Self::links(h);
+            *w = head;
+            *w.add(1) = ptr::null_mut();
+            if !head.is_null() {
+                *Self::links(head).add(1) = h;
+            }
+        }
+        self.head[c] = h;
+        self.map[c / 64] |= 1 << (c % 64);
+    }
+
+    /// Takes member `h` off list `c`.
+    ///
+    /// # Safety
+    /// `h` is on list `c`.
+    unsafe fn remove(&mut self, h: *mut Header, c: usize) {
+        // SAFETY: `h` and its neighbours are members, whose payloads hold the links.
+        unsafe {
+            let (next, prev) = Self::get(h);
+            if prev.is_null() {
+                self.head[c] = next;
+                if next.is_null() {
+                    self.map[c / 64] &= !(1 << (c % 64));
+                }
+            } else {
+                *Self::links(prev) = next;
+            }
+            if !next.is_null() {
+                *Self::links(next).add(1) = prev;
+            }
+        }
+    }
+
+    /// The first non-empty class at or above `c`.
+    fn next_nonempty(&self, c: usize) -> Option<usize> {
+        let mut w = c / 64;
+        let mut bits = self.map.get(w)? & (!0u64 << (c % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.map.get(w)?;
+        }
+    }
+
+    /// The smallest class whose head is at least `len` bytes: any block of a class above
+    /// `class_of(len)` is big enough; in that class itself (when geometric) the head is checked.
+    fn find(&self, len: usize) -> Option<usize> {
+        let c = class_of(len);
+        let f = self.next_nonempty(c)?;
+        // SAFETY: the head of a non-empty class is a valid free block.
+        if f == c && c >= NEXACT && unsafe { size_of_block(self.head[f]) } < len {
+            return self.next_nonempty(f + 1);
+        }
+        Some(f)
+    }
+}
+
 /// A K&R heap over a [`PageSource`]. See the crate documentation.
 pub struct Heap<S: PageSource> {
     source: S,
@@ -122,15 +269,20 @@ pub struct Heap<S: PageSource> {
     freep: *mut Header,
     /// The chunks held from the source (doubly linked, unordered).
     chunks: *mut Chunk,
-    /// Quick lists: free blocks by class, singly linked through their payloads, not coalesced.
-    quick: [*mut Header; NCLASS],
-    /// Bit `c` set when quick list `c` is not empty.
-    nonempty: [u64; NWORDS],
+    /// Quick lists: freed blocks by class, not coalesced, linked through payload words 0 and 1.
+    quick: Classes<0>,
+    /// Bins: the K&R-listed blocks of at least [`BIN_MIN`] bytes by class, linked through
+    /// payload words 1 and 2 (word 0 is the K&R back link).
+    bins: Classes<1>,
     quick_bytes: usize,
     in_use: usize,
     free: usize,
     pages: usize,
     nchunks: usize,
+    /// Pages `morecore` asks for at least (a power of two).
+    grow: usize,
+    /// Set when an insertion made a block that spans its chunk: a chunk may be wholly free.
+    spare_chunk: bool,
 }
 
 // SAFETY: the raw pointers point into memory the heap owns exclusively (pages from its source);
@@ -152,13 +304,15 @@ impl<S: PageSource> Heap<S> {
             source,
             freep: ptr::null_mut(),
             chunks: ptr::null_mut(),
-            quick: [ptr::null_mut(); NCLASS],
-            nonempty: [0; NWORDS],
+            quick: Classes::new(),
+            bins: Classes::new(),
             quick_bytes: 0,
             in_use: 0,
             free: 0,
             pages: 0,
             nchunks: 0,
+            grow: 1,
+            spare_chunk: false,
         }
     }
 
@@ -174,6 +328,7 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Block size (header included) that serves `layout`'s size.
+    #[inline]
     fn block_len(size: usize) -> Option<usize> {
         let payload = size.max(1).checked_add(UNIT - 1)? & !(UNIT - 1);
         let len = payload.checked_add(UNIT)?;
@@ -185,36 +340,149 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Allocates a block for `layout`: any size, any power-of-two alignment.
+    #[inline]
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = Self::block_len(layout.size()).ok_or(AllocError)?;
-        let align = layout.align().max(UNIT);
-        if align == UNIT {
-            if let Some(p) = self.alloc_quick(len) {
+        if layout.align() <= UNIT {
+            let c = class_of(len);
+            let q = self.quick.head[c];
+            if c < NEXACT && !q.is_null() {
+                // The fast path: a freed block of exactly this size.
+                // SAFETY: `q` heads quick list `c`, whose blocks are all `len` bytes.
+                unsafe {
+                    self.quick.remove(q, c);
+                    self.quick_bytes -= len;
+                    self.free -= len;
+                    self.in_use += len;
+                    (*q).link = tag(q as usize, TAG_ALLOC);
+                    return Ok(NonNull::new_unchecked(payload(q)));
+                }
+            }
+            if let Some(p) = self.alloc_fit(len) {
                 return Ok(p);
             }
         }
-        if let Some(p) = self.search(len, align) {
+        self.alloc_slow(len, layout.align().max(UNIT))
+    }
+
+    /// Serves a 16-aligned block of `len` bytes from the smallest class that fits, among quick
+    /// lists and bins (quick on a tie).
+    fn alloc_fit(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let qc = self.quick.find(len);
+        let bc = self.bins.find(len);
+        match (qc, bc) {
+            (Some(q), Some(b)) if b < q => Some(self.alloc_binned(b, len)),
+            (Some(q), _) => Some(self.alloc_from_quick(q, len)),
+            (None, Some(b)) => Some(self.alloc_binned(b, len)),
+            (None, None) => None,
+        }
+    }
+
+    /// Carves `len` bytes (16-aligned) from the head of bin `c`, which fits.
+    fn alloc_binned(&mut self, c: usize, len: usize) -> NonNull<u8> {
+        let b = self.bins.head[c];
+        // SAFETY: `b` is a listed, binned free block of at least `len` bytes.
+        unsafe {
+            let (s, l) = fit(b, len, UNIT).expect("binned block fits");
+            self.carve(b, s, l)
+        }
+    }
+
+    /// Takes the head of quick class `c` (at least `len` bytes) and splits off the rest.
+    fn alloc_from_quick(&mut self, c: usize, len: usize) -> NonNull<u8> {
+        let q = self.quick.head[c];
+        // SAFETY: `q` heads quick list `c`; it is a free block of at least `len` bytes.
+        unsafe {
+            let qlen = size_of_block(q);
+            self.quick.remove(q, c);
+            self.quick_bytes -= qlen;
+            self.free -= qlen;
+            self.in_use += qlen;
+            (*q).link = tag(q as usize, TAG_ALLOC);
+            let rest = qlen - len;
+            if rest >= MIN_BLOCK {
+                // Split: the tail goes back to the quick lists.
+                let t = (q as usize + len) as *mut Header;
+                (*t).size = rest | ((*q).size & F_LAST);
+                (*q).size = len | ((*q).size & F_FIRST);
+                self.in_use -= rest;
+                self.free += rest;
+                self.push_quick(t);
+            }
+            NonNull::new_unchecked(payload(q))
+        }
+    }
+
+    /// A block for `len` bytes at `align` from the K&R list (bins first), without new pages.
+    fn alloc_listed(&mut self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        if align <= UNIT {
+            if let Some(c) = self.bins.find(len) {
+                return Some(self.alloc_binned(c, len));
+            }
+            // The class of `len` itself may hold a fitting block behind a smaller head.
+            let c = class_of(len);
+            let mut b = self.bins.head[c];
+            while !b.is_null() {
+                // SAFETY: `b` is on bin `c`: a listed free block.
+                unsafe {
+                    if let Some((s, l)) = fit(b, len, UNIT) {
+                        return Some(self.carve(b, s, l));
+                    }
+                    b = Classes::<1>::get(b).0;
+                }
+            }
+            return None;
+        }
+        // Any block this big holds an aligned placement (see `fit`).
+        if let Some(c) = self.bins.find(len + align + MIN_BLOCK) {
+            let b = self.bins.head[c];
+            // SAFETY: `b` is a listed free block.
+            if let Some((s, l)) = unsafe { fit(b, len, align) } {
+                // SAFETY: as above; `(s, l)` came from `fit`.
+                return Some(unsafe { self.carve(b, s, l) });
+            }
+        }
+        self.search(len, align)
+    }
+
+    /// Everything but the quick fast paths: the K&R list, then more pages, then a flush of the
+    /// quick lists and a last try.
+    #[cold]
+    fn alloc_slow(&mut self, len: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
+        if align > UNIT {
+            if let Some(p) = self.alloc_listed(len, align) {
+                return Ok(p);
+            }
+        }
+        if let Some(p) = self.alloc_new_chunk(len, align) {
             return Ok(p);
         }
-        if self.morecore(len, align) {
-            if let Some(p) = self.search(len, align) {
+        // Flushing may coalesce enough in place; giving whole chunks back to the source may let
+        // it serve a larger run.
+        let flushed = self.quick_bytes > 0;
+        let released = self.flush_quick();
+        if flushed {
+            if let Some(p) = self.alloc_listed(len, align) {
                 return Ok(p);
             }
         }
-        if self.quick_bytes > 0 {
-            // Flushing may coalesce enough in place, or give whole chunks back to the source,
-            // which can then serve a larger run.
-            self.flush_quick();
-            if let Some(p) = self.search(len, align) {
+        if released {
+            if let Some(p) = self.alloc_new_chunk(len, align) {
                 return Ok(p);
-            }
-            if self.morecore(len, align) {
-                if let Some(p) = self.search(len, align) {
-                    return Ok(p);
-                }
             }
         }
         Err(AllocError)
+    }
+
+    /// Adds a chunk and carves the block from it.
+    fn alloc_new_chunk(&mut self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        let b = self.morecore(len, align)?;
+        // SAFETY: `b` is the new chunk's listed free block.
+        match unsafe { fit(b, len, align) } {
+            // SAFETY: as above; `(s, l)` came from `fit`.
+            Some((s, l)) => Some(unsafe { self.carve(b, s, l) }),
+            None => self.search(len, align),
+        }
     }
 
     /// K&R's next-fit search from the roving pointer.
@@ -238,6 +506,34 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
+    /// Puts listed block `b` on its bin if it is big enough to be binned.
+    ///
+    /// # Safety
+    /// `b` is on the K&R list and on no bin.
+    unsafe fn bin_add(&mut self, b: *mut Header) {
+        // SAFETY: per the contract; a block of BIN_MIN bytes has room for the bin links.
+        unsafe {
+            let len = size_of_block(b);
+            if len >= BIN_MIN {
+                self.bins.push(b, class_of(len));
+            }
+        }
+    }
+
+    /// Takes listed block `b` off its bin, if it is on one.
+    ///
+    /// # Safety
+    /// `b` is on the K&R list, and binned as its size says.
+    unsafe fn bin_del(&mut self, b: *mut Header) {
+        // SAFETY: per the contract.
+        unsafe {
+            let len = size_of_block(b);
+            if len >= BIN_MIN {
+                self.bins.remove(b, class_of(len));
+            }
+        }
+    }
+
     /// Takes `[s, s + len)` out of free block `b` (see [`fit`]), leaving any lead and trail free.
     ///
     /// # Safety
@@ -251,27 +547,37 @@ impl<S: PageSource> Heap<S> {
             let end = start + bsize;
             let lead = s - start;
             let trail = end - (s + len);
-            let next = (*b).link as *mut Header;
-            let prev = back(b);
+            // The common case: the tail of a block that stays in its bin.
+            if trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
+                (*b).size = lead | (bflags & F_FIRST);
+            } else {
+                self.bin_del(b);
+                let next = (*b).link as *mut Header;
+                let prev = back(b);
+                // What stays on the list in b's place: b shrunk (lead), and/or a new block (trail).
+                if lead > 0 {
+                    (*b).size = lead | (bflags & F_FIRST);
+                }
+                if trail > 0 {
+                    let t = (s + len) as *mut Header;
+                    (*t).size = trail | (bflags & F_LAST);
+                    if lead > 0 {
+                        // b -> t -> next
+                        self.link_after(b, t);
+                    } else {
+                        // t replaces b
+                        self.replace(b, t, prev, next);
+                    }
+                    self.bin_add(t);
+                } else if lead == 0 {
+                    self.unlink(b, prev, next);
+                }
+                if lead > 0 {
+                    self.bin_add(b);
+                }
+            }
             // The allocated block.
             let a = s as *mut Header;
-            // What stays on the list in b's place: b shrunk (lead), and/or a new block (trail).
-            if lead > 0 {
-                (*b).size = lead | (bflags & F_FIRST);
-            }
-            if trail > 0 {
-                let t = (s + len) as *mut Header;
-                (*t).size = trail | (bflags & F_LAST);
-                if lead > 0 {
-                    // b -> t -> next
-                    self.link_after(b, t);
-                } else {
-                    // t replaces b
-                    self.replace(b, t, prev, next);
-                }
-            } else if lead == 0 {
-                self.unlink(b, prev, next);
-            }
             let mut aflags = 0;
             if lead == 0 {
                 aflags |= bflags & F_FIRST;
@@ -342,51 +648,82 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// Asks the source for a chunk able to hold a block of `len` bytes at `align`; puts it on the
-    /// free list. False if the source is out of memory.
-    fn morecore(&mut self, len: usize, align: usize) -> bool {
-        let extra = if align > UNIT { align } else { 0 };
-        let Some(need) = (CHUNK_HDR + len).checked_add(extra) else {
-            return false;
+    /// Asks the source for a chunk able to hold a block of `len` bytes at `align`, and puts it
+    /// on the free list. Returns its block; None if the source is out of memory.
+    fn morecore(&mut self, len: usize, align: usize) -> Option<*mut Header> {
+        // A block of `len + align + MIN_BLOCK` bytes holds any aligned placement (see `fit`).
+        let extra = if align > UNIT { align + MIN_BLOCK } else { 0 };
+        let need = (CHUNK_HDR + len)
+            .checked_add(extra)?
+            .div_ceil(PAGE_SIZE)
+            .max(1);
+        let mut pages = need.max(self.grow);
+        let mem = loop {
+            if let Some(mem) = self.source.alloc_pages(pages, PAGE_SIZE) {
+                break mem;
+            }
+            if pages == need {
+                return None;
+            }
+            // Refused: ask for less, and start there next time.
+            self.grow = (self.grow / 2).max(1);
+            pages = (pages / 2).max(need);
         };
-        let pages = need.div_ceil(PAGE_SIZE).max(1);
-        let Some(mem) = self.source.alloc_pages(pages, PAGE_SIZE) else {
-            return false;
-        };
-        let c = mem.as_ptr() as *mut Chunk;
         let bytes = pages * PAGE_SIZE;
-        // SAFETY: the source promises `pages` writable pages at `mem`, unique to us.
+        let b = mem.as_ptr() as *mut Header;
+        let c = (mem.as_ptr() as usize + bytes - CHUNK_HDR) as *mut Chunk;
+        // SAFETY: the source promises `pages` writable pages at `mem`, unique to us; the other
+        // chunk records are valid.
         unsafe {
             (*c).pages = pages;
-            (*c).prev = ptr::null_mut();
-            (*c).next = self.chunks;
-            if !self.chunks.is_null() {
-                (*self.chunks).prev = c;
+            // Keep the chunk list in address order.
+            let mut prev: *mut Chunk = ptr::null_mut();
+            let mut next = self.chunks;
+            while !next.is_null() && next < c {
+                prev = next;
+                next = (*next).next;
             }
-            self.chunks = c;
-            let b = (c as usize + CHUNK_HDR) as *mut Header;
+            (*c).prev = prev;
+            (*c).next = next;
+            if prev.is_null() {
+                self.chunks = c;
+            } else {
+                (*prev).next = c;
+            }
+            if !next.is_null() {
+                (*next).prev = c;
+            }
             (*b).size = (bytes - CHUNK_HDR) | F_FIRST | F_LAST;
             self.pages += pages;
             self.nchunks += 1;
             self.free += bytes - CHUNK_HDR;
-            self.insert_free_keep(b, true, ptr::null_mut());
+            // Grow geometrically: the next chunk is as big as the heap (within limits).
+            let held = 1usize << (usize::BITS - 1 - self.pages.leading_zeros());
+            self.grow = self.grow.max(held.min(MAX_GROW_PAGES));
+            Some(self.insert_free(b, ptr::null_mut()))
         }
-        true
     }
 
-    /// Frees a block onto its quick list; flushes the quick lists into the K&R list when they
-    /// hold more than their cap.
+    /// Frees a block: a small one (of an exact class) onto its quick list, flushing the quick
+    /// lists into the K&R list when they hold more than their cap; a larger one straight into
+    /// the K&R list.
     ///
     /// # Safety
     /// `h` is an allocated block of this heap.
+    #[inline]
     unsafe fn release(&mut self, h: *mut Header) {
         // SAFETY: per the contract.
         let len = unsafe { size_of_block(h) };
         self.in_use -= len;
         self.free += len;
+        if len > EXACT_MAX {
+            // SAFETY: `h` is now a free block of the heap, on no list.
+            unsafe { self.insert_free(h, ptr::null_mut()) };
+            return;
+        }
         // SAFETY: `h` is now a free block of the heap, on no list.
         unsafe { self.push_quick(h) };
-        if self.quick_bytes > QUICK_MIN_CAP.max(self.pages * PAGE_SIZE / 8) {
+        if self.quick_bytes > QUICK_MIN_CAP && self.quick_bytes > self.pages * (PAGE_SIZE / 4) {
             self.flush_quick();
         }
     }
@@ -395,32 +732,15 @@ impl<S: PageSource> Heap<S> {
     ///
     /// # Safety
     /// `h` is a free block of this heap on no list.
+    #[inline]
     unsafe fn push_quick(&mut self, h: *mut Header) {
         // SAFETY: per the contract the block and its payload are ours.
         unsafe {
             let len = size_of_block(h);
-            let c = class_of(len);
             (*h).link = tag(h as usize, TAG_QUICK);
-            let head = self.quick[c];
-            set_quick_links(h, head, ptr::null_mut());
-            if !head.is_null() {
-                set_quick_prev(head, h);
-            }
-            self.quick[c] = h;
-            self.nonempty[c / 64] |= 1 << (c % 64);
+            self.quick.push(h, class_of(len));
             self.quick_bytes += len;
         }
-    }
-
-    /// Takes the head of quick list `c`.
-    ///
-    /// # Safety
-    /// List `c` is not empty.
-    unsafe fn pop_quick(&mut self, c: usize) -> *mut Header {
-        let q = self.quick[c];
-        // SAFETY: `q` heads list `c`.
-        unsafe { self.remove_quick(q) };
-        q
     }
 
     /// Takes block `q` off its quick list, wherever it is on it.
@@ -428,131 +748,214 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `q` is on a quick list.
     unsafe fn remove_quick(&mut self, q: *mut Header) {
-        // SAFETY: `q` and its list neighbours are quick-list members whose payloads hold the
-        // links.
+        // SAFETY: per the contract.
         unsafe {
             let len = size_of_block(q);
-            let c = class_of(len);
-            let (next, prev) = quick_links(q);
-            if prev.is_null() {
-                self.quick[c] = next;
-            } else {
-                set_quick_links(prev, next, quick_links(prev).1);
-            }
-            if !next.is_null() {
-                set_quick_prev(next, prev);
-            }
-            if self.quick[c].is_null() {
-                self.nonempty[c / 64] &= !(1 << (c % 64));
-            }
+            self.quick.remove(q, class_of(len));
             self.quick_bytes -= len;
         }
     }
 
-    /// The first non-empty class at or above `c`.
-    fn next_nonempty(&self, c: usize) -> Option<usize> {
-        let mut w = c / 64;
-        let mut bits = self.nonempty.get(w)? & (!0u64 << (c % 64));
-        loop {
-            if bits != 0 {
-                return Some(w * 64 + bits.trailing_zeros() as usize);
-            }
-            w += 1;
-            bits = *self.nonempty.get(w)?;
-        }
-    }
-
-    /// Serves a 16-aligned block of `len` bytes from the quick lists: the exact class if it has
-    /// a block, else the smallest larger block, split.
-    fn alloc_quick(&mut self, len: usize) -> Option<NonNull<u8>> {
-        let mut c = class_of(len);
-        loop {
-            c = self.next_nonempty(c)?;
-            // SAFETY: class `c` is not empty; its blocks are free blocks of the heap.
-            unsafe {
-                if size_of_block(self.quick[c]) >= len {
-                    let q = self.pop_quick(c);
-                    self.free -= size_of_block(q);
-                    self.in_use += size_of_block(q);
-                    (*q).link = tag(q as usize, TAG_ALLOC);
-                    let rest = size_of_block(q) - len;
-                    if rest >= MIN_BLOCK {
-                        // Split: the tail goes back to the quick lists.
-                        let t = (q as usize + len) as *mut Header;
-                        (*t).size = rest | ((*q).size & F_LAST);
-                        (*q).size = len | ((*q).size & F_FIRST);
-                        self.in_use -= rest;
-                        self.free += rest;
-                        self.push_quick(t);
-                    }
-                    return Some(NonNull::new_unchecked(payload(q)));
+    /// The list block after which free block `bp` belongs (the list is not empty): found by
+    /// stepping over the blocks after `bp` in address order (from a chunk's last block to the
+    /// first block of the next chunk up, and from the highest chunk round to the lowest) to the
+    /// next listed block; else by walking the list from `hint` (a list member, or null for the
+    /// roving pointer) in the right direction.
+    ///
+    /// # Safety
+    /// `bp` is a free block of the heap, not listed; `hint` is null or a list member.
+    unsafe fn find_pred(&self, bp: *mut Header, hint: *mut Header) -> *mut Header {
+        // SAFETY: only blocks of held chunks (followed through sizes, and from a LAST block to
+        // the chunk record after it) and list members are read.
+        unsafe {
+            let mut b = bp;
+            for _ in 0..PHYS_STEPS {
+                let next = b as usize + size_of_block(b);
+                b = if (*b).size & F_LAST != 0 {
+                    let c = (*(next as *mut Chunk)).next;
+                    chunk_first(if c.is_null() { self.chunks } else { c })
+                } else {
+                    next as *mut Header
+                };
+                if (*b).link & TAG_BITS == 0 {
+                    // The first listed block after `bp`: `bp` goes just before it.
+                    return back(b);
                 }
             }
-            // A geometric class whose head is too small: try the next class up.
-            c += 1;
+            let s = if hint.is_null() { self.freep } else { hint };
+            if bp > s {
+                let mut p = s;
+                loop {
+                    let n = (*p).link as *mut Header;
+                    if n > bp || n <= p {
+                        return p;
+                    }
+                    p = n;
+                }
+            } else {
+                let mut q = s;
+                loop {
+                    let b = back(q);
+                    if b < bp || b >= q {
+                        return b;
+                    }
+                    q = b;
+                }
+            }
         }
     }
 
     /// K&R `free`: inserts `bp` in address order, coalescing with the blocks after and before it
-    /// (within its chunk); unless `keep` is set, gives the chunk back to the source if it became
-    /// wholly free.
+    /// (within its chunk), and bins the result. Returns the block `bp` ended up in.
     ///
     /// # Safety
-    /// `bp` is a free block of this heap on no list (counted as free); `from` is null or a member
-    /// of the K&R list.
-    ///
-    /// The search for `bp`'s place starts at `from` when not null: a caller inserting blocks in
-    /// address order passes the previous result, making the whole batch one pass over the list.
-    /// Returns the block `bp` ended up in (after coalescing).
-    unsafe fn insert_free_keep(
-        &mut self,
-        bp: *mut Header,
-        keep: bool,
-        from: *mut Header,
-    ) -> *mut Header {
-        // SAFETY: all blocks reached are list members or `bp`, all owned by the heap.
+    /// `bp` is a free block of this heap on no list (counted as free); `hint` is null or a member
+    /// of the K&R list (a caller inserting blocks in address order passes the previous result,
+    /// making the batch one pass over the list).
+    unsafe fn insert_free(&mut self, bp: *mut Header, hint: *mut Header) -> *mut Header {
+        // SAFETY: all blocks reached are `bp`, blocks after it in its chunk, or list members,
+        // all owned by the heap.
         unsafe {
+            self.absorb_quick(bp);
             if self.freep.is_null() {
                 (*bp).link = bp as usize;
                 set_back(bp, bp);
                 self.freep = bp;
-            } else {
-                // Find p with p < bp < p.next, or the wrap-around point.
-                let mut p = if from.is_null() { self.freep } else { from };
-                loop {
-                    let n = (*p).link as *mut Header;
-                    if (p < bp && bp < n) || (p >= n && (bp > p || bp < n)) {
-                        break;
-                    }
-                    p = n;
-                }
-                let n = (*p).link as *mut Header;
-                self.link_after(p, bp);
-                // Coalesce with the block after, then with the one before; in a one-block list
-                // p is also the block after, and once absorbed it must not be touched again.
-                let absorbed_p = self.merge(bp) && n == p;
-                let r = if !absorbed_p && self.merge(p) { p } else { bp };
-                self.freep = back(r);
-                if !keep {
-                    self.maybe_return_chunk(r);
-                }
-                return r;
+                self.bin_add(bp);
+                self.spare_chunk |= (*bp).size & FLAGS == FLAGS;
+                return bp;
             }
-            if !keep {
-                self.maybe_return_chunk(bp);
-            }
-            bp
+            let p = self.find_pred(bp, hint);
+            self.insert_after(p, bp)
         }
     }
 
-    /// Merges `a` with the list block after it if they touch within one chunk. True if merged.
-    unsafe fn merge(&mut self, a: *mut Header) -> bool {
+    /// Grows free block `bp` (on no list) over the quick blocks that follow it: they are free,
+    /// just not yet coalesced.
+    ///
+    /// # Safety
+    /// `bp` is a free block of the heap on no list.
+    unsafe fn absorb_quick(&mut self, bp: *mut Header) {
+        // SAFETY: `bp` and the blocks after it in its chunk are blocks of the heap.
+        unsafe {
+            while (*bp).size & F_LAST == 0 {
+                let nb = (bp as usize + size_of_block(bp)) as *mut Header;
+                if (*nb).link != tag(nb as usize, TAG_QUICK) {
+                    break;
+                }
+                self.remove_quick(nb);
+                (*bp).size = (size_of_block(bp) + size_of_block(nb))
+                    | ((*bp).size & F_FIRST)
+                    | ((*nb).size & F_LAST);
+            }
+        }
+    }
+
+    /// Inserts free block `bp` (on no list) right after list block `p`, its predecessor in
+    /// address order, coalescing with the blocks after and before it, and bins the result.
+    /// Returns the block `bp` ended up in.
+    ///
+    /// # Safety
+    /// `bp` is a free block of the heap on no list; `p` a list member with `p < bp < next(p)`
+    /// in the circular address order.
+    unsafe fn insert_after(&mut self, p: *mut Header, bp: *mut Header) -> *mut Header {
+        // SAFETY: `p`, its successor and `bp` are free blocks of the heap.
+        unsafe {
+            let n = (*p).link as *mut Header;
+            self.link_after(p, bp);
+            // Coalesce with the block after, then with the one before; in a one-block list
+            // p is also the block after, and once absorbed it must not be touched again.
+            let mut absorbed_p = false;
+            if self.touches_next(bp) {
+                self.bin_del(n);
+                self.merge(bp);
+                absorbed_p = n == p;
+            }
+            let r = if !absorbed_p && self.touches_next(p) {
+                self.bin_del(p);
+                self.merge(p);
+                p
+            } else {
+                bp
+            };
+            self.bin_add(r);
+            self.freep = back(r);
+            self.spare_chunk |= (*r).size & FLAGS == FLAGS;
+            r
+        }
+    }
+
+    /// Moves every quick block to the K&R list in one pass over the chunks in address order,
+    /// inserting each after the last listed block seen (O(blocks of the heap), with sequential
+    /// reads): cheaper than one search per block when the quick lists hold many blocks. Returns
+    /// true if pages went back to the source.
+    fn sweep_quick(&mut self) -> bool {
+        let mut released = false;
+        // The last listed block below the sweep's position.
+        let mut last: *mut Header = ptr::null_mut();
+        let mut c = self.chunks;
+        while !c.is_null() {
+            // SAFETY: chunk records and the blocks tiling each chunk are valid; `next` is read
+            // before the chunk may be given back; `last` is a list member below `b`.
+            unsafe {
+                let next_chunk = (*c).next;
+                let mut b = chunk_first(c);
+                loop {
+                    let link = (*b).link;
+                    if link == tag(b as usize, TAG_QUICK) {
+                        self.remove_quick(b);
+                        if last.is_null() {
+                            b = self.insert_free(b, ptr::null_mut());
+                        } else {
+                            self.absorb_quick(b);
+                            b = self.insert_after(last, b);
+                        }
+                        if (*b).size & FLAGS == FLAGS {
+                            let p = back(b);
+                            if self.maybe_return_chunk(b) {
+                                released = true;
+                                last = if p == b { ptr::null_mut() } else { p };
+                                break;
+                            }
+                        }
+                        last = b;
+                    } else if link & TAG_BITS == 0 {
+                        last = b;
+                    }
+                    if (*b).size & F_LAST != 0 {
+                        break;
+                    }
+                    b = (b as usize + size_of_block(b)) as *mut Header;
+                }
+                c = next_chunk;
+            }
+            if self.quick_bytes == 0 {
+                break;
+            }
+        }
+        released
+    }
+
+    /// True if list block `a` ends where the list block after it starts, within one chunk.
+    ///
+    /// # Safety
+    /// `a` is a list member.
+    unsafe fn touches_next(&self, a: *mut Header) -> bool {
+        // SAFETY: `a` is a list member.
+        unsafe {
+            let b = (*a).link as *mut Header;
+            b != a && (*a).size & F_LAST == 0 && a as usize + size_of_block(a) == b as usize
+        }
+    }
+
+    /// Merges `a` with the list block after it, which it touches. Neither may be on a bin.
+    ///
+    /// # Safety
+    /// `a` is a list member, `touches_next(a)`, and neither block is binned.
+    unsafe fn merge(&mut self, a: *mut Header) {
         // SAFETY: `a` is a list member; its successor too.
         unsafe {
             let b = (*a).link as *mut Header;
-            if b == a || (*a).size & F_LAST != 0 || a as usize + size_of_block(a) != b as usize {
-                return false;
-            }
             let n = (*b).link as *mut Header;
             (*a).size = (size_of_block(a) + size_of_block(b))
                 | ((*a).size & F_FIRST)
@@ -567,24 +970,27 @@ impl<S: PageSource> Heap<S> {
             if self.freep == b {
                 self.freep = a;
             }
-            true
         }
     }
 
-    /// Gives `r`'s chunk back to the source if `r` covers all of it.
-    unsafe fn maybe_return_chunk(&mut self, r: *mut Header) {
+    /// Gives `r`'s chunk back to the source if `r` covers all of it. True if it did.
+    ///
+    /// # Safety
+    /// `r` is a list member.
+    unsafe fn maybe_return_chunk(&mut self, r: *mut Header) -> bool {
         // SAFETY: `r` is a list member; a block with both flags spans its chunk, whose record
-        // sits just before it.
+        // sits just after it.
         unsafe {
             if (*r).size & FLAGS != FLAGS {
-                return;
+                return false;
             }
-            let c = (r as usize - CHUNK_HDR) as *mut Chunk;
+            let c = (r as usize + size_of_block(r)) as *mut Chunk;
             let pages = (*c).pages;
-            let mem = NonNull::new_unchecked(c as *mut u8);
+            let mem = NonNull::new_unchecked(r as *mut u8);
             let prev = back(r);
             let next = (*r).link as *mut Header;
             // Take it off the lists first: the source may overwrite the memory.
+            self.bin_del(r);
             self.unlink(r, prev, next);
             let cprev = (*c).prev;
             let cnext = (*c).next;
@@ -600,86 +1006,82 @@ impl<S: PageSource> Heap<S> {
                 self.pages -= pages;
                 self.nchunks -= 1;
                 self.free -= pages * PAGE_SIZE - CHUNK_HDR;
+                true
             } else {
-                // Declined: the chunk stays ours. Put the block back without merging (nothing
-                // is adjacent within the chunk).
-                if self.freep.is_null() {
-                    (*r).link = r as usize;
-                    set_back(r, r);
-                    self.freep = r;
-                } else {
-                    let mut p = self.freep;
-                    loop {
-                        let n = (*p).link as *mut Header;
-                        if (p < r && r < n) || (p >= n && (r > p || r < n)) {
-                            break;
-                        }
-                        p = n;
-                    }
-                    self.link_after(p, r);
-                }
+                // Declined: the chunk stays ours. Put the block back (nothing is adjacent
+                // within the chunk, so nothing merges).
+                self.insert_free(r, ptr::null_mut());
+                false
             }
         }
     }
 
-    /// Moves every quick-list block to the K&R list, coalescing, then gives wholly free chunks
-    /// back to the source. The blocks are sorted by address first (a merge sort of the linked
-    /// blocks, no memory needed) so that inserting them is a single pass over the list:
-    /// O(q log q + n) for q quick blocks and n listed ones.
-    fn flush_quick(&mut self) {
-        // Gather every quick block into one list, linked through the payloads.
-        let mut all: *mut Header = ptr::null_mut();
-        for c in 0..NCLASS {
-            let mut q = self.quick[c];
-            self.quick[c] = ptr::null_mut();
-            while !q.is_null() {
-                // SAFETY: `q` is on a quick list; its payload links the next one.
-                unsafe {
-                    let next = *(payload(q) as *mut *mut Header);
-                    *(payload(q) as *mut *mut Header) = all;
-                    all = q;
-                    q = next;
-                }
-            }
+    /// Moves every quick-list block to the K&R list, coalescing, and gives chunks that became
+    /// wholly free back to the source. Each insertion first absorbs the quick blocks that follow
+    /// it, so a run of adjacent quick blocks costs one insertion. When the quick lists hold much
+    /// of the heap, one sweep over the chunks does it ([`Heap::sweep_quick`]). Returns true if
+    /// pages went back to the source.
+    fn flush_quick(&mut self) -> bool {
+        if self.quick_bytes == 0 {
+            return self.return_free_chunks();
         }
-        self.nonempty = [0; NWORDS];
-        self.quick_bytes = 0;
-        // SAFETY: `all` links quick blocks through their payloads.
-        let mut q = unsafe { sort_by_address(all) };
+        if self.quick_bytes >= self.in_use / 16 {
+            return self.sweep_quick() | self.return_free_chunks();
+        }
         let mut hint: *mut Header = ptr::null_mut();
-        while !q.is_null() {
-            // SAFETY: `q` is a free block on no list now; its payload held the batch link, read
-            // before the insertion overwrites it. `hint` is a list member (the last result).
-            unsafe {
-                let next = *(payload(q) as *mut *mut Header);
-                hint = self.insert_free_keep(q, true, hint);
-                q = next;
+        let mut released = false;
+        for w in 0..NWORDS {
+            while self.quick.map[w] != 0 {
+                let c = w * 64 + self.quick.map[w].trailing_zeros() as usize;
+                let q = self.quick.head[c];
+                // SAFETY: `q` heads quick list `c`; once off it, it is a free block on no list.
+                // `hint` is a list member (the last result, not given back).
+                unsafe {
+                    self.remove_quick(q);
+                    let r = self.insert_free(q, hint);
+                    if (*r).size & FLAGS == FLAGS && self.maybe_return_chunk(r) {
+                        released = true;
+                        hint = ptr::null_mut();
+                    } else {
+                        hint = r;
+                    }
+                }
             }
         }
-        self.return_free_chunks();
+        released | self.return_free_chunks()
     }
 
-    /// Gives back every chunk that is one free, listed block.
-    fn return_free_chunks(&mut self) {
+    /// Gives back every chunk that is one free, listed block (large blocks are freed straight
+    /// into the list, so a chunk can become wholly free outside a flush). True if any went back.
+    fn return_free_chunks(&mut self) -> bool {
+        if !self.spare_chunk {
+            return false;
+        }
+        self.spare_chunk = false;
+        let mut released = false;
         let mut c = self.chunks;
         while !c.is_null() {
             // SAFETY: chunk records are valid while the chunk is held; `next` is read before the
-            // chunk may be given back. A chunk's first block starts right after its record.
+            // chunk may be given back.
             unsafe {
                 let next = (*c).next;
-                let b = (c as usize + CHUNK_HDR) as *mut Header;
+                let b = chunk_first(c);
                 if (*b).size & FLAGS == FLAGS && (*b).link & TAG_BITS == 0 {
-                    self.maybe_return_chunk(b);
+                    released |= self.maybe_return_chunk(b);
                 }
                 c = next;
             }
         }
+        released
     }
 
     /// Gives every wholly free chunk back to the source (flushing the quick lists first).
     /// Returns the number of pages the heap holds afterwards.
     pub fn release_free_pages(&mut self) -> usize {
         self.flush_quick();
+        // Retry chunks the source declined before.
+        self.spare_chunk = true;
+        self.return_free_chunks();
         self.pages
     }
 
@@ -693,6 +1095,7 @@ impl<S: PageSource> Heap<S> {
     /// # Panics
     /// If the block's header does not carry the "allocated" tag: a double free, or a pointer the
     /// heap never handed out. Continuing would corrupt the heap.
+    #[inline]
     pub unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
         let h = header_of(ptr.as_ptr());
@@ -729,28 +1132,47 @@ impl<S: PageSource> Heap<S> {
             );
             let cur = size_of_block(a);
             if new_len <= cur {
-                self.split_tail(a, new_len);
+                // Shrink in place; a tail under a quarter of the block stays with it (a later
+                // growth back is then free), unless it can join a free block after it.
+                if cur - new_len >= cur / 4 || self.next_is_free(a) {
+                    self.split_tail(a, new_len);
+                }
                 return Ok(ptr);
             }
-            if (*a).size & F_LAST == 0 {
-                let nb = (a as usize + cur) as *mut Header;
-                let is_free_listed = (*nb).link & TAG_BITS == 0;
-                let is_quick = (*nb).link == tag(nb as usize, TAG_QUICK);
-                let nlen = size_of_block(nb);
-                if (is_free_listed || is_quick) && cur + nlen >= new_len {
-                    if is_quick {
-                        self.remove_quick(nb);
-                    } else {
+            // Grow into the free blocks that follow, if together they are enough.
+            let mut total = cur;
+            let mut last = a;
+            while total < new_len && (*last).size & F_LAST == 0 {
+                let nb = (last as usize + size_of_block(last)) as *mut Header;
+                let link = (*nb).link;
+                if link & TAG_BITS != 0 && link != tag(nb as usize, TAG_QUICK) {
+                    break;
+                }
+                total += size_of_block(nb);
+                last = nb;
+            }
+            if total >= new_len {
+                let mut nb = (a as usize + cur) as *mut Header;
+                loop {
+                    let nlen = size_of_block(nb);
+                    if (*nb).link & TAG_BITS == 0 {
+                        self.bin_del(nb);
                         let prev = back(nb);
                         let next = (*nb).link as *mut Header;
                         self.unlink(nb, prev, next);
+                    } else {
+                        self.remove_quick(nb);
                     }
-                    (*a).size = (cur + nlen) | ((*a).size & F_FIRST) | ((*nb).size & F_LAST);
                     self.free -= nlen;
                     self.in_use += nlen;
-                    self.split_tail(a, new_len);
-                    return Ok(ptr);
+                    if nb == last {
+                        break;
+                    }
+                    nb = (nb as usize + nlen) as *mut Header;
                 }
+                (*a).size = total | ((*a).size & F_FIRST) | ((*last).size & F_LAST);
+                self.split_tail(a, new_len);
+                return Ok(ptr);
             }
             let new = self.allocate(
                 Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?,
@@ -758,6 +1180,22 @@ impl<S: PageSource> Heap<S> {
             ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old.size().min(new_size));
             self.release(a);
             Ok(new)
+        }
+    }
+
+    /// True if the block after `a` in its chunk is free (listed or quick).
+    ///
+    /// # Safety
+    /// `a` is a block of the heap.
+    unsafe fn next_is_free(&self, a: *mut Header) -> bool {
+        // SAFETY: the block after a non-LAST block is a block of the heap.
+        unsafe {
+            if (*a).size & F_LAST != 0 {
+                return false;
+            }
+            let nb = (a as usize + size_of_block(a)) as *mut Header;
+            let link = (*nb).link;
+            link & TAG_BITS == 0 || link == tag(nb as usize, TAG_QUICK)
         }
     }
 
@@ -774,6 +1212,21 @@ impl<S: PageSource> Heap<S> {
             (*a).size = len | ((*a).size & F_FIRST);
             self.in_use -= cur - len;
             self.free += cur - len;
+            if (*t).size & F_LAST == 0 {
+                let nb = (t as usize + cur - len) as *mut Header;
+                if (*nb).link & TAG_BITS == 0 {
+                    // The tail joins the listed block after it, taking its place in the list.
+                    self.bin_del(nb);
+                    let prev = back(nb);
+                    let next = (*nb).link as *mut Header;
+                    (*t).size = (cur - len + size_of_block(nb)) | ((*nb).size & F_LAST);
+                    self.replace(nb, t, prev, next);
+                    self.bin_add(t);
+                    return;
+                }
+                // A quick block after it is absorbed.
+                self.absorb_quick(t);
+            }
             self.push_quick(t);
         }
     }
@@ -820,14 +1273,14 @@ impl<S: PageSource> Heap<S> {
         // only addresses inside a chunk's range are dereferenced.
         unsafe {
             while !c.is_null() {
-                let start = c as usize;
-                let end = start + (*c).pages * PAGE_SIZE;
+                let start = chunk_first(c) as usize;
+                let end = c as usize + CHUNK_HDR;
                 if addr >= start && addr < end {
                     if addr % UNIT != 0 {
                         return Err(FreeError::Misaligned);
                     }
-                    let mut b = start + CHUNK_HDR;
-                    while b < end {
+                    let mut b = start;
+                    while b < c as usize {
                         let h = b as *mut Header;
                         if b + UNIT == addr {
                             return Ok(h);
@@ -845,7 +1298,7 @@ impl<S: PageSource> Heap<S> {
         Err(FreeError::NotInHeap)
     }
 
-    /// Current statistics. `largest_free_block` walks the free list (O(free blocks)).
+    /// Current statistics. Walks the free list and the quick lists (O(free blocks)).
     pub fn stats(&self) -> HeapStats {
         let mut largest = 0;
         let mut free_blocks = 0;
@@ -864,14 +1317,15 @@ impl<S: PageSource> Heap<S> {
             }
         }
         let mut quick_blocks = 0;
-        for &head in self.quick.iter() {
+        for &head in self.quick.head.iter() {
             let mut q = head;
             while !q.is_null() {
                 quick_blocks += 1;
-                // SAFETY: a quick-list member: a valid free block.
-                largest = largest.max(unsafe { size_of_block(q) } - UNIT);
-                // SAFETY: quick-list members link through their payload's first word.
-                q = unsafe { *(payload(q) as *mut *mut Header) };
+                // SAFETY: a quick-list member: a valid free block, its payload holding the links.
+                unsafe {
+                    largest = largest.max(size_of_block(q) - UNIT);
+                    q = Classes::<0>::get(q).0;
+                }
             }
         }
         HeapStats {
@@ -896,10 +1350,14 @@ impl<S: PageSource> Heap<S> {
         let mut c = self.chunks;
         // SAFETY: as in `find_block`.
         unsafe {
+            let mut last: *mut Chunk = ptr::null_mut();
             while !c.is_null() {
+                assert!(last < c, "chunk list not address-ordered");
+                assert_eq!((*c).prev, last, "broken chunk back link");
+                last = c;
                 pages += (*c).pages;
-                let start = c as usize + CHUNK_HDR;
-                let end = c as usize + (*c).pages * PAGE_SIZE;
+                let start = chunk_first(c) as usize;
+                let end = c as usize;
                 let mut b = start;
                 let mut prev_free_listed = false;
                 while b < end {
@@ -938,27 +1396,59 @@ impl<S: PageSource> Heap<S> {
                 assert_eq!(b, end, "blocks overrun their chunk");
                 c = (*c).next;
             }
-            if !self.freep.is_null() {
-                let mut b = self.freep;
-                let mut wraps = 0;
+        }
+        let mut binnable = 0;
+        if !self.freep.is_null() {
+            let mut b = self.freep;
+            let mut wraps = 0;
+            // SAFETY: list members are free blocks of the heap.
+            unsafe {
                 loop {
                     let n = (*b).link as *mut Header;
                     assert_eq!(back(n), b, "broken back link");
                     if n <= b {
                         wraps += 1;
                     }
+                    if size_of_block(b) >= BIN_MIN {
+                        binnable += 1;
+                    }
                     b = n;
                     if b == self.freep {
                         break;
                     }
                 }
-                assert_eq!(wraps, 1, "free list not address-ordered");
+            }
+            assert_eq!(wraps, 1, "free list not address-ordered");
+        }
+        let mut binned = 0;
+        for (c, &head) in self.bins.head.iter().enumerate() {
+            assert_eq!(
+                self.bins.map[c / 64] >> (c % 64) & 1 == 1,
+                !head.is_null(),
+                "bin bit of class {c}"
+            );
+            let mut q = head;
+            let mut prev: *mut Header = ptr::null_mut();
+            while !q.is_null() {
+                // SAFETY: bin members are listed free blocks of the heap.
+                unsafe {
+                    assert_eq!((*q).link & TAG_BITS, 0, "binned block not listed");
+                    let len = size_of_block(q);
+                    assert!(len >= BIN_MIN, "small block binned");
+                    assert_eq!(class_of(len), c, "block in the wrong bin");
+                    let (next, p) = Classes::<1>::get(q);
+                    assert_eq!(p, prev, "broken bin back link");
+                    binned += 1;
+                    prev = q;
+                    q = next;
+                }
             }
         }
+        assert_eq!(binned, binnable, "listed blocks missing from the bins");
         let mut quick_bytes = 0;
-        for (c, &head) in self.quick.iter().enumerate() {
+        for (c, &head) in self.quick.head.iter().enumerate() {
             assert_eq!(
-                self.nonempty[c / 64] >> (c % 64) & 1 == 1,
+                self.quick.map[c / 64] >> (c % 64) & 1 == 1,
                 !head.is_null(),
                 "nonempty bit of class {c}"
             );
@@ -977,7 +1467,7 @@ impl<S: PageSource> Heap<S> {
                         c,
                         "quick block in the wrong class"
                     );
-                    let (next, p) = quick_links(q);
+                    let (next, p) = Classes::<0>::get(q);
                     assert_eq!(p, prev, "broken quick back link");
                     quick_bytes += size_of_block(q);
                     prev = q;
@@ -1070,108 +1560,4 @@ unsafe fn back(h: *mut Header) -> *mut Header {
 unsafe fn set_back(h: *mut Header, prev: *mut Header) {
     // SAFETY: per the contract.
     unsafe { *(payload(h) as *mut *mut Header) = prev }
-}
-
-/// Sorts a list of blocks linked through their payloads' first words by address (bottom-up
-/// merge sort on the links; no memory needed). Returns the new head.
-///
-/// # Safety
-/// Every block on the list is a free block of the heap whose payload holds the link.
-unsafe fn sort_by_address(mut head: *mut Header) -> *mut Header {
-    // SAFETY (whole function): only payload link words of blocks on the list are read/written.
-    unsafe fn next(h: *mut Header) -> *mut Header {
-        // SAFETY: per sort_by_address's contract.
-        unsafe { *(payload(h) as *mut *mut Header) }
-    }
-    unsafe fn set_next(h: *mut Header, n: *mut Header) {
-        // SAFETY: per sort_by_address's contract.
-        unsafe { *(payload(h) as *mut *mut Header) = n }
-    }
-    let mut width = 1usize;
-    loop {
-        let mut merges = 0;
-        let mut p = head;
-        head = ptr::null_mut();
-        let mut tail: *mut Header = ptr::null_mut();
-        while !p.is_null() {
-            merges += 1;
-            // Split off run a (up to `width` blocks) and run b (the next `width`).
-            let mut q = p;
-            let mut asize = 0;
-            while asize < width && !q.is_null() {
-                asize += 1;
-                // SAFETY: list member.
-                q = unsafe { next(q) };
-            }
-            let mut bsize = width;
-            while asize > 0 || (bsize > 0 && !q.is_null()) {
-                let take_a = if asize == 0 {
-                    false
-                } else if bsize == 0 || q.is_null() {
-                    true
-                } else {
-                    p < q
-                };
-                let e = if take_a {
-                    let e = p;
-                    // SAFETY: list member.
-                    p = unsafe { next(p) };
-                    asize -= 1;
-                    e
-                } else {
-                    let e = q;
-                    // SAFETY: list member.
-                    q = unsafe { next(q) };
-                    bsize -= 1;
-                    e
-                };
-                if tail.is_null() {
-                    head = e;
-                } else {
-                    // SAFETY: list member.
-                    unsafe { set_next(tail, e) };
-                }
-                tail = e;
-            }
-            p = q;
-        }
-        if !tail.is_null() {
-            // SAFETY: list member.
-            unsafe { set_next(tail, ptr::null_mut()) };
-        }
-        if merges <= 1 {
-            return head;
-        }
-        width *= 2;
-    }
-}
-
-/// A quick-list block's links: (next, prev), in its payload's first two words.
-///
-/// # Safety
-/// `h` is on a quick list.
-unsafe fn quick_links(h: *mut Header) -> (*mut Header, *mut Header) {
-    // SAFETY: a quick block's payload (at least 16 bytes) holds the two links.
-    unsafe {
-        let w = payload(h) as *mut *mut Header;
-        (*w, *w.add(1))
-    }
-}
-
-/// # Safety
-/// `h` is a free block whose payload is ours (on or joining a quick list).
-unsafe fn set_quick_links(h: *mut Header, next: *mut Header, prev: *mut Header) {
-    // SAFETY: per the contract.
-    unsafe {
-        let w = payload(h) as *mut *mut Header;
-        *w = next;
-        *w.add(1) = prev;
-    }
-}
-
-/// # Safety
-/// `h` is on a quick list.
-unsafe fn set_quick_prev(h: *mut Header, prev: *mut Header) {
-    // SAFETY: per the contract.
-    unsafe { *(payload(h) as *mut *mut Header).add(1) = prev }
 }

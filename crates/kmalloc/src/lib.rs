@@ -8,7 +8,9 @@
 //!   power-of-two alignment, through [`Layout`](core::alloc::Layout);
 //! - [`Heap::reallocate`] grows or shrinks in place when it can;
 //! - chunks that become wholly free go back to the source;
-//! - size-class quick lists in front of the K&R list make small allocations O(1);
+//! - size-class quick lists in front of the K&R list make small allocations O(1), and size bins
+//!   indexing the K&R list turn its next-fit walk into a good-fit lookup for any size;
+//! - the heap grows by geometrically larger chunks, so few chunk edges cut the free space;
 //! - a checked free, [`Heap::kmfree`], that refuses pointers the heap never handed out and double
 //!   frees, changing nothing; the unchecked [`Heap::deallocate`] detects both too (by a tag in each
 //!   block header) and panics rather than corrupt the heap;
