@@ -2,9 +2,9 @@
 //! `meminfo`, and `mmap`/`munmap`/`msync`.
 
 use crate::mem::HEAP;
-use crate::mm::MemState;
+use crate::mm::{MapFile, MemState};
 use crate::proc;
-use crate::syscall::{arg, copy_out};
+use crate::syscall::{arg, arg_int, copy_out};
 use crate::trap::TrapFrame;
 use core::ptr::NonNull;
 use xv6_abi::param::KMALLOC_CAP;
@@ -40,6 +40,10 @@ pub fn kmfree(tf: &TrapFrame) -> i64 {
     };
     let (b, n) = p.mm.kblocks.swap_remove(i);
     p.mm.kbytes -= n;
+    if p.mm.kblocks.is_empty() {
+        // Give the bookkeeping back too, so heap use returns to where it was.
+        p.mm.kblocks = alloc::vec::Vec::new();
+    }
     let ptr = NonNull::new(b as *mut u8).expect("kmalloc never returns null blocks");
     if let Err(e) = HEAP.lock().kmfree(ptr) {
         panic!("kmfree of a block the kernel handed out failed: {e}");
@@ -80,16 +84,79 @@ pub fn meminfo(tf: &TrapFrame) -> i64 {
 }
 
 /// `mmap(addr, length, prot, flags, fd, offset)`.
-pub fn mmap(_tf: &TrapFrame) -> i64 {
-    -1
+pub fn mmap(tf: &TrapFrame) -> i64 {
+    use vmregions::{Backing, Prot, Sharing};
+    use xv6_abi::mman::*;
+    let (addr, len) = (arg(tf, 0), arg(tf, 1));
+    let (prot, flags, fd, off) = (arg_int(tf, 2), arg_int(tf, 3), arg_int(tf, 4), arg(tf, 5));
+    const FAIL: i64 = -1;
+    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0
+        || flags & !(MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS) != 0
+    {
+        return FAIL;
+    }
+    let sharing = match (flags & MAP_SHARED != 0, flags & MAP_PRIVATE != 0) {
+        (true, false) => Sharing::Shared,
+        (false, true) => Sharing::Private,
+        _ => return FAIL,
+    };
+    let prot = Prot::from_bits_truncate(prot as u32);
+    let p = proc::myproc();
+    let backing = if flags & MAP_ANONYMOUS != 0 {
+        Backing::Anonymous
+    } else {
+        if off % 4096 != 0 || fd < 0 || fd as usize >= xv6_abi::param::NOFILE {
+            return FAIL;
+        }
+        let Some(f) = p.ofile[fd as usize].as_ref() else {
+            return FAIL;
+        };
+        let is_file = f
+            .inode()
+            .is_some_and(|ip| ip.lock().typ() == xv6_abi::stat::T_FILE);
+        if !is_file || !f.readable() {
+            return FAIL;
+        }
+        if sharing == Sharing::Shared && prot.contains(Prot::WRITE) && !f.writable() {
+            return FAIL;
+        }
+        Backing::File {
+            handle: MapFile::new(f),
+            offset: off,
+        }
+    };
+    match p.mm.mmap(
+        p.pt,
+        addr,
+        len,
+        prot,
+        sharing,
+        flags & MAP_FIXED != 0,
+        backing,
+    ) {
+        Ok(a) => a as i64,
+        Err(_) => FAIL,
+    }
 }
 
 /// `munmap(addr, length)`.
-pub fn munmap(_tf: &TrapFrame) -> i64 {
-    -1
+pub fn munmap(tf: &TrapFrame) -> i64 {
+    let p = proc::myproc();
+    match p.mm.munmap(p.pt, arg(tf, 0), arg(tf, 1)) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
 }
 
 /// `msync(addr, length, flags)`.
-pub fn msync(_tf: &TrapFrame) -> i64 {
-    -1
+pub fn msync(tf: &TrapFrame) -> i64 {
+    use xv6_abi::mman::{MS_ASYNC, MS_INVALIDATE, MS_SYNC};
+    if arg_int(tf, 2) & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 {
+        return -1;
+    }
+    let p = proc::myproc();
+    match p.mm.msync(p.pt, arg(tf, 0), arg(tf, 1)) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
 }
