@@ -52,6 +52,13 @@ fn read_super() -> Result<SuperBlock, alloc::string::String> {
     let b = bio::bread(1).ok_or("no disk, or block 1 cannot be read")?;
     let sb = SuperBlock::decode(&b[..]).map_err(|e| format!("{e}"))?;
     sb.validate().map_err(|e| format!("{e}"))?;
+    let disk = crate::ide::capacity_blocks();
+    if disk != 0 && sb.size as u64 > disk {
+        return Err(format!(
+            "the superblock says the file system has {} blocks, but the disk holds only {disk}",
+            sb.size
+        ));
+    }
     Ok(sb)
 }
 

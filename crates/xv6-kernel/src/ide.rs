@@ -23,6 +23,8 @@ const CMD_SETMUL: u8 = 0xc6;
 struct Queue {
     q: VecDeque<*mut Buf>,
     present: bool,
+    /// Capacity in 1024-byte blocks (from IDENTIFY).
+    blocks: u64,
 }
 
 // SAFETY: the raw pointers name buffers whose sleeplock their owners hold while queued; the queue
@@ -34,6 +36,7 @@ static QUEUE: Spinlock<Queue> = Spinlock::new(
     Queue {
         q: VecDeque::new(),
         present: false,
+        blocks: 0,
     },
 );
 
@@ -62,15 +65,35 @@ pub fn init(gsi: u32, flags: u16, apic: u32) -> bool {
             break;
         }
     }
+    let mut blocks = 0;
     if present {
         wait_ready(false);
+        // IDENTIFY: words 60-61 hold the number of 28-bit-addressable sectors.
+        outb(0x3f6, 0x02); // no interrupt for this one
+        outb(0x1f7, 0xec);
+        if wait_ready(true) {
+            let mut id = [0u32; 128];
+            insl(0x1f0, &mut id);
+            blocks = id[30] as u64 / SECTORS_PER_BLOCK as u64;
+        }
         // Two sectors per interrupt: one block.
         outb(0x1f2, SECTORS_PER_BLOCK as u8);
         outb(0x1f7, CMD_SETMUL);
         wait_ready(false);
     }
-    QUEUE.lock().present = present;
+    let mut q = QUEUE.lock();
+    q.present = present;
+    q.blocks = blocks;
+    // Room for every buffer at once, so queuing a request never allocates.
+    if q.q.try_reserve(crate::bio::NBUF).is_err() {
+        q.present = false;
+    }
     present
+}
+
+/// The disk's size in blocks (0 if unknown).
+pub fn capacity_blocks() -> u64 {
+    QUEUE.lock().blocks
 }
 
 /// Starts the request for `b` on the disk. Queue lock held.

@@ -314,7 +314,11 @@ extern "C" fn forkret() {
         let args: [&[u8]; 2] = [b"init", cmd];
         let argv: &[&[u8]] = if n == 0 { &args[..1] } else { &args[..] };
         if let Err(e) = crate::exec::exec_kernel(b"/init", argv) {
-            panic!("cannot start /init: {e}");
+            crate::println!("\nxv6: cannot start /init: {e}");
+            crate::println!(
+                "xv6: the disk image has no usable /init (cargo xtask image builds one)"
+            );
+            crate::arch::poweroff(crate::PANIC_STATUS - 1);
         }
     }
     // Back in forkret_entry: return to user mode through the trap frame.
