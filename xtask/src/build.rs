@@ -181,9 +181,12 @@ pub const IMAGE_BLOCKS: u32 = 8192;
 /// Inodes in the image.
 pub const IMAGE_INODES: u32 = 400;
 
-/// Copies the base image so a run never changes it.
+/// Copies the base image so a run never changes it. The copy's name carries this process's id, so
+/// several runs at once never share a disk; it is removed when the run ends.
 pub fn fresh_copy(base: &Path, name: &str) -> Result<PathBuf> {
-    let copy = util::root().join("target").join(name);
+    let copy = util::root()
+        .join("target")
+        .join(format!("{name}-{}.img", std::process::id()));
     std::fs::copy(base, &copy)
         .map_err(|e| fail!("copying {} to {}: {e}", base.display(), copy.display()))?;
     Ok(copy)

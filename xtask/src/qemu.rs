@@ -36,8 +36,8 @@ pub fn ensure_installed() -> Result<()> {
     Err(fail!("{QEMU} is not installed. Install it with:\n    {how}\n(on other systems: the package that provides {QEMU})"))
 }
 
-/// How to start the machine.
-#[derive(Clone, Debug)]
+/// How to start the machine. Its disk is a private copy, removed when the machine is dropped.
+#[derive(Debug)]
 pub struct Machine {
     pub kernel: PathBuf,
     pub image: PathBuf,
@@ -179,6 +179,12 @@ impl Machine {
             timed_out: false,
             elapsed: start.elapsed(),
         })
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.image);
     }
 }
 

@@ -56,7 +56,7 @@ fn machine(
 
 /// `cargo xtask qemu`: the interactive system on this terminal.
 pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool) -> Result<i32> {
-    let m = machine(cpus, mem_mib, None, gdb, "qemu-fs.img")?;
+    let m = machine(cpus, mem_mib, None, gdb, "qemu-fs")?;
     eprintln!("booting xv6: {}", qemu::describe(&m));
     match m.interactive()? {
         Some(status) => {
@@ -73,7 +73,7 @@ pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<
     if line.trim().is_empty() {
         return Err(fail!("nothing to run: give a command after `--`"));
     }
-    let m = machine(cpus, mem_mib, Some(line.clone()), false, "run-fs.img")?;
+    let m = machine(cpus, mem_mib, Some(line.clone()), false, "run-fs")?;
     let r = m.run_captured(Duration::from_secs(timeout), false)?;
     if r.timed_out {
         return Err(fail!(
@@ -97,7 +97,7 @@ fn boot_check(cpus: u32, line: &str, expect: &str, timeout: Duration) -> Result<
         256,
         Some(line.to_string()),
         false,
-        &format!("test-{cpus}cpu-fs.img"),
+        &format!("test-{cpus}cpu-fs"),
     )?;
     let r = m.run_captured(timeout, false)?;
     eprintln!(

@@ -102,6 +102,10 @@ fn shared_decref(pa: u64) {
     };
     if last {
         s.remove(i);
+        if s.is_empty() {
+            // Hand the table's memory back, so kernel heap use returns to its baseline.
+            *s = Vec::new();
+        }
         drop(s);
         // SAFETY: no page table maps the frame any more.
         unsafe { KernelFrames.free(pa) };
@@ -327,6 +331,7 @@ impl MemState {
             regions
                 .remove_range(hint, len, |r| unmap_region_pages(pt, &r))
                 .map_err(|_| MemError::OutOfMemory)?;
+            flush_if_current(pt);
             hint
         } else {
             let h = (hint.is_multiple_of(PAGE) && hint != 0).then_some(hint);
@@ -364,6 +369,10 @@ impl MemState {
         regions
             .remove_range(addr, len, |r| unmap_region_pages(pt, &r))
             .map_err(|_| MemError::OutOfMemory)?;
+        if regions.is_empty() {
+            // Give the list's nodes back to the kernel heap as well.
+            self.regions = None;
+        }
         flush_if_current(pt);
         Ok(())
     }
