@@ -214,10 +214,11 @@ impl FileRef {
                         None => break,
                     }
                 }
-                if i == 0 && n > 0 {
-                    -1
+                // As xv6: a short write (bad buffer, disk full) is an error.
+                if i == n {
+                    n as i32
                 } else {
-                    i as i32
+                    -1
                 }
             }
             Kind::None => -1,
@@ -356,14 +357,10 @@ fn console_write(n: usize, mut src: impl FnMut(usize, &mut [u8]) -> bool) -> i32
     while i < n {
         let m = (n - i).min(buf.len());
         if !src(i, &mut buf[..m]) {
-            break;
+            return -1;
         }
         crate::console::write_bytes(&buf[..m]);
         i += m;
     }
-    if i == 0 && n > 0 {
-        -1
-    } else {
-        i as i32
-    }
+    i as i32
 }

@@ -463,16 +463,20 @@ impl Locked<'_> {
         let mut failed = false;
         while tot < n {
             let pos = off + tot;
+            let start = pos as usize % BSIZE;
+            let m = ((n - tot) as usize).min(BSIZE - start);
+            // Take the bytes before touching the cached block, so a bad user address leaves the
+            // block exactly as it was.
+            let mut tmp = [0u8; BSIZE];
+            if !src(tot as usize, &mut tmp[..m]) {
+                failed = true;
+                break;
+            }
             let Some(bn) = self.bmap(pos as usize / BSIZE, true) else {
                 break;
             };
             let Some(mut b) = bio::bread(bn) else { break };
-            let start = pos as usize % BSIZE;
-            let m = ((n - tot) as usize).min(BSIZE - start);
-            if !src(tot as usize, &mut b[start..start + m]) {
-                failed = true;
-                break;
-            }
+            b[start..start + m].copy_from_slice(&tmp[..m]);
             log_write(&b);
             tot += m as u32;
         }

@@ -296,6 +296,40 @@ impl MemState {
         }
     }
 
+    /// Whether every page of `[addr, addr + len)` is user memory the process may access this way:
+    /// mapped with the right permissions, or inside an mmap region that allows it (to be faulted
+    /// in). System calls check their buffers with this first, so a bad buffer fails with -1 even
+    /// when no byte would have been copied.
+    pub fn range_ok(&self, pt: PageTable, addr: u64, len: u64, write: bool) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        if end > USER_TOP {
+            return false;
+        }
+        let mut page = addr & !(PAGE - 1);
+        while page < end {
+            let ok = match pt.lookup(&mut KernelFrames, page) {
+                Some(e) => e & Pte::USER.bits() != 0 && (!write || e & Pte::WRITE.bits() != 0),
+                None => self
+                    .regions
+                    .as_ref()
+                    .and_then(|r| r.find(page))
+                    .is_some_and(|r| {
+                        r.prot.contains(Prot::READ) && (!write || r.prot.contains(Prot::WRITE))
+                    }),
+            };
+            if !ok {
+                return false;
+            }
+            page += PAGE;
+        }
+        true
+    }
+
     /// `mmap`: returns the address.
     #[allow(clippy::too_many_arguments)]
     pub fn mmap(

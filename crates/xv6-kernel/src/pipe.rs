@@ -75,7 +75,7 @@ impl Pipe {
             let chunk = (n - i).min(PIPESIZE);
             let mut tmp = [0u8; PIPESIZE];
             if !src(i, &mut tmp[..chunk]) {
-                break;
+                return -1; // a bad buffer is an error, as for files
             }
             let mut k = 0;
             let mut g = self.inner.lock();

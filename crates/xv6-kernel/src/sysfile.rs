@@ -57,7 +57,7 @@ pub fn read(tf: &TrapFrame) -> i64 {
         return -1;
     };
     let (buf, n) = (arg(tf, 1), arg_int(tf, 2));
-    if n < 0 {
+    if n < 0 || !buffer_ok(buf, n, true) {
         return -1;
     }
     prefault(buf, n, true);
@@ -75,13 +75,19 @@ fn prefault(buf: u64, n: i32, write: bool) {
     p.mm.prefault(p.pt, buf, (n as u64).min(max), write);
 }
 
+/// Whether the whole user buffer may be accessed (written when `write`).
+fn buffer_ok(buf: u64, n: i32, write: bool) -> bool {
+    let p = proc::myproc();
+    p.mm.range_ok(p.pt, buf, n as u64, write)
+}
+
 /// `write(fd, buf, n)`.
 pub fn write(tf: &TrapFrame) -> i64 {
     let Some((_, f)) = arg_fd(tf, 0) else {
         return -1;
     };
     let (buf, n) = (arg(tf, 1), arg_int(tf, 2));
-    if n < 0 {
+    if n < 0 || !buffer_ok(buf, n, false) {
         return -1;
     }
     prefault(buf, n, false);

@@ -39,6 +39,8 @@ pub mod shparse;
 pub mod wc;
 
 #[cfg(feature = "user")]
+pub mod mem_sys;
+#[cfg(feature = "user")]
 pub mod rt;
 #[cfg(feature = "user")]
 pub mod sys;
