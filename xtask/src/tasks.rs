@@ -91,7 +91,7 @@ pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<
 
 /// Boots a fresh image, runs `line`, and checks it passed: status 0, `expect` in the output, no
 /// kernel panic, within `timeout`.
-fn boot_check(cpus: u32, line: &str, expect: &str, timeout: Duration) -> Result<()> {
+fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Result<()> {
     let m = machine(
         cpus,
         256,
@@ -119,8 +119,15 @@ fn boot_check(cpus: u32, line: &str, expect: &str, timeout: Duration) -> Result<
             r.status
         ));
     }
-    if !r.output.contains(expect) {
-        return Err(fail!("`{line}` on {cpus} CPU(s) did not print `{expect}`"));
+    for e in expect {
+        if !r.output.contains(e) {
+            return Err(fail!("`{line}` on {cpus} CPU(s) did not print `{e}`"));
+        }
+    }
+    for bad in ["FAILED", "warning: "] {
+        if r.output.contains(bad) {
+            return Err(fail!("`{line}` on {cpus} CPU(s) printed `{bad}`"));
+        }
     }
     Ok(())
 }
@@ -262,22 +269,48 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
         ));
         for cpus in [1, 2] {
             let name: &'static str = if cpus == 1 {
-                "boot and shell on 1 CPU"
+                "usertests on 1 CPU"
             } else {
-                "boot and shell on 2 CPUs"
+                "usertests on 2 CPUs"
             };
             steps.push((
                 name,
                 Box::new(move || {
                     boot_check(
                         cpus,
-                        "echo hi there | wc; cat README | grep xv6 > out; cat out; ls; forktest",
-                        "fork test OK",
-                        Duration::from_secs(300),
+                        "usertests",
+                        &["ALL TESTS PASSED"],
+                        Duration::from_secs(900),
                     )
                 }),
             ));
         }
+        steps.push((
+            "memory tests on 2 CPUs",
+            Box::new(|| {
+                boot_check(
+                    2,
+                    "kmalloctest; mmaptest; sysfuzz 2000 1; sysfuzz 2000 2",
+                    &[
+                        "kmalloctest: all ok",
+                        "mmaptest: all ok",
+                        "sysfuzz: 2000 calls, ok",
+                    ],
+                    Duration::from_secs(600),
+                )
+            }),
+        ));
+        steps.push((
+            "shell and programs",
+            Box::new(|| {
+                boot_check(
+                    2,
+                    "echo hi there | wc; cat README | grep xv6 > out; cat out | wc; forktest; hello a b; stressfs; ls",
+                    &["1 2 9", "fork test OK", "hello from C", "stressfs starting", "README"],
+                    Duration::from_secs(300),
+                )
+            }),
+        ));
     }
     let total = Instant::now();
     let mut results = Vec::new();
