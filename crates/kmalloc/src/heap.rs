@@ -281,6 +281,8 @@ pub struct Heap<S: PageSource> {
     nchunks: usize,
     /// Pages `morecore` asks for at least (a power of two).
     grow: usize,
+    /// Most pages `morecore` asks for when a request needs fewer (see `set_growth_limit`).
+    max_grow: usize,
     /// Set when an insertion made a block that spans its chunk: a chunk may be wholly free.
     spare_chunk: bool,
 }
@@ -312,8 +314,19 @@ impl<S: PageSource> Heap<S> {
             pages: 0,
             nchunks: 0,
             grow: 1,
+            max_grow: MAX_GROW_PAGES,
             spare_chunk: false,
         }
+    }
+
+    /// Limits how many pages `morecore` takes at once for requests smaller than that (at least
+    /// 1). The default grows the heap geometrically, up to 256 pages per chunk, which keeps
+    /// page-end fragments rare (the benchmark's heap efficiency). A limit of 1 is xv6's
+    /// `morecore`: a page at a time for small blocks, each chunk returned as soon as it is free,
+    /// the most frugal with memory a kernel shares with user processes.
+    pub fn set_growth_limit(&mut self, pages: usize) {
+        self.max_grow = pages.clamp(1, MAX_GROW_PAGES);
+        self.grow = self.grow.min(self.max_grow);
     }
 
     /// The page source.
@@ -699,7 +712,7 @@ impl<S: PageSource> Heap<S> {
             self.free += bytes - CHUNK_HDR;
             // Grow geometrically: the next chunk is as big as the heap (within limits).
             let held = 1usize << (usize::BITS - 1 - self.pages.leading_zeros());
-            self.grow = self.grow.max(held.min(MAX_GROW_PAGES));
+            self.grow = self.grow.max(held.min(self.max_grow));
             Some(self.insert_free(b, ptr::null_mut()))
         }
     }

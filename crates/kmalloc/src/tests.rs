@@ -131,6 +131,28 @@ fn small_alloc_free_returns_everything() {
 }
 
 #[test]
+fn growth_limit_of_one_takes_a_page_at_a_time() {
+    let mut h = Heap::new(HostSource::new(1000));
+    h.set_growth_limit(1);
+    let blocks: std::vec::Vec<_> = (0..200).map(|_| h.kmalloc(500).unwrap()).collect();
+    let st = h.stats();
+    assert_eq!(st.chunks, st.pages_held, "every chunk is one page");
+    assert!(st.pages_held >= 200 * 500 / 4096);
+    // A request larger than a page still gets a run of pages.
+    let big = h.allocate(layout(3 * 4096, 16)).unwrap();
+    assert!(h.stats().pages_held > st.pages_held);
+    h.check_invariants();
+    for b in blocks {
+        h.kmfree(b).unwrap();
+    }
+    // SAFETY: live block with its layout.
+    unsafe { h.deallocate(big, layout(3 * 4096, 16)) };
+    h.release_free_pages();
+    assert_eq!(h.stats().pages_held, 0);
+    assert_eq!(h.source().pages_out, 0);
+}
+
+#[test]
 fn coalesces_before_after_and_both() {
     let mut h = Heap::new(HostSource::new(1000));
     // Three neighbours in one page, big enough to skip the quick lists.

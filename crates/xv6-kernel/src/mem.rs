@@ -137,6 +137,9 @@ pub fn init(bi: &BootInfo) {
     for r in &high[..nhigh] {
         add_range(r.start, r.end);
     }
+    // xv6's morecore: the kernel heap takes a page at a time for small blocks and gives each page
+    // back when it is wholly free, so memory flows back to user processes.
+    HEAP.lock().set_growth_limit(1);
 }
 
 fn add_range(start: u64, end: u64) {
