@@ -157,7 +157,7 @@ fn do_link(old: &[u8], new: &[u8]) -> i64 {
     let ok = match fs::namei_parent(new) {
         Some((dp, name, n)) => {
             let dl = dp.lock();
-            let ok = dl.dir_link(&name[..n], ip.inum());
+            let ok = dl.data().d.nlink >= 1 && dl.dir_link(&name[..n], ip.inum());
             drop(dl);
             dp.put();
             ok
@@ -256,7 +256,9 @@ fn create(path: &[u8], typ: i16, major: i16, minor: i16) -> Option<InodeRef> {
         ip.put();
         return None;
     }
-    if dl.typ() != T_DIR {
+    // A directory that has been removed (a process's deleted working directory) takes no new
+    // entries: they would be unreachable.
+    if dl.typ() != T_DIR || dl.data().d.nlink < 1 {
         drop(dl);
         dp.put();
         return None;
