@@ -27,6 +27,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod args;
+pub mod check;
 pub mod cpath;
 pub mod grep;
 pub mod heap;

@@ -14,49 +14,12 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use core::fmt::{self, Write};
 use xv6_user::mem_sys::{kmalloc, kmfree, meminfo, MemInfo};
 use xv6_user::{println, sys, Args};
 
 xv6_user::entry!(main);
 
-/// A failure message, formatted into a fixed buffer (boxed only when a case fails).
-#[derive(Debug)]
-struct Msg {
-    buf: [u8; 200],
-    len: usize,
-}
-
-impl Msg {
-    fn new(args: fmt::Arguments<'_>) -> Box<Msg> {
-        let mut m = Box::new(Msg {
-            buf: [0; 200],
-            len: 0,
-        });
-        let _ = m.write_fmt(args);
-        m
-    }
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
-    }
-}
-
-impl Write for Msg {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if self.len < self.buf.len() {
-                self.buf[self.len] = b;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-}
-
-type R = Result<(), Box<Msg>>;
-
-/// A test case: its name and its function.
-type Case = (&'static str, fn() -> R);
+use xv6_user::check::{Case, Msg, R};
 
 macro_rules! fail {
     ($($t:tt)*) => { return Err(Msg::new(format_args!($($t)*))) };

@@ -12,7 +12,6 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
 use xv6_user::abi::fcntl::{O_CREATE, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
 use xv6_user::abi::layout::{MMAP_BASE, MMAP_TOP, USER_TOP};
@@ -31,43 +30,7 @@ const ANON: i32 = MAP_PRIVATE | MAP_ANONYMOUS;
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-/// A failure message, formatted into a fixed buffer (boxed: only failing cases allocate).
-#[derive(Debug)]
-struct Msg {
-    buf: [u8; 240],
-    len: usize,
-}
-
-impl Msg {
-    fn new(args: fmt::Arguments<'_>) -> Box<Msg> {
-        let mut m = Box::new(Msg {
-            buf: [0; 240],
-            len: 0,
-        });
-        let _ = m.write_fmt(args);
-        m
-    }
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
-    }
-}
-
-impl Write for Msg {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if self.len < self.buf.len() {
-                self.buf[self.len] = b;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-}
-
-type R = Result<(), Box<Msg>>;
-
-/// A test case: its name and its function.
-type Case = (&'static str, fn() -> R);
+use xv6_user::check::{Case, Msg, R};
 
 macro_rules! fail {
     ($($t:tt)*) => { return Err(Msg::new(format_args!($($t)*))) };
