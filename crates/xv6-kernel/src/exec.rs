@@ -8,8 +8,6 @@ use crate::log;
 use crate::mem::KernelFrames;
 use crate::mm::MemState;
 use crate::proc;
-use alloc::format;
-use alloc::string::String;
 use xv6_abi::layout::{USER_STACK_BOTTOM, USER_STACK_TOP};
 use xv6_abi::param::MAXARG;
 use xv6_kernel::elf::{self, Segment, MAX_PHDRS, PF_W, PF_X};
@@ -76,12 +74,42 @@ impl Args {
     }
 }
 
+/// Why `exec` failed. No heap is needed to report it (exec may fail because memory is out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecError {
+    /// No such file.
+    NotFound,
+    /// A directory or device.
+    NotAFile,
+    /// Too short to hold an ELF header, or its program headers cut short.
+    Truncated,
+    /// The ELF checks refused it.
+    Elf(elf::ElfError),
+    /// No memory for the new image.
+    OutOfMemory,
+    /// The arguments do not fit (too many, too long, or the stack is full).
+    ArgumentsTooBig,
+}
+
+impl core::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ExecError::NotFound => write!(f, "not found"),
+            ExecError::NotAFile => write!(f, "not a regular file"),
+            ExecError::Truncated => write!(f, "not an executable (cut short)"),
+            ExecError::Elf(e) => write!(f, "{e}"),
+            ExecError::OutOfMemory => write!(f, "out of memory"),
+            ExecError::ArgumentsTooBig => write!(f, "arguments do not fit"),
+        }
+    }
+}
+
 /// exec for the kernel itself (starting /init).
-pub fn exec_kernel(path: &[u8], argv: &[&[u8]]) -> Result<(), String> {
-    let mut args = crate::mem::try_box(Args::new()).ok_or("out of memory")?;
+pub fn exec_kernel(path: &[u8], argv: &[&[u8]]) -> Result<(), ExecError> {
+    let mut args = crate::mem::try_box(Args::new()).ok_or(ExecError::OutOfMemory)?;
     for a in argv {
         if !args.push(a) {
-            return Err("arguments too long".into());
+            return Err(ExecError::ArgumentsTooBig);
         }
     }
     exec(path, &args)
@@ -89,7 +117,7 @@ pub fn exec_kernel(path: &[u8], argv: &[&[u8]]) -> Result<(), String> {
 
 /// Loads `path` with `args` into the calling process. On success the process returns to user
 /// mode at the program's entry; on failure it is unchanged.
-pub fn exec(path: &[u8], args: &Args) -> Result<(), String> {
+pub fn exec(path: &[u8], args: &Args) -> Result<(), ExecError> {
     log::begin_op();
     let r = load(path, args);
     log::end_op();
@@ -117,29 +145,27 @@ pub fn exec(path: &[u8], args: &Args) -> Result<(), String> {
 
 type Loaded = (PageTable, u64, u64, u64, u64);
 
-fn load(path: &[u8], args: &Args) -> Result<Loaded, String> {
-    let ip =
-        fs::namei(path).ok_or_else(|| format!("{}: not found", String::from_utf8_lossy(path)))?;
+fn load(path: &[u8], args: &Args) -> Result<Loaded, ExecError> {
+    let ip = fs::namei(path).ok_or(ExecError::NotFound)?;
     let l = ip.lock();
     let r = (|| {
         if l.typ() != xv6_abi::stat::T_FILE {
-            return Err(String::from("not a regular file"));
+            return Err(ExecError::NotAFile);
         }
         let mut hb = [0u8; elf::EHDR_SIZE];
         if l.read_kernel(0, &mut hb) != Some(hb.len() as u32) {
-            return Err("not an executable (too short)".into());
+            return Err(ExecError::Truncated);
         }
-        let h = elf::parse_header(&hb).map_err(|e| format!("{e}"))?;
+        let h = elf::parse_header(&hb).map_err(ExecError::Elf)?;
         let mut ph = [0u8; elf::PHDR_SIZE * MAX_PHDRS];
         let phlen = h.phnum * elf::PHDR_SIZE;
-        let phoff =
-            u32::try_from(h.phoff).map_err(|_| String::from("bad program header offset"))?;
+        let phoff = u32::try_from(h.phoff).map_err(|_| ExecError::Truncated)?;
         if l.read_kernel(phoff, &mut ph[..phlen]) != Some(phlen as u32) {
-            return Err("program headers cut short".into());
+            return Err(ExecError::Truncated);
         }
         let mut segs = [Segment::default(); MAX_PHDRS];
-        let n = elf::parse_segments(&h, &ph[..phlen], &mut segs).map_err(|e| format!("{e}"))?;
-        let pt = crate::uvm_alloc_table().ok_or("out of memory")?;
+        let n = elf::parse_segments(&h, &ph[..phlen], &mut segs).map_err(ExecError::Elf)?;
+        let pt = crate::uvm_alloc_table().ok_or(ExecError::OutOfMemory)?;
         match build(&l, pt, &segs[..n], args) {
             Ok((image_end, sp, argv)) => Ok((pt, image_end, h.entry, sp, argv)),
             Err(e) => {
@@ -158,11 +184,12 @@ fn build(
     pt: PageTable,
     segs: &[Segment],
     args: &Args,
-) -> Result<(u64, u64, u64), String> {
+) -> Result<(u64, u64, u64), ExecError> {
     let f = &mut KernelFrames;
     let mut image_end = 0;
     for s in segs {
-        let end = page_up(s.vaddr + s.memsz).ok_or("segment too large")?;
+        let end = page_up(s.vaddr + s.memsz)
+            .ok_or(ExecError::Elf(elf::ElfError::BadSegment("size overflows")))?;
         let mut flags = Pte::empty();
         if s.flags & PF_W != 0 {
             flags |= Pte::WRITE;
@@ -170,7 +197,7 @@ fn build(
         if s.flags & PF_X == 0 {
             flags |= Pte::NO_EXECUTE;
         }
-        uvm::alloc_range(pt, f, s.vaddr, end, flags).map_err(|_| String::from("out of memory"))?;
+        uvm::alloc_range(pt, f, s.vaddr, end, flags).map_err(|_| ExecError::OutOfMemory)?;
         // Copy the file bytes a block at a time.
         let mut buf = [0u8; 1024];
         let mut done = 0u64;
@@ -178,15 +205,15 @@ fn build(
             let m = (s.filesz - done).min(buf.len() as u64) as usize;
             let got = l.read_kernel((s.offset + done) as u32, &mut buf[..m]);
             if got != Some(m as u32) {
-                return Err("program file cut short".into());
+                return Err(ExecError::Truncated);
             }
             uvm::copy_out_loading(pt, f, s.vaddr + done, &buf[..m])
-                .map_err(|_| String::from("loading a segment"))?;
+                .map_err(|_| ExecError::OutOfMemory)?;
             done += m as u64;
         }
         image_end = image_end.max(end);
     }
-    MemState::map_stack(pt).map_err(|_| String::from("out of memory"))?;
+    MemState::map_stack(pt).map_err(|_| ExecError::OutOfMemory)?;
     // Strings at the top, then argv (8-byte pointers, null-terminated), then the fake return
     // address so that rsp + 8 is 16-byte aligned.
     let mut sp = USER_STACK_TOP;
@@ -195,7 +222,7 @@ fn build(
         let a = args.get(i);
         sp -= a.len() as u64;
         sp &= !15;
-        uvm::copy_out(pt, f, sp, a).map_err(|_| String::from("arguments do not fit"))?;
+        uvm::copy_out(pt, f, sp, a).map_err(|_| ExecError::ArgumentsTooBig)?;
         *slot = sp;
     }
     let table = (args.n + 1) * 8;
@@ -206,12 +233,11 @@ fn build(
     for (i, p) in ptrs.iter().take(args.n + 1).enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&p.to_le_bytes());
     }
-    uvm::copy_out(pt, f, sp, &bytes[..table]).map_err(|_| String::from("arguments do not fit"))?;
+    uvm::copy_out(pt, f, sp, &bytes[..table]).map_err(|_| ExecError::ArgumentsTooBig)?;
     sp -= 8;
-    uvm::copy_out(pt, f, sp, &u64::MAX.to_le_bytes())
-        .map_err(|_| String::from("arguments do not fit"))?;
+    uvm::copy_out(pt, f, sp, &u64::MAX.to_le_bytes()).map_err(|_| ExecError::ArgumentsTooBig)?;
     if sp < USER_STACK_BOTTOM {
-        return Err("arguments do not fit".into());
+        return Err(ExecError::ArgumentsTooBig);
     }
     Ok((image_end, sp, argv))
 }

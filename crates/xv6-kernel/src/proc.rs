@@ -417,6 +417,11 @@ pub fn exit(status: i32) -> ! {
 pub fn wait(addr: u64) -> i32 {
     let p = myproc();
     let pp = p as *mut Proc;
+    // The status is stored with spinlocks held, where a first touch of an mmap page (which may
+    // read a file and sleep) must not happen: fault the page in now, and store without faulting.
+    if addr != 0 {
+        p.mm.prefault(p.pt, addr, 4, true);
+    }
     WAIT_LOCK.acquire();
     loop {
         let mut have_kids = false;
@@ -432,7 +437,10 @@ pub fn wait(addr: u64) -> i32 {
             have_kids = true;
             if c.state == State::Zombie {
                 let pid = c.pid;
-                if addr != 0 && crate::syscall::copy_out(addr, &c.xstate.to_le_bytes()).is_err() {
+                let status = c.xstate.to_le_bytes();
+                if addr != 0
+                    && xv6_kernel::uvm::copy_out(p.pt, &mut KernelFrames, addr, &status).is_err()
+                {
                     c.lock.release();
                     WAIT_LOCK.release();
                     return -1;
