@@ -6,8 +6,9 @@ use crate::sleeplock::Sleeplock;
 use core::cell::UnsafeCell;
 use xv6_abi::fs::BSIZE;
 
-/// Buffers in the cache.
-pub const NBUF: usize = 30;
+/// Buffers in the cache: room for a full log's pinned blocks (LOGBLOCKS) plus the blocks a
+/// commit and the running operations read besides, so `bget` never finds every buffer taken.
+pub const NBUF: usize = xv6_abi::fs::LOGBLOCKS + 34;
 
 /// A block buffer. `data` and the flags belong to whoever holds `lock`.
 #[repr(C, align(8))]
