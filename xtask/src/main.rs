@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
         cpus: u32,
         /// Memory in MiB.
-        #[arg(long = "mem", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4096))]
+        #[arg(long = "mem", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=65536))]
         mem_mib: u32,
         /// Wait for gdb on localhost:1234 before starting.
         #[arg(long)]
@@ -52,7 +52,7 @@ enum Cmd {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
         cpus: u32,
         /// Memory in MiB.
-        #[arg(long = "mem", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4096))]
+        #[arg(long = "mem", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=65536))]
         mem_mib: u32,
         /// Give up (and fail) after this many seconds.
         #[arg(long, default_value_t = 600)]
