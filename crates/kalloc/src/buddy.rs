@@ -366,6 +366,18 @@ impl FrameAllocator {
         self.push(frame, order);
     }
 
+    /// Frames in the largest free buddy block (0 if none): [`allocate_contiguous`] of `count`
+    /// frames at alignment `align_frames` succeeds exactly when
+    /// `max(count.next_power_of_two(), align_frames)` is at most this. O(orders).
+    ///
+    /// [`allocate_contiguous`]: Self::allocate_contiguous
+    pub(crate) fn largest_block(&self) -> usize {
+        match self.heads.iter().rposition(|&h| h != NONE) {
+            Some(order) => 1 << order,
+            None => 0,
+        }
+    }
+
     /// Allocates one frame.
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
         self.allocate_contiguous(1, 1)

@@ -234,6 +234,38 @@ fn page_source_feeds_a_kmalloc_heap() {
     assert_eq!(locked.lock().stats().free, total, "every frame back");
 }
 
+#[test]
+fn page_source_hint_is_exact_or_unknown() {
+    use kmalloc::PageSource;
+    let ram = Ram::new(40);
+    let locked = LockedFrameAllocator::new(ram.offset);
+    // SAFETY: memory nobody else uses, inside `ram`, which outlives the allocator.
+    unsafe { locked.lock().add_range(ram.phys(0), ram.phys(40)) }.unwrap();
+    let mut src = &locked;
+    assert_eq!(src.pages_available_hint(), None, "unknown after lock()");
+    let mut runs = Vec::new();
+    while let Some(p) = src.alloc_pages(3, FRAME_SIZE) {
+        runs.push(p);
+        let largest = locked.inner_largest_for_tests();
+        assert_eq!(src.pages_available_hint(), Some(largest));
+    }
+    let hint = src.pages_available_hint().unwrap();
+    assert!(hint < 3, "a refused run is beyond the hint");
+    // SAFETY: a run handed out above, unused.
+    assert!(unsafe { src.free_pages(runs.pop().unwrap(), 3) });
+    assert!(
+        src.pages_available_hint().unwrap() >= 3,
+        "a freed run is seen at once"
+    );
+    drop(locked.lock());
+    assert_eq!(src.pages_available_hint(), None);
+    for p in runs {
+        // SAFETY: runs handed out above, unused.
+        assert!(unsafe { src.free_pages(p, 3) });
+    }
+    locked.lock().check_invariants();
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     One,

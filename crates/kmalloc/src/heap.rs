@@ -47,13 +47,15 @@
 //!   the bin of its class. The bins turn K&R's next-fit walk into a good-fit lookup.
 //!
 //! A request takes a quick block of its exact class if there is one; otherwise the smallest class
-//! that fits, among quick lists and bins: a quick block is split (the remainder goes back to the
-//! quick lists), a listed block is carved from its tail (so it keeps its place in the list and
-//! usually its bin). If no class above the request's own has a block, the request's own bin is
+//! that fits, among quick lists and bins (for the exact classes, one scan of both bitmaps): a
+//! quick block is split (the remainder goes back to the quick lists), a listed block is carved
+//! from its tail (so it keeps its place in the list and usually its bin). If no class above the request's own has a block, the request's own bin is
 //! searched. Requests with an alignment above 16 look in the bins for a block big enough to hold
 //! any aligned placement, then fall back to K&R's next-fit walk of the list from the roving
-//! pointer. When nothing fits, `morecore` adds a chunk and the request is carved from it; when the
-//! source is out, the quick lists are flushed into the K&R list (coalescing), wholly free chunks
+//! pointer. When nothing fits, `morecore` adds a chunk and the request is carved from it. It asks
+//! for no more pages than the source's [`PageSource::pages_available_hint`] allows, and not at all
+//! when the hint is below what the request needs (so an out-of-memory heap over a locked source
+//! fails without taking its lock). When the source is out, the quick lists are flushed into the K&R list (coalescing), wholly free chunks
 //! go back to the source, and the search runs again, so quick lists never cause a spurious
 //! out-of-memory.
 //!
@@ -62,8 +64,9 @@
 //! A small block (of an exact class, up to 4096 bytes) is freed lazily onto its quick list (O(1);
 //! the lists are doubly linked so a neighbour can be taken out of one when `realloc` grows into
 //! it). A larger block goes straight into the K&R list. When the quick lists hold more than
-//! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the address-ordered
-//! K&R list, coalescing with the block after, before, or both (within one chunk):
+//! `max(64 KiB, heap size / 2)`, or the heap would grow while they hold more than
+//! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the
+//! address-ordered K&R list, coalescing with the block after, before, or both (within one chunk):
 //!
 //! - one at a time when they hold little: each block first absorbs the quick blocks that follow
 //!   it, and its place in the list is found by stepping over the blocks after it in address order
@@ -112,8 +115,8 @@ const SUBCLASSES: usize = 8;
 const MAX_LOG: usize = 40;
 const NCLASS: usize = NEXACT + (MAX_LOG - 12) * SUBCLASSES;
 const NWORDS: usize = NCLASS.div_ceil(64);
-/// Quick lists may hold this many bytes, or an eighth of the heap if more, before they are
-/// flushed into the K&R list.
+/// Quick lists may hold this many bytes, or half the heap if more, before they are flushed into
+/// the K&R list (and no more than this or a quarter of the heap when the heap would grow).
 const QUICK_MIN_CAP: usize = 64 * 1024;
 /// The most pages `morecore` asks for beyond what a request needs (1 MiB).
 const MAX_GROW_PAGES: usize = 256;
@@ -371,7 +374,7 @@ impl<S: PageSource> Heap<S> {
                     return Ok(NonNull::new_unchecked(payload(q)));
                 }
             }
-            if let Some(p) = self.alloc_fit(len) {
+            if let Some(p) = self.alloc_fit(len, c) {
                 return Ok(p);
             }
         }
@@ -380,7 +383,25 @@ impl<S: PageSource> Heap<S> {
 
     /// Serves a 16-aligned block of `len` bytes from the smallest class that fits, among quick
     /// lists and bins (quick on a tie).
-    fn alloc_fit(&mut self, len: usize) -> Option<NonNull<u8>> {
+    fn alloc_fit(&mut self, len: usize, c: usize) -> Option<NonNull<u8>> {
+        if c < NEXACT {
+            // Every block of class `c` or above fits: one scan over both bitmaps.
+            let mut w = c / 64;
+            let mut bits = (self.quick.map[w] | self.bins.map[w]) & (!0u64 << (c % 64));
+            while bits == 0 {
+                w += 1;
+                if w == NWORDS {
+                    return None;
+                }
+                bits = self.quick.map[w] | self.bins.map[w];
+            }
+            let f = w * 64 + bits.trailing_zeros() as usize;
+            return Some(if self.quick.map[w] >> (f % 64) & 1 != 0 {
+                self.alloc_from_quick(f, len)
+            } else {
+                self.alloc_binned(f, len)
+            });
+        }
         let qc = self.quick.find(len);
         let bc = self.bins.find(len);
         match (qc, bc) {
@@ -396,8 +417,29 @@ impl<S: PageSource> Heap<S> {
         let b = self.bins.head[c];
         // SAFETY: `b` is a listed, binned free block of at least `len` bytes.
         unsafe {
-            let (s, l) = fit(b, len, UNIT).expect("binned block fits");
-            self.carve(b, s, l)
+            let bsize = size_of_block(b);
+            let lead = bsize - len;
+            // (A class spans less than 9/8 of its smallest size, so a lead of the block's class
+            // is over 8 times `len`: a cheap test first.)
+            if len <= lead >> 3 && class_of(lead) == c {
+                // The common case: the block's tail, the rest staying in its place and bin.
+                let bflags = (*b).size & FLAGS;
+                (*b).size = lead | (bflags & F_FIRST);
+                let a = (b as usize + lead) as *mut Header;
+                (*a).size = len | (bflags & F_LAST);
+                (*a).link = tag(a as usize, TAG_ALLOC);
+                self.free -= len;
+                self.in_use += len;
+                return NonNull::new_unchecked(payload(a));
+            }
+            // Otherwise the block leaves its bin: carve its tail, or all of it if the rest would
+            // be too small to be a block (as `fit` places it).
+            let (s, l) = if lead >= MIN_BLOCK {
+                (b as usize + lead, len)
+            } else {
+                (b as usize, bsize)
+            };
+            self.carve_from(b, s, l, false)
         }
     }
 
@@ -463,6 +505,13 @@ impl<S: PageSource> Heap<S> {
     #[cold]
     fn alloc_slow(&mut self, len: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
         if align > UNIT {
+            if let Some(p) = self.alloc_listed(len, align) {
+                return Ok(p);
+            }
+        }
+        if self.quick_bytes > QUICK_MIN_CAP && self.quick_bytes > self.pages * (PAGE_SIZE / 4) {
+            // Rather than grow the heap while much of it sits in quick lists, coalesce them.
+            self.flush_quick();
             if let Some(p) = self.alloc_listed(len, align) {
                 return Ok(p);
             }
@@ -552,6 +601,22 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `b` is on the K&R list and `(s, len)` came from `fit(b, ..)`.
     unsafe fn carve(&mut self, b: *mut Header, s: usize, len: usize) -> NonNull<u8> {
+        // SAFETY: forwarded.
+        unsafe { self.carve_from(b, s, len, true) }
+    }
+
+    /// [`Heap::carve`]; `may_stay` false says the caller knows the lead does not keep `b`'s
+    /// class (or there is a trail), sparing the check.
+    ///
+    /// # Safety
+    /// As [`Heap::carve`].
+    unsafe fn carve_from(
+        &mut self,
+        b: *mut Header,
+        s: usize,
+        len: usize,
+        may_stay: bool,
+    ) -> NonNull<u8> {
         // SAFETY: per the contract, all addresses lie inside block `b`, which the heap owns.
         unsafe {
             let bsize = size_of_block(b);
@@ -561,7 +626,7 @@ impl<S: PageSource> Heap<S> {
             let lead = s - start;
             let trail = end - (s + len);
             // The common case: the tail of a block that stays in its bin.
-            if trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
+            if may_stay && trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
                 (*b).size = lead | (bflags & F_FIRST);
             } else {
                 self.bin_del(b);
@@ -671,6 +736,13 @@ impl<S: PageSource> Heap<S> {
             .div_ceil(PAGE_SIZE)
             .max(1);
         let mut pages = need.max(self.grow);
+        if let Some(avail) = self.source.pages_available_hint() {
+            if avail < need {
+                // The source cannot give the run: fail without asking it.
+                return None;
+            }
+            pages = pages.min(avail);
+        }
         let mem = loop {
             if let Some(mem) = self.source.alloc_pages(pages, PAGE_SIZE) {
                 break mem;
@@ -736,7 +808,7 @@ impl<S: PageSource> Heap<S> {
         }
         // SAFETY: `h` is now a free block of the heap, on no list.
         unsafe { self.push_quick(h) };
-        if self.quick_bytes > QUICK_MIN_CAP && self.quick_bytes > self.pages * (PAGE_SIZE / 4) {
+        if self.quick_bytes > QUICK_MIN_CAP && self.quick_bytes > self.pages * (PAGE_SIZE / 2) {
             self.flush_quick();
         }
     }

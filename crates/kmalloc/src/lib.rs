@@ -113,10 +113,14 @@ pub const KMALLOC_MAX: usize = PAGE_SIZE;
 ///   heap gives it back;
 /// - after [`free_pages`](PageSource::free_pages) returns false, the memory still belongs to the
 ///   heap; after it returns true, it belongs to the source;
-/// - neither method ever calls back into the heap that owns the source (the heap is in the middle
+/// - no method ever calls back into the heap that owns the source (the heap is in the middle
 ///   of an operation, possibly holding its lock: re-entering it would deadlock or corrupt it). In
 ///   particular a source must not allocate from the global allocator if the heap is the global
 ///   allocator.
+///
+/// [`pages_available_hint`](PageSource::pages_available_hint) is outside this contract: it only
+/// saves the heap calls that would fail, and a wrong hint cannot make the heap unsound (too low,
+/// and the heap fails allocations the source could have fed; too high, and `alloc_pages` says no).
 pub unsafe trait PageSource {
     /// `pages` (at least 1) contiguous pages whose start is aligned to `align` bytes (a power of
     /// two, at least [`PAGE_SIZE`]). `None` when out of memory.
@@ -131,6 +135,20 @@ pub unsafe trait PageSource {
     ///
     /// The run is as described, and if this returns true the caller never touches it again.
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool;
+
+    /// A cheap upper bound on the pages one [`alloc_pages`](PageSource::alloc_pages) call could
+    /// return now (with page alignment), or `None` (the default) if the source knows none.
+    ///
+    /// The heap never asks for more pages than this, and when an allocation needs more it fails
+    /// without calling `alloc_pages`: so an out-of-memory heap fails fast, without taking a locked
+    /// source's lock. The bound must hold: if a call for `n` pages could succeed, the hint is at
+    /// least `n` (a source shared between CPUs may return a value that was exact at some moment
+    /// during the call; a change another CPU makes concurrently may be missed, as if the call had
+    /// come first, but one that happens-before the call may not). It need not be tight: a hint of
+    /// `n` does not promise that `n` pages will be given.
+    fn pages_available_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
 // A mutable reference to a source is a source, so a heap can borrow one.
@@ -143,6 +161,10 @@ unsafe impl<S: PageSource + ?Sized> PageSource for &mut S {
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
         // SAFETY: the caller upholds the contract for `S`.
         unsafe { (**self).free_pages(ptr, pages) }
+    }
+
+    fn pages_available_hint(&self) -> Option<usize> {
+        (**self).pages_available_hint()
     }
 }
 

@@ -13,6 +13,10 @@ pub(crate) struct HostSource {
     pub pages_out: usize,
     pub limit: usize,
     pub accept_free: bool,
+    /// Give the exact hint `limit - pages_out` from `pages_available_hint`.
+    pub hint: bool,
+    /// `alloc_pages` calls refused.
+    pub refused: usize,
 }
 
 impl HostSource {
@@ -22,6 +26,8 @@ impl HostSource {
             pages_out: 0,
             limit,
             accept_free: true,
+            hint: false,
+            refused: 0,
         }
     }
 }
@@ -31,6 +37,7 @@ unsafe impl PageSource for HostSource {
     fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
         assert!(pages >= 1 && align >= PAGE_SIZE && align.is_power_of_two());
         if self.pages_out + pages > self.limit {
+            self.refused += 1;
             return None;
         }
         let layout = Layout::from_size_align(pages * PAGE_SIZE, align).unwrap();
@@ -63,6 +70,10 @@ unsafe impl PageSource for HostSource {
             )
         };
         true
+    }
+
+    fn pages_available_hint(&self) -> Option<usize> {
+        self.hint.then(|| self.limit - self.pages_out)
     }
 }
 
@@ -340,6 +351,44 @@ fn out_of_memory_is_an_error_and_recovers() {
 }
 
 #[test]
+fn page_hint_saves_refused_calls_and_no_memory() {
+    for hint in [false, true] {
+        let mut src = HostSource::new(6);
+        src.hint = hint;
+        let mut h = Heap::new(src);
+        let mut live = Vec::new();
+        let mut failures = 0;
+        for i in 0..400 {
+            match h.allocate(layout(200 + i * 37 % 3000, 8)) {
+                Ok(p) => live.push((p, 200 + i * 37 % 3000)),
+                Err(_) => failures += 1,
+            }
+            if i % 3 == 0 && !live.is_empty() {
+                let (p, n) = live.swap_remove(i % live.len());
+                // SAFETY: a live block.
+                unsafe { h.deallocate(p, layout(n, 8)) };
+            }
+        }
+        assert!(failures > 0);
+        assert_eq!(
+            h.stats().pages_held,
+            6,
+            "the hint cost no pages (hint {hint})"
+        );
+        if hint {
+            assert_eq!(h.source().refused, 0, "the hint is exact: no call fails");
+        } else {
+            assert!(h.source().refused > 0);
+        }
+        for (p, n) in live {
+            // SAFETY: a live block.
+            unsafe { h.deallocate(p, layout(n, 8)) };
+        }
+        h.check_invariants();
+    }
+}
+
+#[test]
 fn declined_pages_stay_usable() {
     let mut src = HostSource::new(100);
     src.accept_free = false;
@@ -410,7 +459,9 @@ proptest! {
     /// back in the source.
     #[test]
     fn shadow_model(ops in proptest::collection::vec(op(), 1..400)) {
-        let mut h = Heap::new(HostSource::new(2000));
+        let mut src = HostSource::new(2000);
+        src.hint = ops.len() % 2 == 0;
+        let mut h = Heap::new(src);
         let mut live: Vec<Live> = Vec::new();
         let mut seed = 0u8;
         for op in ops {
