@@ -5,12 +5,16 @@
 //!
 //! Regions live in a `vmregions::RegionList` (nodes on the kernel heap, at most NMMAP). Pages are
 //! allocated on first touch by [`MemState::handle_fault`]: zeroed for anonymous memory, read from
-//! the file otherwise. Private pages belong to their page table (fork copies them). Shared pages
-//! are marked BORROWED in the page tables and counted in [`SHARED`]: fork maps the same frame in
-//! the child, and the last unmapping frees it. Dirty shared file pages are written back to the
-//! file at `msync`, `munmap` and exit, never past the file's end. Two processes that map the same
-//! file independently each get their own copy (there is no page cache); they see each other's
-//! writes after `msync`, at their next first touch.
+//! the file otherwise. Private pages belong to their page table (fork copies them).
+//!
+//! A shared mapping is backed by a [`MapObj`]: a counted kernel object that owns the mapping's
+//! frames (by page offset) and, for a file mapping, keeps the file open. Page tables map its
+//! frames BORROWED; `fork` and region splits share the object, so every process that inherited a
+//! shared mapping sees the same frames, whether they were touched before the fork or after. The
+//! frames are freed with the object, when the last region referring to it goes. Dirty pages of a
+//! shared file mapping are written back at `msync`, `munmap` and exit, never past the file's end.
+//! Two processes that map the same file independently get separate objects (there is no page
+//! cache); they see each other's writes after `msync`, at their next first touch.
 //!
 //! Everything that changes a page table here either completes or leaves the table as it was.
 
@@ -19,6 +23,8 @@ use crate::file::FileRef;
 use crate::log;
 use crate::mem::KernelFrames;
 use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use vmregions::{Backing, Prot, Region, RegionList, Sharing};
 use xv6_abi::layout::{HEAP_LIMIT, USER_STACK_BOTTOM, USER_STACK_TOP, USER_TOP};
 use xv6_abi::param::NMMAP;
@@ -35,82 +41,106 @@ pub enum MemError {
     Invalid,
 }
 
-/// An open file kept by a mapping: cloning takes another reference, dropping closes one, so a
-/// mapping keeps its file open after `close(fd)` and splitting a region shares it.
-#[derive(Debug)]
-pub struct MapFile(Option<FileRef>);
+struct ObjInner {
+    refs: AtomicUsize,
+    /// The file, for a file mapping (kept open while the object lives).
+    file: Option<FileRef>,
+    /// Frames of a shared mapping, by page number (file offset / PAGE), sorted.
+    pages: Spinlock<Vec<(u64, u64)>>,
+}
 
-impl MapFile {
-    /// Keeps `f` (a new reference) for a mapping.
-    pub fn new(f: &FileRef) -> MapFile {
-        MapFile(Some(f.dup()))
-    }
-    fn file(&self) -> &FileRef {
-        self.0.as_ref().expect("MapFile holds a file until dropped")
+/// What a mapping's regions refer to: a counted object holding the file (if any) and, for a
+/// shared mapping, its frames. Cloning takes a reference; dropping the last one frees the frames
+/// and closes the file, so a mapping keeps its file open after `close(fd)`, and splitting or
+/// forking a region shares everything.
+pub struct MapObj(NonNull<ObjInner>);
+
+// SAFETY: the object is reached only through counted references; its mutable parts are behind a
+// spinlock (pages) or fixed at creation (file).
+unsafe impl Send for MapObj {}
+
+impl core::fmt::Debug for MapObj {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MapObj").finish_non_exhaustive()
     }
 }
 
-impl Clone for MapFile {
-    fn clone(&self) -> MapFile {
-        MapFile(self.0.as_ref().map(|f| f.dup()))
+impl MapObj {
+    /// A new object for a mapping of `file` (None: anonymous memory); None when the kernel heap
+    /// is out.
+    pub fn new(file: Option<&FileRef>) -> Option<MapObj> {
+        let b = crate::mem::try_box(ObjInner {
+            refs: AtomicUsize::new(1),
+            file: None,
+            pages: Spinlock::new("mapping pages", Vec::new()),
+        })?;
+        let mut b = b;
+        b.file = file.map(|f| f.dup());
+        Some(MapObj(NonNull::from(alloc::boxed::Box::leak(b))))
+    }
+
+    fn inner(&self) -> &ObjInner {
+        // SAFETY: the object lives while a reference (this one) exists.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn file(&self) -> Option<&FileRef> {
+        self.inner().file.as_ref()
+    }
+
+    fn lookup(&self, pgno: u64) -> Option<u64> {
+        let p = self.inner().pages.lock();
+        let i = p.partition_point(|e| e.0 < pgno);
+        p.get(i).filter(|e| e.0 == pgno).map(|e| e.1)
+    }
+
+    /// Records frame `pa` for page `pgno`. If another process got there first, frees `pa` and
+    /// returns that frame instead. None (with `pa` freed) when the kernel heap is out.
+    fn insert(&self, pgno: u64, pa: u64) -> Option<u64> {
+        let mut p = self.inner().pages.lock();
+        let i = p.partition_point(|e| e.0 < pgno);
+        let theirs = p.get(i).filter(|e| e.0 == pgno).map(|e| e.1);
+        if theirs.is_none() && p.try_reserve(1).is_ok() {
+            p.insert(i, (pgno, pa));
+            return Some(pa);
+        }
+        drop(p);
+        // SAFETY: `pa` was never mapped.
+        unsafe { KernelFrames.free(pa) };
+        theirs
     }
 }
 
-impl Drop for MapFile {
+impl Clone for MapObj {
+    fn clone(&self) -> MapObj {
+        self.inner().refs.fetch_add(1, Ordering::Relaxed);
+        MapObj(self.0)
+    }
+}
+
+impl Drop for MapObj {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
+        if self.inner().refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // SAFETY: that was the last reference; the object came from Box::leak in `new`, and no
+        // page table maps its frames any more (regions unmap their pages before dropping their
+        // references).
+        let inner = unsafe { alloc::boxed::Box::from_raw(self.0.as_ptr()) };
+        let ObjInner { file, pages, .. } = *inner;
+        let frames = core::mem::take(&mut *pages.lock());
+        for (_, pa) in frames {
+            // SAFETY: see above: the frame belonged to this object alone.
+            unsafe { KernelFrames.free(pa) };
+        }
+        if let Some(f) = file {
             f.close();
         }
     }
 }
 
 /// A mapping.
-pub type Mapping = Region<MapFile>;
-
-/// Reference counts of frames mapped by MAP_SHARED regions: (physical address, mappings).
-static SHARED: Spinlock<Vec<(u64, u32)>> = Spinlock::new("shared frames", Vec::new());
-
-fn shared_register(pa: u64) -> bool {
-    let mut s = SHARED.lock();
-    if s.try_reserve(1).is_err() {
-        return false;
-    }
-    let i = s.partition_point(|e| e.0 < pa);
-    s.insert(i, (pa, 1));
-    true
-}
-
-fn shared_incref(pa: u64) {
-    let mut s = SHARED.lock();
-    let i = s.partition_point(|e| e.0 < pa);
-    match s.get_mut(i) {
-        Some(e) if e.0 == pa => e.1 += 1,
-        _ => panic!("shared frame {pa:#x} not registered"),
-    }
-}
-
-/// Drops one mapping of a shared frame; frees it with the last.
-fn shared_decref(pa: u64) {
-    let mut s = SHARED.lock();
-    let i = s.partition_point(|e| e.0 < pa);
-    let last = match s.get_mut(i) {
-        Some(e) if e.0 == pa => {
-            e.1 -= 1;
-            e.1 == 0
-        }
-        _ => panic!("shared frame {pa:#x} not registered"),
-    };
-    if last {
-        s.remove(i);
-        if s.is_empty() {
-            // Hand the table's memory back, so kernel heap use returns to its baseline.
-            *s = Vec::new();
-        }
-        drop(s);
-        // SAFETY: no page table maps the frame any more.
-        unsafe { KernelFrames.free(pa) };
-    }
-}
+pub type Mapping = Region<MapObj>;
 
 /// A process's memory bookkeeping.
 #[derive(Debug)]
@@ -124,7 +154,7 @@ pub struct MemState {
     /// Bytes of `kblocks`.
     pub kbytes: usize,
     /// mmap regions (created at the first mmap).
-    pub regions: Option<RegionList<MapFile>>,
+    pub regions: Option<RegionList<MapObj>>,
 }
 
 fn pte_flags(prot: Prot) -> Pte {
@@ -199,12 +229,8 @@ impl MemState {
         };
         uvm::copy_range(pt, cpt, &mut KernelFrames, 0, USER_TOP)
             .map_err(|_| MemError::OutOfMemory)?;
-        // The child maps the same shared frames: count its mappings.
-        cpt.for_each(&mut KernelFrames, 0, USER_TOP, |_, e| {
-            if e & Pte::BORROWED.bits() != 0 {
-                shared_incref(e & ADDR_MASK);
-            }
-        });
+        // Shared frames are mapped BORROWED and belong to their MapObj, which the cloned regions
+        // share: copying the entries is all the child needs.
         child.image_end = self.image_end;
         child.brk = self.brk;
         child.regions = regions;
@@ -247,30 +273,53 @@ impl MemState {
             return false; // present: a protection fault
         }
         let Some(pa) = f.alloc() else { return false };
-        if let Backing::File { handle, .. } = &r.backing {
-            let off = r.file_offset(page).unwrap_or(0);
-            if !read_file_page(handle.file(), off, pa) {
+        let obj = match &r.backing {
+            Backing::File { handle, .. } => Some(handle),
+            Backing::Anonymous => None,
+        };
+        let off = r.file_offset(page).unwrap_or(0);
+        if r.sharing == Sharing::Shared {
+            // Shared mappings always have an object (see `sysmem::mmap`).
+            let Some(obj) = obj else {
+                // SAFETY: never mapped.
+                unsafe { f.free(pa) };
+                return false;
+            };
+            let pgno = off / PAGE;
+            let pa = match obj.lookup(pgno) {
+                Some(existing) => {
+                    // SAFETY: never mapped.
+                    unsafe { f.free(pa) };
+                    existing
+                }
+                None => {
+                    if let Some(file) = obj.file() {
+                        if !read_file_page(file, off, pa) {
+                            // SAFETY: never mapped.
+                            unsafe { f.free(pa) };
+                            return false;
+                        }
+                    }
+                    match obj.insert(pgno, pa) {
+                        Some(pa) => pa,
+                        None => return false,
+                    }
+                }
+            };
+            return pt
+                .map(f, page, pa, pte_flags(r.prot) | Pte::BORROWED)
+                .is_ok();
+        }
+        if let Some(file) = obj.and_then(|o| o.file()) {
+            if !read_file_page(file, off, pa) {
                 // SAFETY: the frame was never mapped.
                 unsafe { f.free(pa) };
                 return false;
             }
         }
-        let mut flags = pte_flags(r.prot);
-        if r.sharing == Sharing::Shared {
-            if !shared_register(pa) {
-                // SAFETY: never mapped.
-                unsafe { f.free(pa) };
-                return false;
-            }
-            flags |= Pte::BORROWED;
-        }
-        if pt.map(f, page, pa, flags).is_err() {
-            if r.sharing == Sharing::Shared {
-                shared_decref(pa);
-            } else {
-                // SAFETY: never mapped.
-                unsafe { f.free(pa) };
-            }
+        if pt.map(f, page, pa, pte_flags(r.prot)).is_err() {
+            // SAFETY: never mapped.
+            unsafe { f.free(pa) };
             return false;
         }
         true
@@ -340,7 +389,7 @@ impl MemState {
         prot: Prot,
         sharing: Sharing,
         fixed: bool,
-        backing: Backing<MapFile>,
+        backing: Backing<MapObj>,
     ) -> Result<u64, MemError> {
         use xv6_abi::layout::{MMAP_BASE, MMAP_TOP};
         let len = page_up(len).ok_or(MemError::Invalid)?;
@@ -460,10 +509,13 @@ fn writeback(pt: PageTable, r: &Mapping, from: u64, to: u64, clean: bool) {
     let Backing::File { handle, .. } = &r.backing else {
         return;
     };
-    if r.sharing != Sharing::Shared || !handle.file().writable() {
+    let Some(file) = handle.file() else {
+        return;
+    };
+    if r.sharing != Sharing::Shared || !file.writable() {
         return;
     }
-    let Some(ip) = handle.file().inode() else {
+    let Some(ip) = file.inode() else {
         return;
     };
     let f = &mut KernelFrames;
@@ -521,12 +573,10 @@ fn unmap_region_pages(pt: PageTable, r: &Mapping) {
     let mut page = r.start;
     while page < r.end() {
         if let Some(e) = pt.unmap(f, page) {
-            let pa = e & ADDR_MASK;
-            if e & Pte::BORROWED.bits() != 0 {
-                shared_decref(pa);
-            } else {
-                // SAFETY: a private page belonged to this mapping alone.
-                unsafe { f.free(pa) };
+            if e & Pte::BORROWED.bits() == 0 {
+                // SAFETY: a private page belonged to this mapping alone. (Shared frames belong to
+                // the region's MapObj and go with it.)
+                unsafe { f.free(e & ADDR_MASK) };
             }
         }
         page += PAGE;

@@ -2,7 +2,7 @@
 //! `meminfo`, and `mmap`/`munmap`/`msync`.
 
 use crate::mem::HEAP;
-use crate::mm::{MapFile, MemState};
+use crate::mm::{MapObj, MemState};
 use crate::proc;
 use crate::syscall::{arg, arg_int, copy_out};
 use crate::trap::TrapFrame;
@@ -103,7 +103,18 @@ pub fn mmap(tf: &TrapFrame) -> i64 {
     let prot = Prot::from_bits_truncate(prot as u32);
     let p = proc::myproc();
     let backing = if flags & MAP_ANONYMOUS != 0 {
-        Backing::Anonymous
+        if sharing == Sharing::Shared {
+            // Shared anonymous memory needs an object to hold its frames for every sharer.
+            match MapObj::new(None) {
+                Some(obj) => Backing::File {
+                    handle: obj,
+                    offset: 0,
+                },
+                None => return FAIL,
+            }
+        } else {
+            Backing::Anonymous
+        }
     } else {
         if off % 4096 != 0 || fd < 0 || fd as usize >= xv6_abi::param::NOFILE {
             return FAIL;
@@ -120,9 +131,12 @@ pub fn mmap(tf: &TrapFrame) -> i64 {
         if sharing == Sharing::Shared && prot.contains(Prot::WRITE) && !f.writable() {
             return FAIL;
         }
-        Backing::File {
-            handle: MapFile::new(f),
-            offset: off,
+        match MapObj::new(Some(f)) {
+            Some(obj) => Backing::File {
+                handle: obj,
+                offset: off,
+            },
+            None => return FAIL,
         }
     };
     match p.mm.mmap(

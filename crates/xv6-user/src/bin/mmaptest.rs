@@ -1122,7 +1122,71 @@ fn many_mappings() -> R {
     Ok(())
 }
 
-const CASES: [Case; 22] = [
+/// Several processes at once (on as many CPUs as there are) map, fault in, check, fork with a
+/// shared anonymous mapping, and unmap, so the kernel's shared-frame table, region lists and page
+/// tables are exercised concurrently.
+fn concurrent_processes() -> R {
+    const KIDS: usize = 4;
+    const ROUNDS: u64 = 60;
+    let shared = map(
+        0,
+        PG,
+        PROT_READ | PROT_WRITE,
+        MAP_SHARED | MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    let counters = shared.addr;
+    let mut pids = [0i32; KIDS];
+    for (k, slot) in pids.iter_mut().enumerate() {
+        match sys::fork() {
+            Err(_) => fail!("fork failed"),
+            Ok(0) => {
+                let mut bad = 0;
+                for r in 0..ROUNDS {
+                    let pages = 1 + (r + k as u64) % 5;
+                    let Ok(m) = anon(pages * PG, PROT_READ | PROT_WRITE) else {
+                        sys::exit(2);
+                    };
+                    for i in 0..pages {
+                        wr(m.page(i) + (r % 4000), (k as u8) ^ (i as u8) ^ 0x5a);
+                    }
+                    for i in 0..pages {
+                        if rd(m.page(i) + (r % 4000)) != (k as u8) ^ (i as u8) ^ 0x5a {
+                            bad += 1;
+                        }
+                    }
+                    if m.unmap() != 0 {
+                        bad += 1;
+                    }
+                    // Each child owns one byte of the shared page: it counts its rounds there.
+                    wr(counters + k as u64, rd(counters + k as u64).wrapping_add(1));
+                }
+                sys::exit(if bad == 0 { 0 } else { 3 });
+            }
+            Ok(pid) => *slot = pid,
+        }
+    }
+    for _ in 0..KIDS {
+        match sys::wait() {
+            Ok((pid, st)) if pids.contains(&pid) => {
+                ensure!(st == 0, "child {pid} exited with {st}");
+            }
+            Ok((pid, _)) => fail!("wait returned {pid}, not one of the children {pids:?}"),
+            Err(_) => fail!("wait failed with children still running"),
+        }
+    }
+    for k in 0..KIDS as u64 {
+        let n = rd(counters + k);
+        ensure!(
+            n as u64 == ROUNDS,
+            "child {k} counted {n} rounds in the shared page, expected {ROUNDS}"
+        );
+    }
+    Ok(())
+}
+
+const CASES: [Case; 23] = [
     ("anonymous memory is zeroed", anon_zeroed),
     ("string round trip", string_roundtrip),
     ("100 rounds of map/modify/unmap", map_modify_unmap_rounds),
@@ -1148,6 +1212,7 @@ const CASES: [Case; 22] = [
     ("lazy allocation, munmap frees", lazy_allocation),
     ("exec drops mappings", exec_drops_mappings),
     ("many mappings", many_mappings),
+    ("concurrent processes", concurrent_processes),
 ];
 
 fn leak(a: &MemInfo, b: &MemInfo) -> bool {
