@@ -74,32 +74,41 @@ pub struct BufGuard {
 /// Finds or recycles the buffer for `blockno`, takes a reference, and locks it.
 fn bget(blockno: u32) -> BufGuard {
     let mut m = META.lock();
-    let idx = if let Some(i) = m.entries.iter().position(|e| e.0 == blockno) {
-        m.entries[i].1 += 1;
-        i
-    } else {
+    let idx = loop {
+        if let Some(i) = m.entries.iter().position(|e| e.0 == blockno) {
+            m.entries[i].1 += 1;
+            break i;
+        }
         let victim = m
             .entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.1 == 0)
             .min_by_key(|(_, e)| e.2)
-            .map(|(i, _)| i)
-            .unwrap_or_else(|| panic!("bget: all {NBUF} buffers in use"));
-        m.entries[victim] = (blockno, 1, 0);
-        // SAFETY: the victim's reference count was 0, so nobody holds or waits for its lock; we
-        // own its contents until we publish it by dropping META... and we reset them here.
-        unsafe {
-            let b = &mut *SLOTS.0[victim].buf.get();
-            b.blockno = blockno;
-            b.valid = false;
-            b.dirty = false;
+            .map(|(i, _)| i);
+        if let Some(victim) = victim {
+            m.entries[victim] = (blockno, 1, 0);
+            // SAFETY: the victim's reference count was 0, so nobody holds or waits for its lock;
+            // it is ours to reset before anyone can find it under its new block number.
+            unsafe {
+                let b = &mut *SLOTS.0[victim].buf.get();
+                b.blockno = blockno;
+                b.valid = false;
+                b.dirty = false;
+            }
+            break victim;
         }
-        victim
+        // Every buffer is referenced (many processes in the file system at once, and the log's
+        // pinned blocks): wait for one to be released instead of giving up.
+        m = crate::proc::sleep(meta_chan(), m);
     };
     drop(m);
     SLOTS.0[idx].lock.acquire();
     BufGuard { idx }
+}
+
+fn meta_chan() -> usize {
+    &META as *const _ as usize
 }
 
 /// The locked buffer holding block `blockno`, read from disk if needed. `None` on a disk error.
@@ -142,8 +151,14 @@ impl BufGuard {
 /// Drops a pin taken with [`BufGuard::pin`] on block `blockno`.
 pub fn unpin(blockno: u32) {
     let mut m = META.lock();
+    let mut freed = false;
     if let Some(e) = m.entries.iter_mut().find(|e| e.0 == blockno && e.1 > 0) {
         e.1 -= 1;
+        freed = e.1 == 0;
+    }
+    drop(m);
+    if freed {
+        crate::proc::wakeup(meta_chan());
     }
 }
 
@@ -168,8 +183,13 @@ impl Drop for BufGuard {
         let now = m.clock;
         let e = &mut m.entries[self.idx];
         e.1 -= 1;
-        if e.1 == 0 {
+        let freed = e.1 == 0;
+        if freed {
             e.2 = now;
+        }
+        drop(m);
+        if freed {
+            crate::proc::wakeup(meta_chan());
         }
     }
 }
