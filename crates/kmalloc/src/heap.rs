@@ -47,7 +47,8 @@
 //!   the bin of its class. The bins turn K&R's next-fit walk into a good-fit lookup.
 //!
 //! A request takes a quick block of its exact class if there is one; otherwise the smallest class
-//! that fits, among quick lists and bins (for the exact classes, one scan of both bitmaps): a
+//! that fits, among quick lists and bins (one scan of both bitmaps, after trying the heads of the
+//! request's own class when it is geometric): a
 //! quick block is split (the remainder goes back to the quick lists), a listed block is carved
 //! from its tail (so it keeps its place in the list and usually its bin). If no class above the request's own has a block, the request's own bin is
 //! searched. Requests with an alignment above 16 look in the bins for a block big enough to hold
@@ -115,6 +116,7 @@ const SUBCLASSES: usize = 8;
 const MAX_LOG: usize = 40;
 const NCLASS: usize = NEXACT + (MAX_LOG - 12) * SUBCLASSES;
 const NWORDS: usize = NCLASS.div_ceil(64);
+const _: () = assert!(NCLASS < NWORDS * 64);
 /// Quick lists may hold this many bytes, or half the heap if more, before they are flushed into
 /// the K&R list (and no more than this or a quarter of the heap when the heap would grow).
 const QUICK_MIN_CAP: usize = 64 * 1024;
@@ -125,16 +127,16 @@ const MAX_GROW_PAGES: usize = 256;
 const PHYS_STEPS: usize = 32;
 
 /// The class of a block of `len` bytes.
+#[inline]
 fn class_of(len: usize) -> usize {
     if len <= EXACT_MAX {
         len / UNIT
     } else {
+        // With p = log2(len), `len >> (p - 3)` is 8 + the subclass (the three bits below the
+        // top one): class NEXACT + (p - 12) * 8 + subclass, without the mask and multiply.
         let p = (usize::BITS - 1 - len.leading_zeros()) as usize;
-        if p >= MAX_LOG {
-            NCLASS - 1
-        } else {
-            NEXACT + (p - 12) * SUBCLASSES + ((len >> (p - 3)) & (SUBCLASSES - 1))
-        }
+        let c = (p << 3) + (len >> (p - 3)) + NEXACT - 12 * SUBCLASSES - SUBCLASSES;
+        c.min(NCLASS - 1)
     }
 }
 
@@ -217,6 +219,24 @@ impl<const OFF: usize> Classes<OFF> {
         self.map[c / 64] |= 1 << (c % 64);
     }
 
+    /// Takes `h`, the head of list `c`, off it.
+    ///
+    /// # Safety
+    /// `h` heads list `c`.
+    #[inline]
+    unsafe fn pop(&mut self, h: *mut Header, c: usize) {
+        // SAFETY: `h` and its successor (if any) are members, whose payloads hold the links.
+        unsafe {
+            let next = *Self::links(h);
+            self.head[c] = next;
+            if next.is_null() {
+                self.map[c / 64] &= !(1 << (c % 64));
+            } else {
+                *Self::links(next).add(1) = ptr::null_mut();
+            }
+        }
+    }
+
     /// Takes member `h` off list `c`.
     ///
     /// # Safety
@@ -278,8 +298,9 @@ pub struct Heap<S: PageSource> {
     /// payload words 1 and 2 (word 0 is the K&R back link).
     bins: Classes<1>,
     quick_bytes: usize,
+    /// `max(QUICK_MIN_CAP, heap size / 2)`: the quick lists are flushed when they hold more.
+    quick_cap: usize,
     in_use: usize,
-    free: usize,
     pages: usize,
     nchunks: usize,
     /// Pages `morecore` asks for at least (a power of two).
@@ -312,8 +333,8 @@ impl<S: PageSource> Heap<S> {
             quick: Classes::new(),
             bins: Classes::new(),
             quick_bytes: 0,
+            quick_cap: QUICK_MIN_CAP,
             in_use: 0,
-            free: 0,
             pages: 0,
             nchunks: 0,
             grow: 1,
@@ -366,9 +387,8 @@ impl<S: PageSource> Heap<S> {
                 // The fast path: a freed block of exactly this size.
                 // SAFETY: `q` heads quick list `c`, whose blocks are all `len` bytes.
                 unsafe {
-                    self.quick.remove(q, c);
+                    self.quick.pop(q, c);
                     self.quick_bytes -= len;
-                    self.free -= len;
                     self.in_use += len;
                     (*q).link = tag(q as usize, TAG_ALLOC);
                     return Ok(NonNull::new_unchecked(payload(q)));
@@ -384,62 +404,75 @@ impl<S: PageSource> Heap<S> {
     /// Serves a 16-aligned block of `len` bytes from the smallest class that fits, among quick
     /// lists and bins (quick on a tie).
     fn alloc_fit(&mut self, len: usize, c: usize) -> Option<NonNull<u8>> {
-        if c < NEXACT {
-            // Every block of class `c` or above fits: one scan over both bitmaps.
-            let mut w = c / 64;
-            let mut bits = (self.quick.map[w] | self.bins.map[w]) & (!0u64 << (c % 64));
-            while bits == 0 {
-                w += 1;
-                if w == NWORDS {
-                    return None;
-                }
-                bits = self.quick.map[w] | self.bins.map[w];
+        let mut from = c;
+        if c >= NEXACT {
+            // In a geometric class only the heads are tried (quick first); every block of a
+            // class above fits.
+            let q = self.quick.head[c];
+            // SAFETY: the head of a non-empty list is a valid free block.
+            if !q.is_null() && unsafe { size_of_block(q) } >= len {
+                return Some(self.alloc_from_quick(c, len));
             }
-            let f = w * 64 + bits.trailing_zeros() as usize;
-            return Some(if self.quick.map[w] >> (f % 64) & 1 != 0 {
-                self.alloc_from_quick(f, len)
-            } else {
-                self.alloc_binned(f, len)
-            });
+            let b = self.bins.head[c];
+            // SAFETY: as above.
+            if !b.is_null() && unsafe { size_of_block(b) } >= len {
+                return Some(self.alloc_binned(c, len));
+            }
+            from = c + 1;
         }
-        let qc = self.quick.find(len);
-        let bc = self.bins.find(len);
-        match (qc, bc) {
-            (Some(q), Some(b)) if b < q => Some(self.alloc_binned(b, len)),
-            (Some(q), _) => Some(self.alloc_from_quick(q, len)),
-            (None, Some(b)) => Some(self.alloc_binned(b, len)),
-            (None, None) => None,
+        // One scan over both bitmaps (`from` is at most NCLASS, which is in the last word).
+        let mut w = from / 64;
+        let mut bits = (self.quick.map[w] | self.bins.map[w]) & (!0u64 << (from % 64));
+        while bits == 0 {
+            w += 1;
+            if w == NWORDS {
+                return None;
+            }
+            bits = self.quick.map[w] | self.bins.map[w];
         }
+        let f = w * 64 + bits.trailing_zeros() as usize;
+        Some(if self.quick.map[w] >> (f % 64) & 1 != 0 {
+            self.alloc_from_quick(f, len)
+        } else {
+            self.alloc_binned(f, len)
+        })
     }
 
     /// Carves `len` bytes (16-aligned) from the head of bin `c`, which fits.
     fn alloc_binned(&mut self, c: usize, len: usize) -> NonNull<u8> {
         let b = self.bins.head[c];
-        // SAFETY: `b` is a listed, binned free block of at least `len` bytes.
+        // SAFETY: `b` heads bin `c`: a listed free block of at least `len` bytes.
         unsafe {
             let bsize = size_of_block(b);
             let lead = bsize - len;
-            // (A class spans less than 9/8 of its smallest size, so a lead of the block's class
-            // is over 8 times `len`: a cheap test first.)
-            if len <= lead >> 3 && class_of(lead) == c {
-                // The common case: the block's tail, the rest staying in its place and bin.
-                let bflags = (*b).size & FLAGS;
+            let bflags = (*b).size & FLAGS;
+            let a;
+            if lead >= MIN_BLOCK {
+                // The block's tail: the rest keeps the block's place in the list, and its bin
+                // unless it drops to a smaller class.
                 (*b).size = lead | (bflags & F_FIRST);
-                let a = (b as usize + lead) as *mut Header;
+                if lead < BIN_MIN {
+                    self.bins.pop(b, c);
+                } else {
+                    let lc = class_of(lead);
+                    if lc != c {
+                        self.bins.pop(b, c);
+                        self.bins.push(b, lc);
+                    }
+                }
+                a = (b as usize + lead) as *mut Header;
                 (*a).size = len | (bflags & F_LAST);
-                (*a).link = tag(a as usize, TAG_ALLOC);
-                self.free -= len;
                 self.in_use += len;
-                return NonNull::new_unchecked(payload(a));
-            }
-            // Otherwise the block leaves its bin: carve its tail, or all of it if the rest would
-            // be too small to be a block (as `fit` places it).
-            let (s, l) = if lead >= MIN_BLOCK {
-                (b as usize + lead, len)
             } else {
-                (b as usize, bsize)
-            };
-            self.carve_from(b, s, l, false)
+                // The rest would be too small to be a block: all of it.
+                self.bins.pop(b, c);
+                let next = (*b).link as *mut Header;
+                self.unlink(b, back(b), next);
+                a = b;
+                self.in_use += bsize;
+            }
+            (*a).link = tag(a as usize, TAG_ALLOC);
+            NonNull::new_unchecked(payload(a))
         }
     }
 
@@ -449,9 +482,8 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: `q` heads quick list `c`; it is a free block of at least `len` bytes.
         unsafe {
             let qlen = size_of_block(q);
-            self.quick.remove(q, c);
+            self.quick.pop(q, c);
             self.quick_bytes -= qlen;
-            self.free -= qlen;
             self.in_use += qlen;
             (*q).link = tag(q as usize, TAG_ALLOC);
             let rest = qlen - len;
@@ -461,7 +493,6 @@ impl<S: PageSource> Heap<S> {
                 (*t).size = rest | ((*q).size & F_LAST);
                 (*q).size = len | ((*q).size & F_FIRST);
                 self.in_use -= rest;
-                self.free += rest;
                 self.push_quick(t);
             }
             NonNull::new_unchecked(payload(q))
@@ -601,22 +632,6 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `b` is on the K&R list and `(s, len)` came from `fit(b, ..)`.
     unsafe fn carve(&mut self, b: *mut Header, s: usize, len: usize) -> NonNull<u8> {
-        // SAFETY: forwarded.
-        unsafe { self.carve_from(b, s, len, true) }
-    }
-
-    /// [`Heap::carve`]; `may_stay` false says the caller knows the lead does not keep `b`'s
-    /// class (or there is a trail), sparing the check.
-    ///
-    /// # Safety
-    /// As [`Heap::carve`].
-    unsafe fn carve_from(
-        &mut self,
-        b: *mut Header,
-        s: usize,
-        len: usize,
-        may_stay: bool,
-    ) -> NonNull<u8> {
         // SAFETY: per the contract, all addresses lie inside block `b`, which the heap owns.
         unsafe {
             let bsize = size_of_block(b);
@@ -626,7 +641,7 @@ impl<S: PageSource> Heap<S> {
             let lead = s - start;
             let trail = end - (s + len);
             // The common case: the tail of a block that stays in its bin.
-            if may_stay && trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
+            if trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
                 (*b).size = lead | (bflags & F_FIRST);
             } else {
                 self.bin_del(b);
@@ -665,7 +680,6 @@ impl<S: PageSource> Heap<S> {
             }
             (*a).size = len | aflags;
             (*a).link = tag(s, TAG_ALLOC);
-            self.free -= len;
             self.in_use += len;
             NonNull::new_unchecked(payload(a))
         }
@@ -780,8 +794,8 @@ impl<S: PageSource> Heap<S> {
             }
             (*b).size = (bytes - CHUNK_HDR) | F_FIRST | F_LAST;
             self.pages += pages;
+            self.quick_cap = QUICK_MIN_CAP.max(self.pages * (PAGE_SIZE / 2));
             self.nchunks += 1;
-            self.free += bytes - CHUNK_HDR;
             // Grow geometrically: the next chunk is as big as the heap (within limits).
             let held = 1usize << (usize::BITS - 1 - self.pages.leading_zeros());
             self.grow = self.grow.max(held.min(self.max_grow));
@@ -800,7 +814,6 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: per the contract.
         let len = unsafe { size_of_block(h) };
         self.in_use -= len;
-        self.free += len;
         if len > EXACT_MAX {
             // SAFETY: `h` is now a free block of the heap, on no list.
             unsafe { self.insert_free(h, ptr::null_mut()) };
@@ -808,7 +821,7 @@ impl<S: PageSource> Heap<S> {
         }
         // SAFETY: `h` is now a free block of the heap, on no list.
         unsafe { self.push_quick(h) };
-        if self.quick_bytes > QUICK_MIN_CAP && self.quick_bytes > self.pages * (PAGE_SIZE / 2) {
+        if self.quick_bytes > self.quick_cap {
             self.flush_quick();
         }
     }
@@ -944,26 +957,72 @@ impl<S: PageSource> Heap<S> {
     /// `bp` is a free block of the heap on no list; `p` a list member with `p < bp < next(p)`
     /// in the circular address order.
     unsafe fn insert_after(&mut self, p: *mut Header, bp: *mut Header) -> *mut Header {
-        // SAFETY: `p`, its successor and `bp` are free blocks of the heap.
+        // SAFETY: `p`, its successor and `bp` are free blocks of the heap; `p` and its successor
+        // are list members (binned as their sizes say).
         unsafe {
             let n = (*p).link as *mut Header;
-            self.link_after(p, bp);
-            // Coalesce with the block after, then with the one before; in a one-block list
-            // p is also the block after, and once absorbed it must not be touched again.
-            let mut absorbed_p = false;
-            if self.touches_next(bp) {
-                self.bin_del(n);
-                self.merge(bp);
-                absorbed_p = n == p;
-            }
-            let r = if !absorbed_p && self.touches_next(p) {
-                self.bin_del(p);
-                self.merge(p);
+            let bsize = (*bp).size;
+            let blen = bsize & !FLAGS;
+            let plen = size_of_block(p);
+            // (In a one-block list `p` is also the block after; it cannot touch both ends.)
+            let join_next = bsize & F_LAST == 0 && bp as usize + blen == n as usize;
+            let join_prev = (*p).size & F_LAST == 0 && p as usize + plen == bp as usize;
+            let r = if join_prev {
+                // `p` grows over `bp`, and over `n` too if it touches it.
+                let mut len = plen + blen;
+                let mut last = bsize & F_LAST;
+                if join_next {
+                    let nlen = size_of_block(n);
+                    if nlen >= BIN_MIN {
+                        self.bins.remove(n, class_of(nlen));
+                    }
+                    len += nlen;
+                    last = (*n).size & F_LAST;
+                    let nn = (*n).link as *mut Header;
+                    (*p).link = nn as usize;
+                    set_back(nn, p);
+                }
+                (*p).size = len | ((*p).size & F_FIRST) | last;
+                // Rebin `p` only if it changed class (`len` is at least 2 * MIN_BLOCK).
+                let nc = class_of(len);
+                if plen < BIN_MIN {
+                    self.bins.push(p, nc);
+                } else {
+                    let oc = class_of(plen);
+                    if oc != nc {
+                        self.bins.remove(p, oc);
+                        self.bins.push(p, nc);
+                    }
+                }
                 p
+            } else if join_next {
+                // `bp` absorbs `n` and takes its place in the list.
+                let nlen = size_of_block(n);
+                if nlen >= BIN_MIN {
+                    self.bins.remove(n, class_of(nlen));
+                }
+                let len = blen + nlen;
+                (*bp).size = len | (bsize & F_FIRST) | ((*n).size & F_LAST);
+                if n == p {
+                    // `n` was alone.
+                    (*bp).link = bp as usize;
+                    set_back(bp, bp);
+                } else {
+                    let nn = (*n).link as *mut Header;
+                    (*bp).link = nn as usize;
+                    set_back(bp, p);
+                    (*p).link = bp as usize;
+                    set_back(nn, bp);
+                }
+                self.bins.push(bp, class_of(len));
+                bp
             } else {
+                self.link_after(p, bp);
+                if blen >= BIN_MIN {
+                    self.bins.push(bp, class_of(blen));
+                }
                 bp
             };
-            self.bin_add(r);
             self.freep = back(r);
             self.spare_chunk |= (*r).size & FLAGS == FLAGS;
             r
@@ -1021,43 +1080,6 @@ impl<S: PageSource> Heap<S> {
         released
     }
 
-    /// True if list block `a` ends where the list block after it starts, within one chunk.
-    ///
-    /// # Safety
-    /// `a` is a list member.
-    unsafe fn touches_next(&self, a: *mut Header) -> bool {
-        // SAFETY: `a` is a list member.
-        unsafe {
-            let b = (*a).link as *mut Header;
-            b != a && (*a).size & F_LAST == 0 && a as usize + size_of_block(a) == b as usize
-        }
-    }
-
-    /// Merges `a` with the list block after it, which it touches. Neither may be on a bin.
-    ///
-    /// # Safety
-    /// `a` is a list member, `touches_next(a)`, and neither block is binned.
-    unsafe fn merge(&mut self, a: *mut Header) {
-        // SAFETY: `a` is a list member; its successor too.
-        unsafe {
-            let b = (*a).link as *mut Header;
-            let n = (*b).link as *mut Header;
-            (*a).size = (size_of_block(a) + size_of_block(b))
-                | ((*a).size & F_FIRST)
-                | ((*b).size & F_LAST);
-            if n == a {
-                (*a).link = a as usize;
-                set_back(a, a);
-            } else {
-                (*a).link = n as usize;
-                set_back(n, a);
-            }
-            if self.freep == b {
-                self.freep = a;
-            }
-        }
-    }
-
     /// Gives `r`'s chunk back to the source if `r` covers all of it. True if it did.
     ///
     /// # Safety
@@ -1089,8 +1111,8 @@ impl<S: PageSource> Heap<S> {
                     (*cnext).prev = cprev;
                 }
                 self.pages -= pages;
+                self.quick_cap = QUICK_MIN_CAP.max(self.pages * (PAGE_SIZE / 2));
                 self.nchunks -= 1;
-                self.free -= pages * PAGE_SIZE - CHUNK_HDR;
                 true
             } else {
                 // Declined: the chunk stays ours. Put the block back (nothing is adjacent
@@ -1248,7 +1270,6 @@ impl<S: PageSource> Heap<S> {
                     } else {
                         self.remove_quick(nb);
                     }
-                    self.free -= nlen;
                     self.in_use += nlen;
                     if nb == last {
                         break;
@@ -1296,7 +1317,6 @@ impl<S: PageSource> Heap<S> {
             (*t).size = (cur - len) | ((*a).size & F_LAST);
             (*a).size = len | ((*a).size & F_FIRST);
             self.in_use -= cur - len;
-            self.free += cur - len;
             if (*t).size & F_LAST == 0 {
                 let nb = (t as usize + cur - len) as *mut Header;
                 if (*nb).link & TAG_BITS == 0 {
@@ -1383,6 +1403,12 @@ impl<S: PageSource> Heap<S> {
         Err(FreeError::NotInHeap)
     }
 
+    /// Bytes in free blocks (listed or quick): everything held that is neither in use nor a
+    /// chunk record, so only `in_use` needs maintaining.
+    fn free_bytes(&self) -> usize {
+        self.pages * PAGE_SIZE - self.nchunks * CHUNK_HDR - self.in_use
+    }
+
     /// Current statistics. Walks the free list and the quick lists (O(free blocks)).
     pub fn stats(&self) -> HeapStats {
         let mut largest = 0;
@@ -1415,7 +1441,7 @@ impl<S: PageSource> Heap<S> {
         }
         HeapStats {
             bytes_in_use: self.in_use,
-            bytes_free: self.free,
+            bytes_free: self.free_bytes(),
             pages_held: self.pages,
             chunks: self.nchunks,
             largest_free_block: largest,
@@ -1562,7 +1588,7 @@ impl<S: PageSource> Heap<S> {
         }
         assert_eq!(quick_bytes, self.quick_bytes, "quick bytes");
         assert_eq!(in_use, self.in_use, "bytes in use");
-        assert_eq!(free, self.free, "bytes free");
+        assert_eq!(free, self.free_bytes(), "bytes free");
         assert_eq!(pages, self.pages, "pages held");
         assert_eq!(
             in_use + free + self.nchunks * CHUNK_HDR,
