@@ -198,7 +198,7 @@ impl MemState {
             .map_err(|_| MemError::OutOfMemory)?;
         } else if new_top < old_top {
             uvm::dealloc_range(pt, &mut KernelFrames, new_top, old_top);
-            flush_if_current(pt);
+            flush_range_if_current(pt, new_top, old_top);
         }
         self.brk = new;
         Ok(())
@@ -580,6 +580,23 @@ fn unmap_region_pages(pt: PageTable, r: &Mapping) {
             }
         }
         page += PAGE;
+    }
+}
+
+/// Flushes `[lo, hi)` from the TLB if `pt` is the running table: page by page for a few pages,
+/// by reloading CR3 for more.
+pub fn flush_range_if_current(pt: PageTable, lo: u64, hi: u64) {
+    if crate::arch::cr3() != pt.root {
+        return;
+    }
+    if (hi - lo) / PAGE <= 32 {
+        let mut va = lo;
+        while va < hi {
+            crate::arch::invlpg(va);
+            va += PAGE;
+        }
+    } else {
+        flush_if_current(pt);
     }
 }
 

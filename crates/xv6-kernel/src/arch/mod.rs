@@ -89,6 +89,12 @@ pub unsafe fn set_cr3(pml4: u64) {
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
 }
 
+/// Flushes the TLB entry for `va`.
+pub fn invlpg(va: u64) {
+    // SAFETY: invalidating a TLB entry only makes the CPU re-read the page tables.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}
+
 /// Whether interrupts are enabled (RFLAGS.IF).
 pub fn interrupts_enabled() -> bool {
     let f: u64;
