@@ -80,7 +80,8 @@
 //! out-of-memory retry, or by [`Heap::release_free_pages`].
 //!
 //! `realloc` shrinks in place (the tail is freed if it is at least a quarter of the block or can
-//! join a free block after it) and grows in place over the free blocks that follow when they
+//! join a free block after it; like any freed block, onto a quick list if small, else straight
+//! into the K&R list) and grows in place over the free blocks that follow when they
 //! suffice.
 
 use crate::{AllocError, FreeError, HeapStats, PageSource, PAGE_SIZE};
@@ -380,7 +381,13 @@ impl<S: PageSource> Heap<S> {
     #[inline]
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = Self::block_len(layout.size()).ok_or(AllocError)?;
-        if layout.align() <= UNIT {
+        self.alloc_len(len, layout.align())
+    }
+
+    /// [`Heap::allocate`] for a block of `len` bytes (from `block_len`) at `align`.
+    #[inline]
+    fn alloc_len(&mut self, len: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
+        if align <= UNIT {
             let c = class_of(len);
             let q = self.quick.head[c];
             if c < NEXACT && !q.is_null() {
@@ -398,7 +405,7 @@ impl<S: PageSource> Heap<S> {
                 return Ok(p);
             }
         }
-        self.alloc_slow(len, layout.align().max(UNIT))
+        self.alloc_slow(len, align.max(UNIT))
     }
 
     /// Serves a 16-aligned block of `len` bytes from the smallest class that fits, among quick
@@ -553,6 +560,10 @@ impl<S: PageSource> Heap<S> {
         // Flushing may coalesce enough in place; giving whole chunks back to the source may let
         // it serve a larger run.
         let flushed = self.quick_bytes > 0;
+        if !flushed && !self.spare_chunk {
+            // Nothing to flush and no chunk that may be wholly free: nothing would change.
+            return Err(AllocError);
+        }
         let released = self.flush_quick();
         if flushed {
             if let Some(p) = self.alloc_listed(len, align) {
@@ -1280,9 +1291,7 @@ impl<S: PageSource> Heap<S> {
                 self.split_tail(a, new_len);
                 return Ok(ptr);
             }
-            let new = self.allocate(
-                Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?,
-            )?;
+            let new = self.alloc_len(new_len, old.align())?;
             ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old.size().min(new_size));
             self.release(a);
             Ok(new)
@@ -1329,6 +1338,13 @@ impl<S: PageSource> Heap<S> {
                     self.bin_add(t);
                     return;
                 }
+            }
+            if cur - len > EXACT_MAX {
+                // Freed like any large block: straight into the K&R list, coalescing.
+                self.insert_free(t, ptr::null_mut());
+                return;
+            }
+            if (*t).size & F_LAST == 0 {
                 // A quick block after it is absorbed.
                 self.absorb_quick(t);
             }
