@@ -519,10 +519,20 @@ fn writeback(pt: PageTable, r: &Mapping, from: u64, to: u64, clean: bool) {
         return;
     };
     let f = &mut KernelFrames;
-    let mut page = from;
-    while page < to {
-        let dirty = pt.lookup(f, page).filter(|e| e & Pte::DIRTY.bits() != 0);
-        if let Some(e) = dirty {
+    // Only mapped pages can be dirty: walk those (a large, mostly untouched mapping costs
+    // nothing), a batch at a time because the writes below sleep.
+    let mut from = from;
+    loop {
+        let batch = uvm::mapped_pages(pt, f, from, to);
+        let Some(&(last, _)) = batch.pages().last() else {
+            break;
+        };
+        let more = batch.is_full();
+        from = last + PAGE;
+        for &(page, e) in batch.pages() {
+            if e & Pte::DIRTY.bits() == 0 {
+                continue;
+            }
             let pa = e & ADDR_MASK;
             let off = r.file_offset(page).unwrap_or(0);
             // One block per transaction keeps each well inside the log.
@@ -561,26 +571,19 @@ fn writeback(pt: PageTable, r: &Mapping, from: u64, to: u64, clean: bool) {
                 );
             }
         }
-        page += PAGE;
+        if !more {
+            break;
+        }
     }
 }
 
 /// Unmaps the pages of a region being removed: writes shared file pages back, frees private
-/// pages, drops a reference to shared ones.
+/// pages, leaves shared frames to their object.
 fn unmap_region_pages(pt: PageTable, r: &Mapping) {
     writeback(pt, r, r.start, r.end(), false);
-    let f = &mut KernelFrames;
-    let mut page = r.start;
-    while page < r.end() {
-        if let Some(e) = pt.unmap(f, page) {
-            if e & Pte::BORROWED.bits() == 0 {
-                // SAFETY: a private page belonged to this mapping alone. (Shared frames belong to
-                // the region's MapObj and go with it.)
-                unsafe { f.free(e & ADDR_MASK) };
-            }
-        }
-        page += PAGE;
-    }
+    // Private pages belonged to this mapping alone and are freed; shared frames are mapped
+    // BORROWED (they belong to the region's MapObj and go with it), so they are only unmapped.
+    uvm::dealloc_range(pt, &mut KernelFrames, r.start, r.end());
 }
 
 /// Flushes `[lo, hi)` from the TLB if `pt` is the running table: page by page for a few pages,

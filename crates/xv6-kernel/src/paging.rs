@@ -104,11 +104,24 @@ impl PageTable {
         va: u64,
         create: bool,
     ) -> Result<Option<*mut u64>, MapError> {
+        self.walk_to(f, va, 0, create)
+    }
+
+    /// The address of the entry for `va` in its table at `leaf` (0: page table, 1: page
+    /// directory), creating the tables above it when `create`. A huge page above `leaf` is an
+    /// error.
+    fn walk_to(
+        &self,
+        f: &mut impl TableFrames,
+        va: u64,
+        leaf: usize,
+        create: bool,
+    ) -> Result<Option<*mut u64>, MapError> {
         if !is_canonical(va) {
             return Err(MapError::BadAddress);
         }
         let mut table = self.root;
-        for level in (1..4).rev() {
+        for level in (leaf + 1..4).rev() {
             let t = f.table(table);
             let i = index(va, level);
             // SAFETY: `t` reaches a live table frame of this tree (TableFrames contract) and `i` < 512.
@@ -129,8 +142,8 @@ impl PageTable {
             }
         }
         let t = f.table(table);
-        // SAFETY: `t` is a live level-0 table; index < 512.
-        Ok(Some(unsafe { &mut (*t)[index(va, 0)] as *mut u64 }))
+        // SAFETY: `t` is a live table at level `leaf`; index < 512.
+        Ok(Some(unsafe { &mut (*t)[index(va, leaf)] as *mut u64 }))
     }
 
     /// Maps the 4 KiB page at `va` to `pa` with `flags` (PRESENT is added).
@@ -186,32 +199,13 @@ impl PageTable {
         pa: u64,
         flags: Pte,
     ) -> Result<(), MapError> {
-        let mut table = self.root;
-        for level in (2..4).rev() {
-            let t = f.table(table);
-            let i = index(va, level);
-            // SAFETY: live table frame, index < 512.
-            let e = unsafe { (*t)[i] };
-            if e & Pte::PRESENT.bits() != 0 {
-                if e & Pte::HUGE.bits() != 0 {
-                    return Err(MapError::HugePage);
-                }
-                table = e & ADDR_MASK;
-            } else {
-                let new = f.alloc().ok_or(MapError::OutOfMemory)?;
-                // SAFETY: as above.
-                unsafe { (*t)[i] = new | (Pte::PRESENT | Pte::WRITE | Pte::USER).bits() };
-                table = new;
-            }
-        }
-        let t = f.table(table);
-        let i = index(va, 1);
-        // SAFETY: live page-directory frame, index < 512.
+        let pde = self.walk_to(f, va, 1, true)?.ok_or(MapError::OutOfMemory)?;
+        // SAFETY: `walk_to` returned a pointer to an entry of a live page directory.
         unsafe {
-            if (*t)[i] & Pte::PRESENT.bits() != 0 {
+            if *pde & Pte::PRESENT.bits() != 0 {
                 return Err(MapError::AlreadyMapped);
             }
-            (*t)[i] = pa | (flags | Pte::PRESENT | Pte::HUGE).bits();
+            *pde = pa | (flags | Pte::PRESENT | Pte::HUGE).bits();
         }
         Ok(())
     }
@@ -254,7 +248,8 @@ impl PageTable {
         true
     }
 
-    /// Calls `each(va, entry)` for every present 4 KiB leaf in `[lo, hi)` (huge pages skipped).
+    /// Calls `each(va, entry)` for every present 4 KiB leaf in `[lo, hi)`, in address order
+    /// (huge pages skipped).
     pub fn for_each(
         &self,
         f: &mut impl TableFrames,
@@ -262,9 +257,24 @@ impl PageTable {
         hi: u64,
         mut each: impl FnMut(u64, u64),
     ) {
+        self.for_each_while(f, lo, hi, |va, e| {
+            each(va, e);
+            true
+        });
+    }
+
+    /// As [`PageTable::for_each`], stopping as soon as `each` returns false.
+    pub fn for_each_while(
+        &self,
+        f: &mut impl TableFrames,
+        lo: u64,
+        hi: u64,
+        mut each: impl FnMut(u64, u64) -> bool,
+    ) {
         self.visit(f, self.root, 3, 0, lo, hi, &mut each);
     }
 
+    /// Returns false once `each` has asked to stop.
     #[allow(clippy::too_many_arguments)]
     fn visit(
         &self,
@@ -274,29 +284,38 @@ impl PageTable {
         base: u64,
         lo: u64,
         hi: u64,
-        each: &mut impl FnMut(u64, u64),
-    ) {
+        each: &mut impl FnMut(u64, u64) -> bool,
+    ) -> bool {
         let t = f.table(table);
-        for i in 0..512 {
+        // The parent only descends into entries that overlap [lo, hi), so `lo` is below the end
+        // of this table's span: start at its entry, and stop at the first entry past `hi`
+        // (addresses only grow along a table, the jump to the upper half included).
+        let first = if lo > base { index(lo, level) } else { 0 };
+        for i in first..512 {
             let mut va = base + (i as u64) * LEVEL_SIZE[level];
             if level == 3 && i >= 256 {
                 va |= 0xffff_0000_0000_0000;
             }
-            let end = va.wrapping_add(LEVEL_SIZE[level]);
-            if end <= lo && end != 0 || va >= hi {
-                continue;
+            if va >= hi {
+                break;
             }
             // SAFETY: live table frame, i < 512.
             let e = unsafe { (*t)[i] };
             if e & Pte::PRESENT.bits() == 0 {
                 continue;
             }
-            if level == 0 {
-                each(va, e);
+            let go_on = if level == 0 {
+                each(va, e)
             } else if e & Pte::HUGE.bits() == 0 {
-                self.visit(f, e & ADDR_MASK, level - 1, va, lo, hi, each);
+                self.visit(f, e & ADDR_MASK, level - 1, va, lo, hi, each)
+            } else {
+                true
+            };
+            if !go_on {
+                return false;
             }
         }
+        true
     }
 
     /// Frees the table frames of the lower half (user space) and, for every present leaf that is
@@ -468,6 +487,17 @@ pub(crate) mod tests {
         assert_eq!(pt.walk(&mut f, base, false), Err(MapError::HugePage));
         let e = pt.lookup(&mut f, base + (4 << 20) + 4096).unwrap();
         assert_eq!(e & ADDR_MASK, (4 << 20) + 4096);
+        // A walk that starts in the upper half sees the 4 KiB leaves there (huge pages skipped),
+        // and one that asks to stop, stops.
+        let mut seen = std::vec::Vec::new();
+        pt.for_each(&mut f, base + (2 << 20), u64::MAX, |va, _| seen.push(va));
+        assert_eq!(seen, [base + (4 << 20), base + (4 << 20) + 4096]);
+        let mut n = 0;
+        pt.for_each_while(&mut f, base, u64::MAX, |_, _| {
+            n += 1;
+            false
+        });
+        assert_eq!(n, 1);
         // The upper half is the kernel's: free_user leaves it.
         pt.free_user(&mut f);
         assert!(pt.lookup(&mut f, base + (4 << 20)).is_some());

@@ -60,20 +60,15 @@ pub fn alloc_range(
 /// Unmaps every page in `[lo, hi)`, freeing the frames the mappings own (not BORROWED ones).
 /// Pages not mapped are skipped. The caller flushes the TLB.
 pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) {
-    let mut pages = [0u64; 64];
+    let mut from = lo;
     loop {
-        // Collect a batch first: unmapping while walking would edit the tables under the walk.
-        let mut n = 0;
-        pt.for_each(f, lo, hi, |va, _| {
-            if n < pages.len() {
-                pages[n] = va;
-                n += 1;
-            }
-        });
-        if n == 0 {
+        // Collect a batch first (the walk stops when it is full): unmapping while walking would
+        // edit the tables under the walk.
+        let batch = mapped_pages(pt, f, from, hi);
+        if batch.len == 0 {
             return;
         }
-        for &va in &pages[..n] {
+        for &(va, _) in batch.pages() {
             if let Some(e) = pt.unmap(f, va) {
                 if e & Pte::BORROWED.bits() == 0 {
                     // SAFETY: the mapping owned this frame and is gone.
@@ -81,7 +76,48 @@ pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) 
                 }
             }
         }
+        if !batch.is_full() {
+            return; // the walk reached `hi`
+        }
+        from = batch.pages()[batch.len - 1].0 + PAGE;
     }
+}
+
+/// Leaves per batch: small, because a batch lives on the kernel stack and is filled per call.
+const BATCH: usize = 16;
+
+/// Up to [`BATCH`] present leaves in address order: `(va, entry)`.
+#[derive(Debug)]
+pub struct Batch {
+    pages: [(u64, u64); BATCH],
+    len: usize,
+}
+
+impl Batch {
+    /// Whether the batch filled up (so the range may hold more leaves after it).
+    pub fn is_full(&self) -> bool {
+        self.len == self.pages.len()
+    }
+
+    /// The leaves found.
+    pub fn pages(&self) -> &[(u64, u64)] {
+        &self.pages[..self.len]
+    }
+}
+
+/// The first (up to) [`BATCH`] present leaves of `pt` in `[lo, hi)`; the walk stops when it has them,
+/// so visiting a large range batch by batch costs one walk in all.
+pub fn mapped_pages(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) -> Batch {
+    let mut b = Batch {
+        pages: [(0, 0); BATCH],
+        len: 0,
+    };
+    pt.for_each_while(f, lo, hi, |va, e| {
+        b.pages[b.len] = (va, e);
+        b.len += 1;
+        b.len < b.pages.len()
+    });
+    b
 }
 
 /// Copies the mappings of `[lo, hi)` from `src` into `dst` (for `fork`): owned pages are copied
@@ -94,55 +130,43 @@ pub fn copy_range(
     lo: u64,
     hi: u64,
 ) -> Result<(), MapError> {
-    let mut va = lo;
-    let mut result = Ok(());
-    // Walk page by page through for_each's ordered visit, one page at a time to keep `f` free.
-    while va < hi {
-        let mut next: Option<(u64, u64)> = None;
-        pt_first(src, f, va, hi, &mut next);
-        let Some((pva, e)) = next else { break };
-        let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
-        let r = if e & Pte::BORROWED.bits() != 0 {
-            dst.map(f, pva, e & ADDR_MASK, flags)
-        } else {
-            match f.alloc() {
-                None => Err(MapError::OutOfMemory),
-                Some(pa) => {
-                    let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
-                    // SAFETY: both are live, distinct 4 KiB frames.
-                    unsafe { *d = *s };
-                    dst.map(f, pva, pa, flags).inspect_err(|_| {
-                        // SAFETY: never mapped.
-                        unsafe { f.free(pa) }
-                    })
-                }
-            }
-        };
-        if let Err(e) = r {
-            result = Err(e);
-            break;
+    let mut from = lo;
+    let result = 'copy: loop {
+        let batch = mapped_pages(src, f, from, hi);
+        if batch.len == 0 {
+            break Ok(());
         }
-        va = pva + PAGE;
-    }
+        for &(va, e) in batch.pages() {
+            let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
+            let r = if e & Pte::BORROWED.bits() != 0 {
+                dst.map(f, va, e & ADDR_MASK, flags)
+            } else {
+                match f.alloc() {
+                    None => Err(MapError::OutOfMemory),
+                    Some(pa) => {
+                        let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
+                        // SAFETY: both are live, distinct 4 KiB frames.
+                        unsafe { *d = *s };
+                        dst.map(f, va, pa, flags).inspect_err(|_| {
+                            // SAFETY: never mapped.
+                            unsafe { f.free(pa) }
+                        })
+                    }
+                }
+            };
+            if let Err(e) = r {
+                break 'copy Err(e);
+            }
+        }
+        if !batch.is_full() {
+            break Ok(()); // the walk reached `hi`
+        }
+        from = batch.pages()[batch.len - 1].0 + PAGE;
+    };
     if result.is_err() {
         dealloc_range(dst, f, lo, hi);
     }
     result
-}
-
-fn pt_first(
-    pt: PageTable,
-    f: &mut impl TableFrames,
-    lo: u64,
-    hi: u64,
-    out: &mut Option<(u64, u64)>,
-) {
-    // for_each visits in address order; keep the first.
-    pt.for_each(f, lo, hi, |va, e| {
-        if out.is_none() {
-            *out = Some((va, e));
-        }
-    });
 }
 
 /// The frame behind user page `va` for an access, checking USER (and WRITE for writes).
@@ -334,6 +358,35 @@ mod tests {
         // Intermediate tables may remain; user pages do not.
         pt.free_user(&mut f);
         assert_eq!(f.pages.len(), before);
+    }
+
+    #[test]
+    fn copy_and_dealloc_span_many_batches() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        let n = 300;
+        alloc_range(pt, &mut f, base, base + n * PAGE, Pte::WRITE).unwrap();
+        for i in 0..n {
+            copy_out(pt, &mut f, base + i * PAGE + 7, &i.to_le_bytes()).unwrap();
+        }
+        let k = PageTable::new(&mut f).unwrap();
+        let child = new_user_table(&mut f, k).unwrap();
+        copy_range(pt, child, &mut f, 0, USER_TOP).unwrap();
+        for i in 0..n {
+            let mut b = [0u8; 8];
+            copy_in(child, &mut f, &mut b, base + i * PAGE + 7).unwrap();
+            assert_eq!(u64::from_le_bytes(b), i);
+        }
+        let before = f.pages.len();
+        dealloc_range(child, &mut f, 0, USER_TOP);
+        assert_eq!(
+            f.pages.len(),
+            before - n as usize,
+            "every copied page freed"
+        );
+        let mut left = 0;
+        child.for_each(&mut f, 0, USER_TOP, |_, _| left += 1);
+        assert_eq!(left, 0);
     }
 
     #[test]
