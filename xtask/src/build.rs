@@ -8,7 +8,7 @@
 use crate::util::{self, cargo, fail, Result};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// Flags shared by kernel and user programs: a static, non-PIE executable without libc.
 const COMMON_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes \
@@ -17,64 +17,59 @@ const COMMON_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=y
 /// Kernel-only flags: linked in the top 2 GiB, no red zone (interrupts in ring 0 would clobber it).
 const KERNEL_FLAGS: &str = "-C code-model=kernel -C no-redzone=yes";
 
+/// What is built bare-metal: its package arguments, target directory and RUSTFLAGS.
+#[derive(Clone, Copy)]
+enum BareMetal {
+    Kernel,
+    User,
+}
+
+impl BareMetal {
+    /// `cargo SUBCOMMAND` for this part, with its target directory, flags, features and target.
+    fn cargo(self, subcommand: &str) -> Command {
+        let (dir, flags, package): (&str, String, &[&str]) = match self {
+            BareMetal::Kernel => (
+                "target/kernel",
+                format!("{COMMON_FLAGS} {KERNEL_FLAGS}"),
+                &[
+                    "-p",
+                    "xv6-kernel",
+                    "--bin",
+                    "xv6-kernel",
+                    "--features",
+                    "kernel",
+                ],
+            ),
+            BareMetal::User => (
+                "target/user",
+                COMMON_FLAGS.to_string(),
+                &["-p", "xv6-user", "--bins", "--features", "user"],
+            ),
+        };
+        let mut c = cargo();
+        c.env("CARGO_TARGET_DIR", util::root().join(dir))
+            .env("RUSTFLAGS", flags)
+            .arg(subcommand)
+            .args(package)
+            .args(["--target", util::TARGET, "--release"]);
+        c
+    }
+}
+
 /// Runs clippy (warnings denied) on the kernel binary and the user programs with the bare-metal
 /// flags, which the host `cargo clippy --workspace` cannot see (they need features `kernel` and
 /// `user`).
 pub fn clippy_bare_metal() -> Result<()> {
-    util::run(
-        cargo()
-            .env("CARGO_TARGET_DIR", util::root().join("target/kernel"))
-            .env("RUSTFLAGS", format!("{COMMON_FLAGS} {KERNEL_FLAGS}"))
-            .args([
-                "clippy",
-                "-p",
-                "xv6-kernel",
-                "--bin",
-                "xv6-kernel",
-                "--features",
-                "kernel",
-            ])
-            .args([
-                "--target",
-                util::TARGET,
-                "--release",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-    )?;
-    util::run(
-        cargo()
-            .env("CARGO_TARGET_DIR", util::root().join("target/user"))
-            .env("RUSTFLAGS", COMMON_FLAGS)
-            .args(["clippy", "-p", "xv6-user", "--bins", "--features", "user"])
-            .args([
-                "--target",
-                util::TARGET,
-                "--release",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-    )
+    for part in [BareMetal::Kernel, BareMetal::User] {
+        util::run(part.cargo("clippy").args(["--", "-D", "warnings"]))?;
+    }
+    Ok(())
 }
 
 /// Builds the kernel and returns the path of its ELF file.
 pub fn kernel() -> Result<PathBuf> {
     let dir = util::root().join("target/kernel");
-    let mut c = cargo();
-    c.env("CARGO_TARGET_DIR", &dir)
-        .env("RUSTFLAGS", format!("{COMMON_FLAGS} {KERNEL_FLAGS}"))
-        .args([
-            "build",
-            "-p",
-            "xv6-kernel",
-            "--bin",
-            "xv6-kernel",
-            "--features",
-            "kernel",
-        ])
-        .args(["--target", util::TARGET, "--release"]);
+    let mut c = BareMetal::Kernel.cargo("build");
     util::run(&mut c)?;
     let elf = dir.join(util::TARGET).join("release/xv6-kernel");
     if !elf.is_file() {
@@ -85,17 +80,8 @@ pub fn kernel() -> Result<PathBuf> {
 
 /// Builds every Rust user program; returns (name, path) pairs.
 pub fn user_programs() -> Result<Vec<(String, PathBuf)>> {
-    let dir = util::root().join("target/user");
-    let mut c = cargo();
-    c.env("CARGO_TARGET_DIR", &dir)
-        .env("RUSTFLAGS", COMMON_FLAGS)
-        .args(["build", "-p", "xv6-user", "--bins", "--features", "user"])
-        .args([
-            "--target",
-            util::TARGET,
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ]);
+    let mut c = BareMetal::User.cargo("build");
+    c.arg("--message-format=json-render-diagnostics");
     eprintln!("$ {}", util::show(&c));
     let mut child = c.stdout(Stdio::piped()).spawn()?;
     let mut bins = Vec::new();
