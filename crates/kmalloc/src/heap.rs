@@ -69,10 +69,13 @@
 //! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the
 //! address-ordered K&R list, coalescing with the block after, before, or both (within one chunk):
 //!
-//! - one at a time when they hold little: each block first absorbs the quick blocks that follow
-//!   it, and its place in the list is found by stepping over the blocks after it in address order
-//!   to the next listed block (a few steps as a rule); only when that takes too long does the
-//!   insertion walk the list, K&R style, from the previous insertion;
+//! - as a batch sorted by address when they hold little (the quick lists are emptied into one
+//!   list, merge-sorted in place): each block first absorbs the batch blocks that follow it in
+//!   memory; the first finds its place by stepping over the blocks after it to the next listed
+//!   block (a few steps as a rule) or else by a K&R walk of the list; each later one walks the
+//!   list on from the previous insertion and steps over the blocks after it in turn, stopping at
+//!   whichever finds the place first (so a batch costs at most about one pass over the part of
+//!   the list it spans, and little more than a few steps per block where free blocks are dense);
 //! - in one sweep over the chunks in address order when they hold much of the heap: each quick
 //!   block goes in after the last listed block seen.
 //!
@@ -866,19 +869,19 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// The list block after which free block `bp` belongs (the list is not empty): found by
-    /// stepping over the blocks after `bp` in address order (from a chunk's last block to the
+    /// stepping over up to `steps` blocks after `bp` in address order (from a chunk's last block to the
     /// first block of the next chunk up, and from the highest chunk round to the lowest) to the
     /// next listed block; else by walking the list from `hint` (a list member, or null for the
     /// roving pointer) in the right direction.
     ///
     /// # Safety
     /// `bp` is a free block of the heap, not listed; `hint` is null or a list member.
-    unsafe fn find_pred(&self, bp: *mut Header, hint: *mut Header) -> *mut Header {
+    unsafe fn find_pred(&self, bp: *mut Header, hint: *mut Header, steps: usize) -> *mut Header {
         // SAFETY: only blocks of held chunks (followed through sizes, and from a LAST block to
         // the chunk record after it) and list members are read.
         unsafe {
             let mut b = bp;
-            for _ in 0..PHYS_STEPS {
+            for _ in 0..steps {
                 let next = b as usize + size_of_block(b);
                 b = if (*b).size & F_LAST != 0 {
                     let c = (*(next as *mut Chunk)).next;
@@ -914,6 +917,39 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
+    /// The list block after which free block `bp` belongs, given list member `hint` below it:
+    /// walks the list up from `hint` and steps over the blocks after `bp` in turn, and stops at
+    /// whichever finds the place first. In a batch sorted by address, the walks from each
+    /// insertion to the next add up to one pass over the list, while the steps find the place
+    /// quickly where free blocks are dense: this costs at most twice the cheaper of the two.
+    ///
+    /// # Safety
+    /// `bp` is a free block of the heap, not listed; `hint` a list member below it.
+    unsafe fn find_pred_from(&self, bp: *mut Header, hint: *mut Header) -> *mut Header {
+        // SAFETY: as in `find_pred`.
+        unsafe {
+            let mut p = hint;
+            let mut b = bp;
+            loop {
+                let n = (*p).link as *mut Header;
+                if n > bp || n <= p {
+                    return p;
+                }
+                p = n;
+                let next = b as usize + size_of_block(b);
+                b = if (*b).size & F_LAST != 0 {
+                    let c = (*(next as *mut Chunk)).next;
+                    chunk_first(if c.is_null() { self.chunks } else { c })
+                } else {
+                    next as *mut Header
+                };
+                if (*b).link & TAG_BITS == 0 {
+                    return back(b);
+                }
+            }
+        }
+    }
+
     /// K&R `free`: inserts `bp` in address order, coalescing with the blocks after and before it
     /// (within its chunk), and bins the result. Returns the block `bp` ended up in.
     ///
@@ -934,7 +970,7 @@ impl<S: PageSource> Heap<S> {
                 self.spare_chunk |= (*bp).size & FLAGS == FLAGS;
                 return bp;
             }
-            let p = self.find_pred(bp, hint);
+            let p = self.find_pred(bp, hint, PHYS_STEPS);
             self.insert_after(p, bp)
         }
     }
@@ -1135,10 +1171,9 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Moves every quick-list block to the K&R list, coalescing, and gives chunks that became
-    /// wholly free back to the source. Each insertion first absorbs the quick blocks that follow
-    /// it, so a run of adjacent quick blocks costs one insertion. When the quick lists hold much
-    /// of the heap, one sweep over the chunks does it ([`Heap::sweep_quick`]). Returns true if
-    /// pages went back to the source.
+    /// wholly free back to the source: as a batch sorted by address ([`Heap::insert_sorted`]),
+    /// or, when the quick lists hold much of the heap, in one sweep over the chunks
+    /// ([`Heap::sweep_quick`]). Returns true if pages went back to the source.
     fn flush_quick(&mut self) -> bool {
         if self.quick_bytes == 0 {
             return self.return_free_chunks();
@@ -1146,27 +1181,85 @@ impl<S: PageSource> Heap<S> {
         if self.quick_bytes >= self.in_use / 16 {
             return self.sweep_quick() | self.return_free_chunks();
         }
-        let mut hint: *mut Header = ptr::null_mut();
-        let mut released = false;
+        // SAFETY: `take_quick` empties the quick lists into a list of their blocks, which
+        // `insert_sorted` then lists.
+        let released = unsafe {
+            let batch = sort_by_address(self.take_quick());
+            self.insert_sorted(batch)
+        };
+        released | self.return_free_chunks()
+    }
+
+    /// Empties the quick lists into one list of their blocks, linked through payload word 0 and
+    /// ending in null. The blocks keep their quick tag (so insertions step over the ones not yet
+    /// listed) and stay counted as free.
+    fn take_quick(&mut self) -> *mut Header {
+        let mut all: *mut Header = ptr::null_mut();
         for w in 0..NWORDS {
             while self.quick.map[w] != 0 {
                 let c = w * 64 + self.quick.map[w].trailing_zeros() as usize;
-                let q = self.quick.head[c];
-                // SAFETY: `q` heads quick list `c`; once off it, it is a free block on no list.
-                // `hint` is a list member (the last result, not given back).
-                unsafe {
-                    self.remove_quick(q);
-                    let r = self.insert_free(q, hint);
-                    if (*r).size & FLAGS == FLAGS && self.maybe_return_chunk(r) {
-                        released = true;
-                        hint = ptr::null_mut();
-                    } else {
-                        hint = r;
+                self.quick.map[w] &= self.quick.map[w] - 1;
+                let mut q = self.quick.head[c];
+                self.quick.head[c] = ptr::null_mut();
+                while !q.is_null() {
+                    // SAFETY: `q` is a member of quick list `c`; its payload words are ours.
+                    unsafe {
+                        let next = Classes::<0>::get(q).0;
+                        set_back(q, all);
+                        all = q;
+                        q = next;
                     }
                 }
             }
         }
-        released | self.return_free_chunks()
+        self.quick_bytes = 0;
+        all
+    }
+
+    /// Lists the blocks of `batch` (from [`Heap::take_quick`], sorted by address), each merged
+    /// with the batch blocks that follow it in memory and then inserted in the K&R list. Sorted,
+    /// each insertion finds its place by walking the list on from the previous one: the batch
+    /// costs one pass over the part of the list it spans. True if pages went back to the source.
+    ///
+    /// # Safety
+    /// `batch` is a null-terminated list through payload word 0 of quick-tagged free blocks on no
+    /// list, in increasing address order, holding every quick-tagged block of the heap.
+    unsafe fn insert_sorted(&mut self, batch: *mut Header) -> bool {
+        let mut released = false;
+        let mut hint: *mut Header = ptr::null_mut();
+        let mut q = batch;
+        // SAFETY: every batch block is a free block of the heap whose payload words are ours;
+        // `hint` is null or a list member below `q` (the previous result, not given back).
+        unsafe {
+            while !q.is_null() {
+                let mut next = back(q);
+                // The quick blocks right after `q` in its chunk are the next ones in the batch.
+                while (*q).size & F_LAST == 0 && next as usize == q as usize + size_of_block(q) {
+                    let after = back(next);
+                    (*q).size = (size_of_block(q) + size_of_block(next))
+                        | ((*q).size & F_FIRST)
+                        | ((*next).size & F_LAST);
+                    next = after;
+                }
+                let r = if self.freep.is_null() {
+                    self.insert_free(q, ptr::null_mut())
+                } else if hint.is_null() {
+                    let p = self.find_pred(q, ptr::null_mut(), PHYS_STEPS);
+                    self.insert_after(p, q)
+                } else {
+                    let p = self.find_pred_from(q, hint);
+                    self.insert_after(p, q)
+                };
+                if (*r).size & FLAGS == FLAGS && self.maybe_return_chunk(r) {
+                    released = true;
+                    hint = ptr::null_mut();
+                } else {
+                    hint = r;
+                }
+                q = next;
+            }
+        }
+        released
     }
 
     /// Gives back every chunk that is one free, listed block (large blocks are freed straight
@@ -1656,6 +1749,61 @@ unsafe fn fit(b: *mut Header, len: usize, align: usize) -> Option<(usize, usize)
         len += trail;
     }
     Some((s, len))
+}
+
+/// Sorts a null-terminated list of blocks linked through payload word 0 by address (bottom-up
+/// merge sort: O(n log n), no memory of its own). Returns the new head.
+///
+/// # Safety
+/// Every block on the list is a free block whose payload word 0 is ours.
+unsafe fn sort_by_address(mut list: *mut Header) -> *mut Header {
+    // SAFETY: only payload words 0 of the list's blocks are read and written.
+    unsafe {
+        let mut run = 1usize;
+        loop {
+            let mut p = list;
+            list = ptr::null_mut();
+            let mut tail: *mut Header = ptr::null_mut();
+            let mut merges = 0;
+            while !p.is_null() {
+                merges += 1;
+                // Merge the run at `p` with the run of up to `run` blocks after it.
+                let mut q = p;
+                let mut psize = 0;
+                while psize < run && !q.is_null() {
+                    psize += 1;
+                    q = back(q);
+                }
+                let mut qsize = run;
+                while psize > 0 || (qsize > 0 && !q.is_null()) {
+                    let e;
+                    if psize > 0 && (qsize == 0 || q.is_null() || p < q) {
+                        e = p;
+                        p = back(p);
+                        psize -= 1;
+                    } else {
+                        e = q;
+                        q = back(q);
+                        qsize -= 1;
+                    }
+                    if tail.is_null() {
+                        list = e;
+                    } else {
+                        set_back(tail, e);
+                    }
+                    tail = e;
+                }
+                p = q;
+            }
+            if !tail.is_null() {
+                set_back(tail, ptr::null_mut());
+            }
+            if merges <= 1 {
+                return list;
+            }
+            run *= 2;
+        }
+    }
 }
 
 fn payload(h: *mut Header) -> *mut u8 {

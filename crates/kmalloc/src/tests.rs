@@ -229,6 +229,69 @@ fn coalescing_in_every_order_keeps_invariants() {
 }
 
 #[test]
+fn sorted_flush_of_scattered_quick_blocks() {
+    // Few quick blocks in a big heap: the flush takes them as one batch sorted by address,
+    // merging runs of them and inserting the rest between listed blocks.
+    let mut h = Heap::new(HostSource::new(100_000));
+    let mut rng = 0x1234_5678_u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<(NonNull<u8>, usize, u8)> = (0..3000)
+        .map(|i| {
+            let size = 1 + (next() % 700) as usize;
+            let p = h.allocate(layout(size, 8)).unwrap();
+            fill(p, size, i as u8);
+            (p, size, i as u8)
+        })
+        .collect();
+    // Some listed free blocks first (a flush now lists every freed block), then scattered
+    // frees, runs of neighbours among them, that stay on the quick lists.
+    for round in 0..2 {
+        let mut i = round;
+        while i < live.len() {
+            let run = 1 + (next() % 3) as usize;
+            for _ in 0..run.min(live.len() - i) {
+                let (p, size, _) = live.remove(i);
+                // SAFETY: live block.
+                unsafe { h.deallocate(p, layout(size, 8)) };
+            }
+            i += 60 + (next() % 40) as usize;
+        }
+        if round == 0 {
+            h.release_free_pages();
+            assert_eq!(h.stats().quick_blocks, 0);
+        }
+    }
+    h.check_invariants();
+    let st = h.stats();
+    assert!(st.quick_blocks > 40, "the frees stayed on the quick lists");
+    assert!(
+        st.quick_blocks * 720 < st.bytes_in_use / 16,
+        "a batch, not a sweep"
+    );
+    let free_blocks = st.free_blocks;
+    h.release_free_pages();
+    h.check_invariants();
+    let st = h.stats();
+    assert_eq!(st.quick_blocks, 0);
+    assert!(st.free_blocks > free_blocks, "the batch went into the list");
+    for &(p, size, seed) in &live {
+        check(p, size, seed);
+    }
+    for (p, size, _) in live {
+        // SAFETY: live block.
+        unsafe { h.deallocate(p, layout(size, 8)) };
+    }
+    h.release_free_pages();
+    h.check_invariants();
+    assert_eq!(h.source().pages_out, 0, "every page back");
+}
+
+#[test]
 fn large_and_aligned() {
     let mut h = Heap::new(HostSource::new(10_000));
     let big = h.allocate(layout(100_000, 8)).unwrap();
