@@ -28,6 +28,13 @@
 //!
 //! A wild pointer or a second free finds no valid "allocated" tag and is refused.
 //!
+//! A listed block's last word (its footer) holds its own address, and the block after it in its
+//! chunk carries the flag `F_PREV` in its `size` word. So a block being freed knows, from its own
+//! header, whether the block before it is on the list, and if so where it starts: that is its
+//! predecessor in the list and the block it merges with, found without a search (K&R finds it by
+//! walking the list). Allocated and quick blocks have no footer: the flag is about listed blocks
+//! only, and listed blocks never have it themselves (two listed neighbours are always merged).
+//!
 //! # Chunks
 //!
 //! `morecore` grows the heap geometrically: it asks for at least as many pages as the heap already
@@ -67,7 +74,10 @@
 //! it). A larger block goes straight into the K&R list. When the quick lists hold more than
 //! `max(64 KiB, heap size / 2)`, or the heap would grow while they hold more than
 //! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the
-//! address-ordered K&R list, coalescing with the block after, before, or both (within one chunk):
+//! address-ordered K&R list, coalescing with the block after, before, or both (within one chunk).
+//! An insertion's place in the list is the block before it when that is listed (`F_PREV`);
+//! otherwise it is found by stepping over the blocks after it in address order to the next listed
+//! block (a few steps as a rule), or else by a K&R walk of the list. The flush goes:
 //!
 //! - as a batch sorted by address when they hold little (the quick lists are emptied into one
 //!   list, merge-sorted in place): each block first absorbs the batch blocks that follow it in
@@ -103,7 +113,12 @@ const CHUNK_HDR: usize = 32;
 const F_FIRST: usize = 1;
 /// Flag in `Header::size`: the block is the last in its chunk.
 const F_LAST: usize = 2;
-const FLAGS: usize = F_FIRST | F_LAST;
+/// Flag in `Header::size`: the block before this one in its chunk is on the K&R list (so its
+/// last word holds its address, see [`Heap::set_footer`]).
+const F_PREV: usize = 4;
+/// Both ends: the block spans its chunk.
+const SPAN: usize = F_FIRST | F_LAST;
+const FLAGS: usize = F_FIRST | F_LAST | F_PREV;
 /// Low bits of `Header::link` of an allocated block.
 const TAG_ALLOC: usize = 0b0001;
 /// Low bits of `Header::link` of a block in a quick list.
@@ -455,6 +470,7 @@ impl<S: PageSource> Heap<S> {
         unsafe {
             let bsize = size_of_block(b);
             let lead = bsize - len;
+            // (A listed block has no F_PREV: listed neighbours are always merged.)
             let bflags = (*b).size & FLAGS;
             let a;
             if lead >= MIN_BLOCK {
@@ -470,8 +486,10 @@ impl<S: PageSource> Heap<S> {
                         self.bins.push(b, lc);
                     }
                 }
+                // (After the bin links are read: in a 32-byte block the footer is one of them.)
+                set_footer(b);
                 a = (b as usize + lead) as *mut Header;
-                (*a).size = len | (bflags & F_LAST);
+                (*a).size = len | (bflags & F_LAST) | F_PREV;
                 self.in_use += len;
             } else {
                 // The rest would be too small to be a block: all of it.
@@ -481,6 +499,7 @@ impl<S: PageSource> Heap<S> {
                 a = b;
                 self.in_use += bsize;
             }
+            mark_next(a, false);
             (*a).link = tag(a as usize, TAG_ALLOC);
             NonNull::new_unchecked(payload(a))
         }
@@ -501,7 +520,7 @@ impl<S: PageSource> Heap<S> {
                 // Split: the tail goes back to the quick lists.
                 let t = (q as usize + len) as *mut Header;
                 (*t).size = rest | ((*q).size & F_LAST);
-                (*q).size = len | ((*q).size & F_FIRST);
+                (*q).size = len | ((*q).size & (F_FIRST | F_PREV));
                 self.in_use -= rest;
                 self.push_quick(t);
             }
@@ -657,6 +676,7 @@ impl<S: PageSource> Heap<S> {
             // The common case: the tail of a block that stays in its bin.
             if trail == 0 && lead >= BIN_MIN && class_of(lead) == class_of(bsize) {
                 (*b).size = lead | (bflags & F_FIRST);
+                set_footer(b);
             } else {
                 self.bin_del(b);
                 let next = (*b).link as *mut Header;
@@ -664,10 +684,14 @@ impl<S: PageSource> Heap<S> {
                 // What stays on the list in b's place: b shrunk (lead), and/or a new block (trail).
                 if lead > 0 {
                     (*b).size = lead | (bflags & F_FIRST);
+                    set_footer(b);
                 }
                 if trail > 0 {
+                    // Listed, after the allocated block: no F_PREV; the block after it keeps its
+                    // F_PREV.
                     let t = (s + len) as *mut Header;
                     (*t).size = trail | (bflags & F_LAST);
+                    set_footer(t);
                     if lead > 0 {
                         // b -> t -> next
                         self.link_after(b, t);
@@ -685,14 +709,18 @@ impl<S: PageSource> Heap<S> {
             }
             // The allocated block.
             let a = s as *mut Header;
-            let mut aflags = 0;
-            if lead == 0 {
-                aflags |= bflags & F_FIRST;
-            }
+            let mut aflags = if lead == 0 {
+                bflags & (F_FIRST | F_PREV)
+            } else {
+                F_PREV
+            };
             if trail == 0 {
                 aflags |= bflags & F_LAST;
             }
             (*a).size = len | aflags;
+            if trail == 0 {
+                mark_next(a, false);
+            }
             (*a).link = tag(s, TAG_ALLOC);
             self.in_use += len;
             NonNull::new_unchecked(payload(a))
@@ -868,30 +896,35 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// The list block after which free block `bp` belongs (the list is not empty): found by
-    /// stepping over up to `steps` blocks after `bp` in address order (from a chunk's last block to the
-    /// first block of the next chunk up, and from the highest chunk round to the lowest) to the
-    /// next listed block; else by walking the list from `hint` (a list member, or null for the
-    /// roving pointer) in the right direction.
+    /// Where free block `bp` goes in the list (which is not empty): `(p, n)`, the list blocks
+    /// before and after it in address order (`n` is `p`'s successor). When the block before
+    /// `bp` in its chunk is listed (`F_PREV`), that is `p`, read from its footer. Otherwise `n`
+    /// is found by stepping over up to `steps` blocks after `bp` in address order (from a chunk's
+    /// last block to the first block of the next chunk up, and from the highest chunk round to
+    /// the lowest) to the next listed block; else by walking the list from `hint` (a list
+    /// member, or null for the roving pointer) in the right direction.
     ///
     /// # Safety
     /// `bp` is a free block of the heap, not listed; `hint` is null or a list member.
-    unsafe fn find_pred(&self, bp: *mut Header, hint: *mut Header, steps: usize) -> *mut Header {
+    unsafe fn find_place(
+        &self,
+        bp: *mut Header,
+        hint: *mut Header,
+        steps: usize,
+    ) -> (*mut Header, *mut Header) {
         // SAFETY: only blocks of held chunks (followed through sizes, and from a LAST block to
-        // the chunk record after it) and list members are read.
+        // the chunk record after it), footers of listed blocks and list members are read.
         unsafe {
+            if (*bp).size & F_PREV != 0 {
+                let p = prev_listed(bp);
+                return (p, (*p).link as *mut Header);
+            }
             let mut b = bp;
             for _ in 0..steps {
-                let next = b as usize + size_of_block(b);
-                b = if (*b).size & F_LAST != 0 {
-                    let c = (*(next as *mut Chunk)).next;
-                    chunk_first(if c.is_null() { self.chunks } else { c })
-                } else {
-                    next as *mut Header
-                };
+                b = self.block_after(b);
                 if (*b).link & TAG_BITS == 0 {
                     // The first listed block after `bp`: `bp` goes just before it.
-                    return back(b);
+                    return (back(b), b);
                 }
             }
             let s = if hint.is_null() { self.freep } else { hint };
@@ -900,7 +933,7 @@ impl<S: PageSource> Heap<S> {
                 loop {
                     let n = (*p).link as *mut Header;
                     if n > bp || n <= p {
-                        return p;
+                        return (p, n);
                     }
                     p = n;
                 }
@@ -909,7 +942,7 @@ impl<S: PageSource> Heap<S> {
                 loop {
                     let b = back(q);
                     if b < bp || b >= q {
-                        return b;
+                        return (b, q);
                     }
                     q = b;
                 }
@@ -917,34 +950,56 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// The list block after which free block `bp` belongs, given list member `hint` below it:
-    /// walks the list up from `hint` and steps over the blocks after `bp` in turn, and stops at
+    /// The block after `b` in address order across chunks: the next in its chunk, or from a
+    /// chunk's last block the first of the next chunk up, and from the highest chunk's last block
+    /// the lowest chunk's first.
+    ///
+    /// # Safety
+    /// `b` is a block of the heap.
+    #[inline]
+    unsafe fn block_after(&self, b: *mut Header) -> *mut Header {
+        // SAFETY: a LAST block is followed by its chunk's record.
+        unsafe {
+            let next = b as usize + size_of_block(b);
+            if (*b).size & F_LAST != 0 {
+                let c = (*(next as *mut Chunk)).next;
+                chunk_first(if c.is_null() { self.chunks } else { c })
+            } else {
+                next as *mut Header
+            }
+        }
+    }
+
+    /// [`Heap::find_place`] given list member `hint` below `bp`: unless `F_PREV` answers, walks
+    /// the list up from `hint` and steps over the blocks after `bp` in turn, and stops at
     /// whichever finds the place first. In a batch sorted by address, the walks from each
     /// insertion to the next add up to one pass over the list, while the steps find the place
     /// quickly where free blocks are dense: this costs at most twice the cheaper of the two.
     ///
     /// # Safety
     /// `bp` is a free block of the heap, not listed; `hint` a list member below it.
-    unsafe fn find_pred_from(&self, bp: *mut Header, hint: *mut Header) -> *mut Header {
-        // SAFETY: as in `find_pred`.
+    unsafe fn find_place_from(
+        &self,
+        bp: *mut Header,
+        hint: *mut Header,
+    ) -> (*mut Header, *mut Header) {
+        // SAFETY: as in `find_place`.
         unsafe {
+            if (*bp).size & F_PREV != 0 {
+                let p = prev_listed(bp);
+                return (p, (*p).link as *mut Header);
+            }
             let mut p = hint;
             let mut b = bp;
             loop {
                 let n = (*p).link as *mut Header;
                 if n > bp || n <= p {
-                    return p;
+                    return (p, n);
                 }
                 p = n;
-                let next = b as usize + size_of_block(b);
-                b = if (*b).size & F_LAST != 0 {
-                    let c = (*(next as *mut Chunk)).next;
-                    chunk_first(if c.is_null() { self.chunks } else { c })
-                } else {
-                    next as *mut Header
-                };
+                b = self.block_after(b);
                 if (*b).link & TAG_BITS == 0 {
-                    return back(b);
+                    return (back(b), b);
                 }
             }
         }
@@ -967,11 +1022,13 @@ impl<S: PageSource> Heap<S> {
                 set_back(bp, bp);
                 self.freep = bp;
                 self.bin_add(bp);
-                self.spare_chunk |= (*bp).size & FLAGS == FLAGS;
+                set_footer(bp);
+                mark_next(bp, true);
+                self.spare_chunk |= (*bp).size & SPAN == SPAN;
                 return bp;
             }
-            let p = self.find_pred(bp, hint, PHYS_STEPS);
-            self.insert_after(p, bp)
+            let (p, n) = self.find_place(bp, hint, PHYS_STEPS);
+            self.insert_after(p, n, bp)
         }
     }
 
@@ -990,32 +1047,38 @@ impl<S: PageSource> Heap<S> {
                 }
                 self.remove_quick(nb);
                 (*bp).size = (size_of_block(bp) + size_of_block(nb))
-                    | ((*bp).size & F_FIRST)
+                    | ((*bp).size & (F_FIRST | F_PREV))
                     | ((*nb).size & F_LAST);
             }
         }
     }
 
-    /// Inserts free block `bp` (on no list) right after list block `p`, its predecessor in
+    /// Inserts free block `bp` (on no list) between list blocks `p` and `n`, its neighbours in
     /// address order, coalescing with the blocks after and before it, and bins the result.
-    /// Returns the block `bp` ended up in.
+    /// Returns the block `bp` ended up in. `p` is read only when `bp` merges with it (`F_PREV`):
+    /// otherwise it is only written, so finding `n` suffices.
     ///
     /// # Safety
-    /// `bp` is a free block of the heap on no list; `p` a list member with `p < bp < next(p)`
-    /// in the circular address order.
-    unsafe fn insert_after(&mut self, p: *mut Header, bp: *mut Header) -> *mut Header {
-        // SAFETY: `p`, its successor and `bp` are free blocks of the heap; `p` and its successor
-        // are list members (binned as their sizes say).
+    /// `bp` is a free block of the heap on no list; `p` a list member with successor `n` and
+    /// `p < bp < n` in the circular address order.
+    unsafe fn insert_after(
+        &mut self,
+        p: *mut Header,
+        n: *mut Header,
+        bp: *mut Header,
+    ) -> *mut Header {
+        // SAFETY: `p`, `n` and `bp` are free blocks of the heap; `p` and `n` are list members
+        // (binned as their sizes say); with `F_PREV`, `p` is the block just before `bp`.
         unsafe {
-            let n = (*p).link as *mut Header;
             let bsize = (*bp).size;
             let blen = bsize & !FLAGS;
-            let plen = size_of_block(p);
-            // (In a one-block list `p` is also the block after; it cannot touch both ends.)
+            // (In a one-block list `p` is also `n`; it cannot touch both ends.)
             let join_next = bsize & F_LAST == 0 && bp as usize + blen == n as usize;
-            let join_prev = (*p).size & F_LAST == 0 && p as usize + plen == bp as usize;
+            let join_prev = bsize & F_PREV != 0;
             let r = if join_prev {
                 // `p` grows over `bp`, and over `n` too if it touches it.
+                let plen = size_of_block(p);
+                debug_assert_eq!(p as usize + plen, bp as usize, "F_PREV without its block");
                 let mut len = plen + blen;
                 let mut last = bsize & F_LAST;
                 if join_next {
@@ -1064,14 +1127,23 @@ impl<S: PageSource> Heap<S> {
                 self.bins.push(bp, class_of(len));
                 bp
             } else {
-                self.link_after(p, bp);
+                // p -> bp -> n (in a one-block list, p == n).
+                (*bp).link = n as usize;
+                set_back(bp, p);
+                (*p).link = bp as usize;
+                set_back(n, bp);
                 if blen >= BIN_MIN {
                     self.bins.push(bp, class_of(blen));
                 }
                 bp
             };
+            set_footer(r);
+            if !join_next {
+                // `r` ends where `bp` did: the block after it now follows a listed block.
+                mark_next(r, true);
+            }
             self.freep = back(r);
-            self.spare_chunk |= (*r).size & FLAGS == FLAGS;
+            self.spare_chunk |= (*r).size & SPAN == SPAN;
             r
         }
     }
@@ -1099,9 +1171,9 @@ impl<S: PageSource> Heap<S> {
                             b = self.insert_free(b, ptr::null_mut());
                         } else {
                             self.absorb_quick(b);
-                            b = self.insert_after(last, b);
+                            b = self.insert_after(last, (*last).link as *mut Header, b);
                         }
-                        if (*b).size & FLAGS == FLAGS {
+                        if (*b).size & SPAN == SPAN {
                             let p = back(b);
                             if self.maybe_return_chunk(b) {
                                 released = true;
@@ -1135,7 +1207,7 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: `r` is a list member; a block with both flags spans its chunk, whose record
         // sits just after it.
         unsafe {
-            if (*r).size & FLAGS != FLAGS {
+            if (*r).size & SPAN != SPAN {
                 return false;
             }
             let c = (r as usize + size_of_block(r)) as *mut Chunk;
@@ -1237,20 +1309,21 @@ impl<S: PageSource> Heap<S> {
                 while (*q).size & F_LAST == 0 && next as usize == q as usize + size_of_block(q) {
                     let after = back(next);
                     (*q).size = (size_of_block(q) + size_of_block(next))
-                        | ((*q).size & F_FIRST)
+                        | ((*q).size & (F_FIRST | F_PREV))
                         | ((*next).size & F_LAST);
                     next = after;
                 }
                 let r = if self.freep.is_null() {
                     self.insert_free(q, ptr::null_mut())
-                } else if hint.is_null() {
-                    let p = self.find_pred(q, ptr::null_mut(), PHYS_STEPS);
-                    self.insert_after(p, q)
                 } else {
-                    let p = self.find_pred_from(q, hint);
-                    self.insert_after(p, q)
+                    let (p, n) = if hint.is_null() {
+                        self.find_place(q, ptr::null_mut(), PHYS_STEPS)
+                    } else {
+                        self.find_place_from(q, hint)
+                    };
+                    self.insert_after(p, n, q)
                 };
-                if (*r).size & FLAGS == FLAGS && self.maybe_return_chunk(r) {
+                if (*r).size & SPAN == SPAN && self.maybe_return_chunk(r) {
                     released = true;
                     hint = ptr::null_mut();
                 } else {
@@ -1277,7 +1350,7 @@ impl<S: PageSource> Heap<S> {
             unsafe {
                 let next = (*c).next;
                 let b = chunk_first(c);
-                if (*b).size & FLAGS == FLAGS && (*b).link & TAG_BITS == 0 {
+                if (*b).size & SPAN == SPAN && (*b).link & TAG_BITS == 0 {
                     released |= self.maybe_return_chunk(b);
                 }
                 c = next;
@@ -1363,6 +1436,7 @@ impl<S: PageSource> Heap<S> {
                 last = nb;
             }
             if total >= new_len {
+                let last_listed = (*last).link & TAG_BITS == 0;
                 let mut nb = (a as usize + cur) as *mut Header;
                 loop {
                     let nlen = size_of_block(nb);
@@ -1380,7 +1454,11 @@ impl<S: PageSource> Heap<S> {
                     }
                     nb = (nb as usize + nlen) as *mut Header;
                 }
-                (*a).size = total | ((*a).size & F_FIRST) | ((*last).size & F_LAST);
+                (*a).size = total | ((*a).size & (F_FIRST | F_PREV)) | ((*last).size & F_LAST);
+                if last_listed {
+                    // The block after it followed a listed block; now an allocated one.
+                    mark_next(a, false);
+                }
                 self.split_tail(a, new_len);
                 return Ok(ptr);
             }
@@ -1417,7 +1495,7 @@ impl<S: PageSource> Heap<S> {
             }
             let t = (a as usize + len) as *mut Header;
             (*t).size = (cur - len) | ((*a).size & F_LAST);
-            (*a).size = len | ((*a).size & F_FIRST);
+            (*a).size = len | ((*a).size & (F_FIRST | F_PREV));
             self.in_use -= cur - len;
             if (*t).size & F_LAST == 0 {
                 let nb = (t as usize + cur - len) as *mut Header;
@@ -1429,6 +1507,7 @@ impl<S: PageSource> Heap<S> {
                     (*t).size = (cur - len + size_of_block(nb)) | ((*nb).size & F_LAST);
                     self.replace(nb, t, prev, next);
                     self.bin_add(t);
+                    set_footer(t);
                     return;
                 }
             }
@@ -1610,6 +1689,18 @@ impl<S: PageSource> Heap<S> {
                         !(listed && prev_free_listed),
                         "two adjacent listed free blocks at {b:#x}"
                     );
+                    assert_eq!(
+                        (*h).size & F_PREV != 0,
+                        prev_free_listed,
+                        "F_PREV wrong at {b:#x}"
+                    );
+                    if listed {
+                        assert_eq!(
+                            *((b + len - 8) as *const usize),
+                            b,
+                            "listed block at {b:#x} without its footer"
+                        );
+                    }
                     prev_free_listed = listed;
                     b += len;
                 }
@@ -1835,4 +1926,41 @@ unsafe fn back(h: *mut Header) -> *mut Header {
 unsafe fn set_back(h: *mut Header, prev: *mut Header) {
     // SAFETY: per the contract.
     unsafe { *(payload(h) as *mut *mut Header) = prev }
+}
+
+/// Writes the footer of listed block `b`: its own address, in its last word (a listed block is at
+/// least 32 bytes, so the footer is past its back link, and past its bin links when it has them).
+///
+/// # Safety
+/// `b` is a listed free block with its final size.
+unsafe fn set_footer(b: *mut Header) {
+    // SAFETY: per the contract the block's last word is ours.
+    unsafe { *((b as usize + size_of_block(b) - 8) as *mut usize) = b as usize }
+}
+
+/// The listed block just before `b` in its chunk, from its footer.
+///
+/// # Safety
+/// `b` is a block of the heap with `F_PREV` set.
+unsafe fn prev_listed(b: *mut Header) -> *mut Header {
+    // SAFETY: `F_PREV` says the word before `b` is the footer of a listed block.
+    unsafe { *((b as usize - 8) as *const *mut Header) }
+}
+
+/// Sets (`listed`) or clears `F_PREV` of the block after `b` in its chunk, if any.
+///
+/// # Safety
+/// `b` is a block of the heap with its final size.
+unsafe fn mark_next(b: *mut Header, listed: bool) {
+    // SAFETY: the block after a block that is not its chunk's last is a block of the heap.
+    unsafe {
+        if (*b).size & F_LAST == 0 {
+            let n = (b as usize + size_of_block(b)) as *mut Header;
+            if listed {
+                (*n).size |= F_PREV;
+            } else {
+                (*n).size &= !F_PREV;
+            }
+        }
+    }
 }
