@@ -291,15 +291,27 @@ fn main() {
         (kernel_trace(h, w, 400 * scale, seed), None)
     });
     {
-        // Efficiency on a smaller arena so the first-fit peers finish.
+        // Efficiency on a smaller arena so the first-fit peers finish. A run is short (a few
+        // thousand operations, well under a millisecond for most), so its speed is the best of
+        // 10 * `reps` runs, interleaved; the efficiency is the same in every run (same seed,
+        // fresh heap).
         let arena_size = 4 << 20;
         let mut arena = Arena::new(arena_size);
-        for name in heaps::NAMES {
-            if name == "system" {
-                continue;
+        let names: Vec<&str> = heaps::NAMES
+            .into_iter()
+            .filter(|n| *n != "system")
+            .collect();
+        let mut best = vec![(0.0f64, 0.0f64); names.len()];
+        for _ in 0..10 * reps {
+            for (i, name) in names.iter().enumerate() {
+                let mut h = heaps::make(name, &mut arena);
+                let (pct, ops) = heap_efficiency(h.as_mut(), name, arena_size, seed);
+                if ops > best[i].1 {
+                    best[i] = (pct, ops);
+                }
             }
-            let mut h = heaps::make(name, &mut arena);
-            let (pct, ops) = heap_efficiency(h.as_mut(), name, arena_size, seed);
+        }
+        for (name, (pct, ops)) in names.into_iter().zip(best) {
             rows.push(Row {
                 workload: "heap_efficiency".into(),
                 allocator: name.into(),
