@@ -238,6 +238,12 @@ fn parse_args() -> Result<Config, String> {
     Ok(Config { quick, out_dir })
 }
 
+/// The order of the allocators in round `rep`: rotated each round, so that no allocator always
+/// runs first (on caches the previous round's last allocator filled) or after the same one.
+fn round_order(n: usize, rep: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |i| (i + rep) % n)
+}
+
 /// Best of `reps` runs, allocators interleaved per round so drift in machine load hits all alike.
 fn heap_workload(
     rows: &mut Vec<Row>,
@@ -248,8 +254,9 @@ fn heap_workload(
     let arena_size = 32 << 20;
     let mut arena = Arena::new(arena_size);
     let mut best: Vec<(f64, Option<f64>)> = vec![(0.0, None); heaps::NAMES.len()];
-    for _ in 0..reps {
-        for (i, name) in heaps::NAMES.iter().enumerate() {
+    for rep in 0..reps {
+        for i in round_order(heaps::NAMES.len(), rep) {
+            let name = heaps::NAMES[i];
             let mut h = heaps::make(name, &mut arena);
             let (ops, eff) = run(h.as_mut(), name);
             if ops > best[i].0 {
@@ -302,8 +309,9 @@ fn main() {
             .filter(|n| *n != "system")
             .collect();
         let mut best = vec![(0.0f64, 0.0f64); names.len()];
-        for _ in 0..10 * reps {
-            for (i, name) in names.iter().enumerate() {
+        for rep in 0..10 * reps {
+            for i in round_order(names.len(), rep) {
+                let name = names[i];
                 let mut h = heaps::make(name, &mut arena);
                 let (pct, ops) = heap_efficiency(h.as_mut(), name, arena_size, seed);
                 if ops > best[i].1 {
