@@ -499,7 +499,10 @@ impl<S: PageSource> Heap<S> {
                 a = b;
                 self.in_use += bsize;
             }
-            mark_next(a, false);
+            // The block after `a` (b's old end) followed a listed block; now an allocated one.
+            if bflags & F_LAST == 0 {
+                (*((b as usize + bsize) as *mut Header)).size &= !F_PREV;
+            }
             (*a).link = tag(a as usize, TAG_ALLOC);
             NonNull::new_unchecked(payload(a))
         }
@@ -534,19 +537,7 @@ impl<S: PageSource> Heap<S> {
             if let Some(c) = self.bins.find(len) {
                 return Some(self.alloc_binned(c, len));
             }
-            // The class of `len` itself may hold a fitting block behind a smaller head.
-            let c = class_of(len);
-            let mut b = self.bins.head[c];
-            while !b.is_null() {
-                // SAFETY: `b` is on bin `c`: a listed free block.
-                unsafe {
-                    if let Some((s, l)) = fit(b, len, UNIT) {
-                        return Some(self.carve(b, s, l));
-                    }
-                    b = Classes::<1>::get(b).0;
-                }
-            }
-            return None;
+            return self.alloc_in_class(len);
         }
         // Any block this big holds an aligned placement (see `fit`).
         if let Some(c) = self.bins.find(len + align + MIN_BLOCK) {
@@ -558,6 +549,26 @@ impl<S: PageSource> Heap<S> {
             }
         }
         self.search(len, align)
+    }
+
+    /// A 16-aligned block of `len` bytes from a listed block of `len`'s own class (when it is
+    /// geometric, its blocks differ in size: one behind a smaller head may fit).
+    fn alloc_in_class(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let c = class_of(len);
+        if c < NEXACT {
+            return None;
+        }
+        let mut b = self.bins.head[c];
+        while !b.is_null() {
+            // SAFETY: `b` is on bin `c`: a listed free block.
+            unsafe {
+                if let Some((s, l)) = fit(b, len, UNIT) {
+                    return Some(self.carve(b, s, l));
+                }
+                b = Classes::<1>::get(b).0;
+            }
+        }
+        None
     }
 
     /// Everything but the quick fast paths: the K&R list, then more pages, then a flush of the
@@ -583,14 +594,16 @@ impl<S: PageSource> Heap<S> {
         // it serve a larger run.
         let flushed = self.quick_bytes > 0;
         if !flushed && !self.spare_chunk {
-            // Nothing to flush and no chunk that may be wholly free: nothing would change.
-            return Err(AllocError);
+            // Nothing to flush and no chunk that may be wholly free: only a fitting block behind
+            // its class's head (which the fast path does not look past) may serve.
+            if align > UNIT {
+                return Err(AllocError);
+            }
+            return self.alloc_in_class(len).ok_or(AllocError);
         }
         let released = self.flush_quick();
-        if flushed {
-            if let Some(p) = self.alloc_listed(len, align) {
-                return Ok(p);
-            }
+        if let Some(p) = self.alloc_listed(len, align) {
+            return Ok(p);
         }
         if released {
             if let Some(p) = self.alloc_new_chunk(len, align) {
@@ -718,8 +731,9 @@ impl<S: PageSource> Heap<S> {
                 aflags |= bflags & F_LAST;
             }
             (*a).size = len | aflags;
-            if trail == 0 {
-                mark_next(a, false);
+            if aflags & F_LAST == 0 && trail == 0 {
+                // The block after `a` (b's old end) followed a listed block; now an allocated one.
+                (*((s + len) as *mut Header)).size &= !F_PREV;
             }
             (*a).link = tag(s, TAG_ALLOC);
             self.in_use += len;
@@ -1489,34 +1503,41 @@ impl<S: PageSource> Heap<S> {
     unsafe fn split_tail(&mut self, a: *mut Header, len: usize) {
         // SAFETY: `a` is an allocated block of the heap of at least `len` bytes.
         unsafe {
-            let cur = size_of_block(a);
-            if cur - len < MIN_BLOCK {
+            let asize = (*a).size;
+            let cur = asize & !FLAGS;
+            let tlen = cur - len;
+            if tlen < MIN_BLOCK {
                 return;
             }
+            // (Sizes are kept in registers: the tail's header is on a line just written, which
+            // reading back would stall on.)
             let t = (a as usize + len) as *mut Header;
-            (*t).size = (cur - len) | ((*a).size & F_LAST);
-            (*a).size = len | ((*a).size & (F_FIRST | F_PREV));
-            self.in_use -= cur - len;
-            if (*t).size & F_LAST == 0 {
-                let nb = (t as usize + cur - len) as *mut Header;
+            let tlast = asize & F_LAST;
+            (*a).size = len | (asize & (F_FIRST | F_PREV));
+            self.in_use -= tlen;
+            if tlast == 0 {
+                let nb = (t as usize + tlen) as *mut Header;
                 if (*nb).link & TAG_BITS == 0 {
                     // The tail joins the listed block after it, taking its place in the list.
+                    let nsize = (*nb).size;
+                    let jlen = tlen + (nsize & !FLAGS);
                     self.bin_del(nb);
                     let prev = back(nb);
                     let next = (*nb).link as *mut Header;
-                    (*t).size = (cur - len + size_of_block(nb)) | ((*nb).size & F_LAST);
+                    (*t).size = jlen | (nsize & F_LAST);
                     self.replace(nb, t, prev, next);
-                    self.bin_add(t);
-                    set_footer(t);
+                    self.bins.push(t, class_of(jlen));
+                    *((t as usize + jlen - 8) as *mut usize) = t as usize;
                     return;
                 }
             }
-            if cur - len > EXACT_MAX {
+            (*t).size = tlen | tlast;
+            if tlen > EXACT_MAX {
                 // Freed like any large block: straight into the K&R list, coalescing.
                 self.insert_free(t, ptr::null_mut());
                 return;
             }
-            if (*t).size & F_LAST == 0 {
+            if tlast == 0 {
                 // A quick block after it is absorbed.
                 self.absorb_quick(t);
             }

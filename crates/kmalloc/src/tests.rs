@@ -292,6 +292,31 @@ fn sorted_flush_of_scattered_quick_blocks() {
 }
 
 #[test]
+fn full_heap_finds_a_fitting_block_behind_its_class_head() {
+    // Two free blocks in one geometric class, the smaller at the head of its bin, and nothing
+    // else free anywhere: a request between their sizes must get the larger, not fail.
+    let mut h = Heap::new(HostSource::new(8));
+    h.source_mut().hint = true;
+    let x = h.allocate(layout(5184, 16)).unwrap();
+    let _sep1 = h.allocate(layout(16, 16)).unwrap();
+    let y = h.allocate(layout(5392, 16)).unwrap();
+    let _sep2 = h.allocate(layout(16, 16)).unwrap();
+    while h.allocate(layout(16, 16)).is_ok() {}
+    h.release_free_pages();
+    while h.allocate(layout(16, 16)).is_ok() {}
+    // SAFETY: live blocks.
+    unsafe {
+        h.deallocate(y, layout(5392, 16));
+        h.deallocate(x, layout(5184, 16));
+    }
+    h.check_invariants();
+    let p = h.allocate(layout(5300, 16)).expect("the larger block fits");
+    let (p, y) = (p.as_ptr() as usize, y.as_ptr() as usize);
+    assert!(p >= y && p < y + 5392, "served from the block behind the head");
+    h.check_invariants();
+}
+
+#[test]
 fn large_and_aligned() {
     let mut h = Heap::new(HostSource::new(10_000));
     let big = h.allocate(layout(100_000, 8)).unwrap();
