@@ -1871,6 +1871,19 @@ unsafe fn fit(b: *mut Header, len: usize, align: usize) -> Option<(usize, usize)
 unsafe fn sort_by_address(mut list: *mut Header) -> *mut Header {
     // SAFETY: only payload words 0 of the list's blocks are read and written.
     unsafe {
+        // Short lists (a flush after a failed allocation often has one or two blocks).
+        if list.is_null() || back(list).is_null() {
+            return list;
+        }
+        let second = back(list);
+        if back(second).is_null() {
+            if second < list {
+                set_back(second, list);
+                set_back(list, ptr::null_mut());
+                return second;
+            }
+            return list;
+        }
         let mut run = 1usize;
         loop {
             let mut p = list;
@@ -1981,6 +1994,55 @@ unsafe fn mark_next(b: *mut Header, listed: bool) {
                 (*n).size |= F_PREV;
             } else {
                 (*n).size &= !F_PREV;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sort_tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    #[test]
+    fn sort_by_address_sorts_every_length_and_order() {
+        // Blocks of 32 bytes in one buffer, linked through payload word 0 in shuffled orders.
+        let mut buf = std::vec![0u64; 4 * 64];
+        let base = buf.as_mut_ptr() as usize;
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for n in 0..64 {
+            for _ in 0..8 {
+                let mut idx: Vec<usize> = (0..n).collect();
+                for i in (1..idx.len()).rev() {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    idx.swap(i, rng as usize % (i + 1));
+                }
+                let blocks: Vec<*mut Header> = idx
+                    .iter()
+                    .map(|&i| (base + i * 32) as *mut Header)
+                    .collect();
+                // SAFETY: every block lies in `buf`, 32 bytes each; word 0 of the payload is
+                // the link.
+                unsafe {
+                    for w in blocks.windows(2) {
+                        set_back(w[0], w[1]);
+                    }
+                    if let Some(&last) = blocks.last() {
+                        set_back(last, ptr::null_mut());
+                    }
+                    let head = blocks.first().copied().unwrap_or(ptr::null_mut());
+                    let mut out = Vec::new();
+                    let mut b = sort_by_address(head);
+                    while !b.is_null() {
+                        out.push(b as usize);
+                        b = back(b);
+                    }
+                    let want: Vec<usize> = (0..n).map(|i| base + i * 32).collect();
+                    assert_eq!(out, want, "{n} blocks");
+                }
             }
         }
     }

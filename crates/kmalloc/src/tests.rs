@@ -312,7 +312,10 @@ fn full_heap_finds_a_fitting_block_behind_its_class_head() {
     h.check_invariants();
     let p = h.allocate(layout(5300, 16)).expect("the larger block fits");
     let (p, y) = (p.as_ptr() as usize, y.as_ptr() as usize);
-    assert!(p >= y && p < y + 5392, "served from the block behind the head");
+    assert!(
+        p >= y && p < y + 5392,
+        "served from the block behind the head"
+    );
     h.check_invariants();
 }
 
