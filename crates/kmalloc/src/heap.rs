@@ -71,7 +71,9 @@
 //!
 //! A small block (of an exact class, up to 4096 bytes) is freed lazily onto its quick list (O(1);
 //! the lists are doubly linked so a neighbour can be taken out of one when `realloc` grows into
-//! it). A larger block goes straight into the K&R list. When the quick lists hold more than
+//! it). A larger block goes straight into the K&R list, and so does a small one while memory is
+//! short (the source has refused a chunk since it last gave one, and less than an eighth of the
+//! heap is free): failing allocations then need no flush. When the quick lists hold more than
 //! `max(64 KiB, heap size / 2)`, or the heap would grow while they hold more than
 //! `max(64 KiB, heap size / 4)`, or an allocation fails, they are flushed into the
 //! address-ordered K&R list, coalescing with the block after, before, or both (within one chunk).
@@ -328,6 +330,10 @@ pub struct Heap<S: PageSource> {
     max_grow: usize,
     /// Set when an insertion made a block that spans its chunk: a chunk may be wholly free.
     spare_chunk: bool,
+    /// Set when the source could not give the heap a chunk it needed; cleared when it gives one.
+    /// While it is set and little of the heap is free, small blocks are freed straight into the
+    /// K&R list (see [`Heap::frees_coalesce`]).
+    short: bool,
 }
 
 // SAFETY: the raw pointers point into memory the heap owns exclusively (pages from its source);
@@ -359,6 +365,7 @@ impl<S: PageSource> Heap<S> {
             grow: 1,
             max_grow: MAX_GROW_PAGES,
             spare_chunk: false,
+            short: false,
         }
     }
 
@@ -590,6 +597,7 @@ impl<S: PageSource> Heap<S> {
         if let Some(p) = self.alloc_new_chunk(len, align) {
             return Ok(p);
         }
+        self.short = true;
         // Flushing may coalesce enough in place; giving whole chunks back to the source may let
         // it serve a larger run.
         let flushed = self.quick_bytes > 0;
@@ -824,6 +832,7 @@ impl<S: PageSource> Heap<S> {
             self.grow = (self.grow / 2).max(1);
             pages = (pages / 2).max(need);
         };
+        self.short = false;
         let bytes = pages * PAGE_SIZE;
         let b = mem.as_ptr() as *mut Header;
         let c = (mem.as_ptr() as usize + bytes - CHUNK_HDR) as *mut Chunk;
@@ -870,7 +879,7 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: per the contract.
         let len = unsafe { size_of_block(h) };
         self.in_use -= len;
-        if len > EXACT_MAX {
+        if len > EXACT_MAX || self.frees_coalesce() {
             // SAFETY: `h` is now a free block of the heap, on no list.
             unsafe { self.insert_free(h, ptr::null_mut()) };
             return;
@@ -880,6 +889,16 @@ impl<S: PageSource> Heap<S> {
         if self.quick_bytes > self.quick_cap {
             self.flush_quick();
         }
+    }
+
+    /// True while memory is short: the source has refused the heap a chunk since it last gave
+    /// one, and less than an eighth of the heap is free. Small blocks are then freed straight
+    /// into the K&R list, coalescing, instead of onto the quick lists: allocations are failing or
+    /// about to, and each failure would otherwise first flush the quick lists (a failure then
+    /// costs little more than TLSF's bitmap search), and coalesced space serves more requests.
+    #[inline]
+    fn frees_coalesce(&self) -> bool {
+        self.short && self.free_bytes() < self.pages * (PAGE_SIZE / 8)
     }
 
     /// Puts free block `h` (on no list, counted as free) on its quick list.
@@ -1532,7 +1551,7 @@ impl<S: PageSource> Heap<S> {
                 }
             }
             (*t).size = tlen | tlast;
-            if tlen > EXACT_MAX {
+            if tlen > EXACT_MAX || self.frees_coalesce() {
                 // Freed like any large block: straight into the K&R list, coalescing.
                 self.insert_free(t, ptr::null_mut());
                 return;

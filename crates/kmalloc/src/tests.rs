@@ -442,6 +442,56 @@ fn out_of_memory_is_an_error_and_recovers() {
 }
 
 #[test]
+fn short_of_memory_frees_coalesce_at_once() {
+    // Once the source has refused a chunk and little of the heap is free, small frees go
+    // straight into the K&R list; when the source gives a chunk again, onto the quick lists.
+    let mut h = Heap::new(HostSource::new(8));
+    let mut live = Vec::new();
+    while let Ok(p) = h.allocate(layout(200, 8)) {
+        live.push(p);
+    }
+    let keep = live.split_off(live.len() / 2);
+    // Free every other block: no two freed blocks touch, so each stays a block of its own.
+    for (i, p) in live.iter().enumerate() {
+        if i % 2 == 0 {
+            // SAFETY: live block.
+            unsafe { h.deallocate(*p, layout(200, 8)) };
+        }
+        if i == 8 {
+            break;
+        }
+    }
+    assert_eq!(
+        h.stats().quick_blocks,
+        0,
+        "frees coalesce while memory is short"
+    );
+    assert!(h.stats().free_blocks >= 5);
+    h.check_invariants();
+    for (i, p) in live.iter().enumerate() {
+        if i % 2 == 1 || i > 8 {
+            // SAFETY: live block, not freed above.
+            unsafe { h.deallocate(*p, layout(200, 8)) };
+        }
+    }
+    for p in keep {
+        // SAFETY: live block.
+        unsafe { h.deallocate(p, layout(200, 8)) };
+    }
+    h.release_free_pages();
+    assert_eq!(h.source().pages_out, 0);
+    // Growing again ends the shortage: frees are lazy again.
+    let a = h.allocate(layout(200, 8)).unwrap();
+    let b = h.allocate(layout(200, 8)).unwrap();
+    // SAFETY: live block.
+    unsafe { h.deallocate(a, layout(200, 8)) };
+    assert_eq!(h.stats().quick_blocks, 1);
+    // SAFETY: live block.
+    unsafe { h.deallocate(b, layout(200, 8)) };
+    h.check_invariants();
+}
+
+#[test]
 fn page_hint_saves_refused_calls_and_no_memory() {
     for hint in [false, true] {
         let mut src = HostSource::new(6);
