@@ -238,6 +238,22 @@ fn parse_args() -> Result<Config, String> {
     Ok(Config { quick, out_dir })
 }
 
+/// Writes through a buffer larger than the last-level cache, so that every run starts from the
+/// same cold caches instead of from what the previous allocator left (the bump allocator, for
+/// one, sweeps the whole arena just before the next round's first run).
+fn evict_caches(scratch: &mut [u8]) {
+    for (i, b) in scratch.iter_mut().enumerate().step_by(64) {
+        *b = b.wrapping_add(i as u8);
+    }
+    std::hint::black_box(&scratch);
+}
+
+/// A buffer for [`evict_caches`]: 64 MiB, twice the largest last-level cache of the machines the
+/// benchmark runs on.
+fn eviction_buffer() -> Vec<u8> {
+    vec![1u8; 64 << 20]
+}
+
 /// The order of the allocators in round `rep`: rotated each round, so that no allocator always
 /// runs first (on caches the previous round's last allocator filled) or after the same one.
 fn round_order(n: usize, rep: usize) -> impl Iterator<Item = usize> {
@@ -253,10 +269,12 @@ fn heap_workload(
 ) {
     let arena_size = 32 << 20;
     let mut arena = Arena::new(arena_size);
+    let mut scratch = eviction_buffer();
     let mut best: Vec<(f64, Option<f64>)> = vec![(0.0, None); heaps::NAMES.len()];
     for rep in 0..reps {
         for i in round_order(heaps::NAMES.len(), rep) {
             let name = heaps::NAMES[i];
+            evict_caches(&mut scratch);
             let mut h = heaps::make(name, &mut arena);
             let (ops, eff) = run(h.as_mut(), name);
             if ops > best[i].0 {
@@ -309,9 +327,11 @@ fn main() {
             .filter(|n| *n != "system")
             .collect();
         let mut best = vec![(0.0f64, 0.0f64); names.len()];
+        let mut scratch = eviction_buffer();
         for rep in 0..10 * reps {
             for i in round_order(names.len(), rep) {
                 let name = names[i];
+                evict_caches(&mut scratch);
                 let mut h = heaps::make(name, &mut arena);
                 let (pct, ops) = heap_efficiency(h.as_mut(), name, arena_size, seed);
                 if ops > best[i].1 {
