@@ -179,11 +179,11 @@ fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
     ops as f64 / secs
 }
 
-pub fn run(rows: &mut Vec<Row>, reps: usize, scale: usize, seed: u64) {
+pub fn run(rows: &mut Vec<Row>, reps: usize, seed: u64) {
     let names = ["kalloc", "buddy_system_allocator", "bitmap"];
     for (wl, ops, max_run) in [
-        ("frames_single", 300_000 * scale, 1),
-        ("frames_contiguous", 100_000 * scale, 64),
+        ("frames_single", 300_000, 1),
+        ("frames_contiguous", 100_000, 64),
     ] {
         let mut best = [0f64; 3];
         for _ in 0..reps {
