@@ -271,8 +271,28 @@ impl FrameAllocator {
         }
     }
 
+    /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
-        (first..first + count).all(|f| self.bit(r, f) == value)
+        let bitmap = self.bitmap(r);
+        let mut idx = first - r.start;
+        let end = idx + count;
+        while idx < end {
+            let lo = idx % 64;
+            let n = (64 - lo).min(end - idx);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << lo
+            };
+            // SAFETY: indices are inside the range, so the word is inside its bitmap.
+            let w = unsafe { *bitmap.add((idx / 64) as usize) };
+            let bits = if value { !w } else { w };
+            if bits & mask != 0 {
+                return false;
+            }
+            idx += n;
+        }
+        true
     }
 
     fn node(&self, frame: u64) -> *mut FreeNode {

@@ -186,6 +186,37 @@ fn bad_frees_are_reported_and_change_nothing() {
 }
 
 #[test]
+fn long_run_with_one_free_frame_across_bitmap_words_is_refused() {
+    // A run of 100 frames spans two or three bitmap words; one frame freed anywhere in it makes
+    // the whole run's free a double free, changing nothing.
+    let mut ram = Ram::new(300);
+    let mut a = ram.allocator(&[(0, 300 * FRAME_SIZE as u64)]);
+    for hole in [0u64, 1, 63, 64, 65, 98, 99] {
+        let run = a.allocate_contiguous(100, 1).unwrap();
+        // SAFETY: the frames are ours and unused, here and below.
+        unsafe {
+            a.free(run.offset(hole)).unwrap();
+            let st = a.stats();
+            assert_eq!(
+                a.free_contiguous(run, 100),
+                Err(FreeError::DoubleFree),
+                "hole at {hole}"
+            );
+            assert_eq!(a.stats(), st);
+            if hole > 0 {
+                a.free_contiguous(run, hole as usize).unwrap();
+            }
+            if hole < 99 {
+                a.free_contiguous(run.offset(hole + 1), 99 - hole as usize)
+                    .unwrap();
+            }
+        }
+        a.check_invariants();
+        assert_eq!(a.stats().free, a.stats().total);
+    }
+}
+
+#[test]
 fn junk_fill_on_free_and_alloc() {
     let mut ram = Ram::new(20);
     let mut a = ram.allocator(&[(0, 16 * 4096)]);
