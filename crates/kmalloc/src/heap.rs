@@ -1049,7 +1049,9 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: all blocks reached are `bp`, blocks after it in its chunk, or list members,
         // all owned by the heap.
         unsafe {
-            self.absorb_quick(bp);
+            if self.quick_bytes != 0 {
+                self.absorb_quick(bp);
+            }
             if self.freep.is_null() {
                 (*bp).link = bp as usize;
                 set_back(bp, bp);
