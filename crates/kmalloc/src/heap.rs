@@ -116,7 +116,7 @@ const F_FIRST: usize = 1;
 /// Flag in `Header::size`: the block is the last in its chunk.
 const F_LAST: usize = 2;
 /// Flag in `Header::size`: the block before this one in its chunk is on the K&R list (so its
-/// last word holds its address, see [`Heap::set_footer`]).
+/// last word holds its address, see [`set_footer`]).
 const F_PREV: usize = 4;
 /// Both ends: the block spans its chunk.
 const SPAN: usize = F_FIRST | F_LAST;
