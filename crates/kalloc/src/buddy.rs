@@ -119,6 +119,27 @@ struct FreeNode {
     magic: u32,
 }
 
+/// The bitmap words covering bits `first..first + count`, each with the mask of those bits in it.
+fn bit_words(first: u64, count: u64) -> impl Iterator<Item = (usize, u64)> {
+    let end = first + count;
+    let mut idx = first;
+    core::iter::from_fn(move || {
+        if idx >= end {
+            return None;
+        }
+        let lo = idx % 64;
+        let n = (64 - lo).min(end - idx);
+        let mask = if n == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n) - 1) << lo
+        };
+        let word = (idx / 64) as usize;
+        idx += n;
+        Some((word, mask))
+    })
+}
+
 /// A physical frame allocator. See the crate documentation.
 pub struct FrameAllocator {
     phys_offset: usize,
@@ -251,48 +272,23 @@ impl FrameAllocator {
 
     fn set_bits(&mut self, r: &Range, first: u64, count: u64, value: bool) {
         let bitmap = self.bitmap(r);
-        let mut idx = first - r.start;
-        let end = idx + count;
-        while idx < end {
-            let word = idx / 64;
-            let lo = idx % 64;
-            let n = (64 - lo).min(end - idx);
-            let mask = if n == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << n) - 1) << lo
-            };
+        for (word, mask) in bit_words(first - r.start, count) {
             // SAFETY: indices are inside the range, so the word is inside its bitmap.
             unsafe {
-                let w = bitmap.add(word as usize);
+                let w = bitmap.add(word);
                 *w = if value { *w | mask } else { *w & !mask };
             }
-            idx += n;
         }
     }
 
     /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
         let bitmap = self.bitmap(r);
-        let mut idx = first - r.start;
-        let end = idx + count;
-        while idx < end {
-            let lo = idx % 64;
-            let n = (64 - lo).min(end - idx);
-            let mask = if n == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << n) - 1) << lo
-            };
+        bit_words(first - r.start, count).all(|(word, mask)| {
             // SAFETY: indices are inside the range, so the word is inside its bitmap.
-            let w = unsafe { *bitmap.add((idx / 64) as usize) };
-            let bits = if value { !w } else { w };
-            if bits & mask != 0 {
-                return false;
-            }
-            idx += n;
-        }
-        true
+            let w = unsafe { *bitmap.add(word) };
+            (if value { !w } else { w }) & mask == 0
+        })
     }
 
     fn node(&self, frame: u64) -> *mut FreeNode {
