@@ -508,7 +508,7 @@ impl<S: PageSource> Heap<S> {
             }
             // The block after `a` (b's old end) followed a listed block; now an allocated one.
             if bflags & F_LAST == 0 {
-                (*((b as usize + bsize) as *mut Header)).size &= !F_PREV;
+                set_prev_flag(b as usize + bsize, false);
             }
             (*a).link = tag(a as usize, TAG_ALLOC);
             NonNull::new_unchecked(payload(a))
@@ -741,7 +741,7 @@ impl<S: PageSource> Heap<S> {
             (*a).size = len | aflags;
             if aflags & F_LAST == 0 && trail == 0 {
                 // The block after `a` (b's old end) followed a listed block; now an allocated one.
-                (*((s + len) as *mut Header)).size &= !F_PREV;
+                set_prev_flag(s + len, false);
             }
             (*a).link = tag(s, TAG_ALLOC);
             self.in_use += len;
@@ -948,9 +948,8 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: only blocks of held chunks (followed through sizes, and from a LAST block to
         // the chunk record after it), footers of listed blocks and list members are read.
         unsafe {
-            if (*bp).size & F_PREV != 0 {
-                let p = prev_listed(bp);
-                return (p, (*p).link as *mut Header);
+            if let Some(place) = place_after_prev(bp) {
+                return place;
             }
             let mut b = bp;
             for _ in 0..steps {
@@ -1018,9 +1017,8 @@ impl<S: PageSource> Heap<S> {
     ) -> (*mut Header, *mut Header) {
         // SAFETY: as in `find_place`.
         unsafe {
-            if (*bp).size & F_PREV != 0 {
-                let p = prev_listed(bp);
-                return (p, (*p).link as *mut Header);
+            if let Some(place) = place_after_prev(bp) {
+                return place;
             }
             let mut p = hint;
             let mut b = bp;
@@ -1075,15 +1073,17 @@ impl<S: PageSource> Heap<S> {
     unsafe fn absorb_quick(&mut self, bp: *mut Header) {
         // SAFETY: `bp` and the blocks after it in its chunk are blocks of the heap.
         unsafe {
-            while (*bp).size & F_LAST == 0 {
+            // (`grow_over` changes `bp`'s flags through the pointer: a `loop`, not a `while`.)
+            loop {
+                if (*bp).size & F_LAST != 0 {
+                    break;
+                }
                 let nb = (bp as usize + size_of_block(bp)) as *mut Header;
                 if (*nb).link != tag(nb as usize, TAG_QUICK) {
                     break;
                 }
                 self.remove_quick(nb);
-                (*bp).size = (size_of_block(bp) + size_of_block(nb))
-                    | ((*bp).size & (F_FIRST | F_PREV))
-                    | ((*nb).size & F_LAST);
+                grow_over(bp, nb);
             }
         }
     }
@@ -1343,9 +1343,7 @@ impl<S: PageSource> Heap<S> {
                 // The quick blocks right after `q` in its chunk are the next ones in the batch.
                 while (*q).size & F_LAST == 0 && next as usize == q as usize + size_of_block(q) {
                     let after = back(next);
-                    (*q).size = (size_of_block(q) + size_of_block(next))
-                        | ((*q).size & (F_FIRST | F_PREV))
-                        | ((*next).size & F_LAST);
+                    grow_over(q, next);
                     next = after;
                 }
                 let r = if self.freep.is_null() {
@@ -1548,7 +1546,7 @@ impl<S: PageSource> Heap<S> {
                     (*t).size = jlen | (nsize & F_LAST);
                     self.replace(nb, t, prev, next);
                     self.bins.push(t, class_of(jlen));
-                    *((t as usize + jlen - 8) as *mut usize) = t as usize;
+                    set_footer_len(t, jlen);
                     return;
                 }
             }
@@ -1988,34 +1986,92 @@ unsafe fn set_back(h: *mut Header, prev: *mut Header) {
 ///
 /// # Safety
 /// `b` is a listed free block with its final size.
+#[inline]
 unsafe fn set_footer(b: *mut Header) {
+    // SAFETY: per the contract.
+    unsafe { set_footer_len(b, size_of_block(b)) }
+}
+
+/// [`set_footer`] for block `b` of `len` bytes, without reading its header.
+///
+/// # Safety
+/// `b` is a listed free block of `len` bytes.
+#[inline]
+unsafe fn set_footer_len(b: *mut Header, len: usize) {
     // SAFETY: per the contract the block's last word is ours.
-    unsafe { *((b as usize + size_of_block(b) - 8) as *mut usize) = b as usize }
+    unsafe { *((b as usize + len - 8) as *mut usize) = b as usize }
 }
 
 /// The listed block just before `b` in its chunk, from its footer.
 ///
 /// # Safety
 /// `b` is a block of the heap with `F_PREV` set.
+#[inline]
 unsafe fn prev_listed(b: *mut Header) -> *mut Header {
     // SAFETY: `F_PREV` says the word before `b` is the footer of a listed block.
     unsafe { *((b as usize - 8) as *const *mut Header) }
+}
+
+/// `bp`'s place in the list when the block before it is listed (`F_PREV`): that block and its
+/// successor. None otherwise.
+///
+/// # Safety
+/// `bp` is a block of the heap.
+#[inline]
+unsafe fn place_after_prev(bp: *mut Header) -> Option<(*mut Header, *mut Header)> {
+    // SAFETY: with `F_PREV`, `prev_listed` gives a list member, whose link is its successor.
+    unsafe {
+        if (*bp).size & F_PREV == 0 {
+            return None;
+        }
+        let p = prev_listed(bp);
+        Some((p, (*p).link as *mut Header))
+    }
+}
+
+/// Grows free block `b` over the free block `nb` right after it in its chunk (sizes and flags
+/// only; taking `nb` off any list is the caller's).
+///
+/// # Safety
+/// `nb` is the block after `b` in its chunk, both free blocks of the heap.
+#[inline]
+unsafe fn grow_over(b: *mut Header, nb: *mut Header) {
+    // SAFETY: per the contract both headers are valid.
+    unsafe {
+        (*b).size = (size_of_block(b) + size_of_block(nb))
+            | ((*b).size & (F_FIRST | F_PREV))
+            | ((*nb).size & F_LAST);
+    }
 }
 
 /// Sets (`listed`) or clears `F_PREV` of the block after `b` in its chunk, if any.
 ///
 /// # Safety
 /// `b` is a block of the heap with its final size.
+#[inline]
 unsafe fn mark_next(b: *mut Header, listed: bool) {
     // SAFETY: the block after a block that is not its chunk's last is a block of the heap.
     unsafe {
         if (*b).size & F_LAST == 0 {
-            let n = (b as usize + size_of_block(b)) as *mut Header;
-            if listed {
-                (*n).size |= F_PREV;
-            } else {
-                (*n).size &= !F_PREV;
-            }
+            set_prev_flag(b as usize + size_of_block(b), listed);
+        }
+    }
+}
+
+/// Sets (`listed`) or clears `F_PREV` of the block at `at` (for callers that know where the
+/// next block is without reading a header they have just written).
+///
+/// # Safety
+/// `at` is a block of the heap.
+#[inline]
+unsafe fn set_prev_flag(at: usize, listed: bool) {
+    let n = at as *mut Header;
+    // SAFETY: per the contract `n` is a block header.
+    unsafe {
+        if listed {
+            (*n).size |= F_PREV;
+        } else {
+            (*n).size &= !F_PREV;
         }
     }
 }
