@@ -407,6 +407,20 @@ impl<'a> Checker<'a> {
         let needed = (size.div_ceil(BSIZE as u64) as usize).min(MAXFILE);
         let mut addrs = vec![0u32; MAXFILE];
         let mut past_size: Vec<usize> = Vec::new();
+        // Block `k` of the file is at address `a` (valid): the inode uses it.
+        let mut take = |fsck: &mut Self, k: usize, a: u32| {
+            fsck.claim(
+                a,
+                Use {
+                    inum,
+                    index: Some(k),
+                },
+            );
+            addrs[k] = a;
+            if k >= needed {
+                past_size.push(k);
+            }
+        };
 
         for (k, &a) in din.addrs[..NDIRECT].iter().enumerate() {
             if a == 0 {
@@ -418,17 +432,7 @@ impl<'a> Checker<'a> {
                 ));
                 continue;
             }
-            self.claim(
-                a,
-                Use {
-                    inum,
-                    index: Some(k),
-                },
-            );
-            addrs[k] = a;
-            if k >= needed {
-                past_size.push(k);
-            }
+            take(self, k, a);
         }
 
         let ind = din.addrs[NDIRECT];
@@ -461,17 +465,7 @@ impl<'a> Checker<'a> {
                         ));
                         continue;
                     }
-                    self.claim(
-                        a,
-                        Use {
-                            inum,
-                            index: Some(k),
-                        },
-                    );
-                    addrs[k] = a;
-                    if k >= needed {
-                        past_size.push(k);
-                    }
+                    take(self, k, a);
                 }
             }
         }

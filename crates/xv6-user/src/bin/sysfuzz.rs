@@ -265,7 +265,20 @@ impl Fuzz {
         if a == MAP_FAILED_U64 {
             return; // out of regions: allowed
         }
-        if !self.check_new_mapping(a, pages, "anonymous mmap") {
+        self.record_mapping(slot, a, pages, prot, false, "anonymous mmap");
+    }
+
+    /// Checks a mapping mmap just made and keeps it in `slot` as wholly present, never written.
+    fn record_mapping(
+        &mut self,
+        slot: usize,
+        a: u64,
+        pages: u64,
+        prot: i32,
+        file: bool,
+        what: &str,
+    ) {
+        if !self.check_new_mapping(a, pages, what) {
             return;
         }
         self.ents[slot] = Ent {
@@ -273,7 +286,7 @@ impl Fuzz {
             pages,
             mask: ((1u32 << pages) - 1) as u8,
             prot,
-            file: false,
+            file,
             exp: [0; MAXPAGES as usize],
         };
     }
@@ -293,17 +306,7 @@ impl Fuzz {
         if a == MAP_FAILED_U64 {
             return;
         }
-        if !self.check_new_mapping(a, pages, "file mmap") {
-            return;
-        }
-        self.ents[slot] = Ent {
-            addr: a,
-            pages,
-            mask: ((1u32 << pages) - 1) as u8,
-            prot,
-            file: true,
-            exp: [0; MAXPAGES as usize],
-        };
+        self.record_mapping(slot, a, pages, prot, true, "file mmap");
     }
 
     fn op_mmap_fixed(&mut self) {
