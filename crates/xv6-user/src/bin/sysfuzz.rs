@@ -1191,8 +1191,9 @@ fn fuzz(n: u64, seed: u64) -> u64 {
     f.cleanup();
     let _ = sys::unlink(RWFILE);
     let _ = sys::unlink(MAPFILE);
+    // (A step may make two calls, so the child can pass `n` by one.)
     println!(
-        "sysfuzz: {} calls, {} of them hostile",
+        "sysfuzz: child made {} calls for {n} asked, {} of them hostile",
         f.rep.calls, f.rep.hostile
     );
     f.rep.bad
