@@ -10,6 +10,8 @@
 //! - chunks that become wholly free go back to the source;
 //! - size-class quick lists in front of the K&R list make small allocations O(1), and size bins
 //!   indexing the K&R list turn its next-fit walk into a good-fit lookup for any size;
+//! - new blocks are carved in address order from the free tail of the newest chunk (the "top
+//!   block"), a bump of two headers;
 //! - the heap grows by geometrically larger chunks, so few chunk edges cut the free space;
 //! - a checked free, [`Heap::kmfree`], that refuses pointers the heap never handed out and double
 //!   frees, changing nothing; the unchecked [`Heap::deallocate`] detects both too (by a tag in each
@@ -211,7 +213,7 @@ impl core::fmt::Display for FreeError {
 pub struct HeapStats {
     /// Bytes in allocated blocks (headers included).
     pub bytes_in_use: usize,
-    /// Bytes in free blocks (on the free list or in quick lists).
+    /// Bytes in free blocks (on the free list, in quick lists, or the top block).
     pub bytes_free: usize,
     /// Pages held from the source.
     pub pages_held: usize,

@@ -369,6 +369,90 @@ fn realloc_in_place_and_moving() {
 }
 
 #[test]
+fn top_block_serves_in_address_order_and_takes_back_its_neighbours() {
+    let mut h = Heap::new(HostSource::new(1000));
+    h.set_growth_limit(4);
+    // A fresh heap carves from the start of its newest chunk, upwards.
+    let l = layout(100, 16);
+    let blocks: Vec<NonNull<u8>> = (0..8).map(|_| h.allocate(l).unwrap()).collect();
+    for w in blocks.windows(2) {
+        assert_eq!(w[1].as_ptr() as usize - w[0].as_ptr() as usize, 128);
+    }
+    for (i, &b) in blocks.iter().enumerate() {
+        fill(b, 100, i as u8);
+    }
+    h.check_invariants();
+    let largest = h.stats().largest_free_block;
+    // Freeing the last two (the second on a quick list, the last then coalescing with it at the
+    // flush) gives their bytes back to the top block, whole.
+    // SAFETY: live blocks with this layout.
+    unsafe {
+        h.deallocate(blocks[6], l);
+        h.deallocate(blocks[7], l);
+    }
+    h.release_free_pages();
+    h.check_invariants();
+    assert_eq!(h.stats().largest_free_block, largest + 256);
+    // The next block comes from there again.
+    let again = h.allocate(l).unwrap();
+    assert_eq!(again, blocks[6]);
+    // Growing the block below the top block takes from it in place; shrinking gives back.
+    // SAFETY: live block with this layout.
+    let grown = unsafe { h.reallocate(again, l, 3000) }.unwrap();
+    assert_eq!(grown, again);
+    h.check_invariants();
+    // SAFETY: live block with this layout.
+    let shrunk = unsafe { h.reallocate(grown, layout(3000, 16), 40) }.unwrap();
+    assert_eq!(shrunk, again);
+    h.check_invariants();
+    assert_eq!(h.stats().largest_free_block, largest + 256 - 64);
+    for (i, &b) in blocks[..6].iter().enumerate() {
+        check(b, 100, i as u8);
+    }
+    // SAFETY: live blocks with their layouts.
+    unsafe {
+        h.deallocate(shrunk, layout(40, 16));
+        for &b in &blocks[..6] {
+            h.deallocate(b, l);
+        }
+    }
+    h.release_free_pages();
+    h.check_invariants();
+    assert_eq!(h.source().pages_out, 0, "the top block's chunk went back");
+}
+
+#[test]
+fn top_block_too_small_goes_to_the_lists() {
+    // Pages one at a time. After a 3000-byte block the first page's top block holds 1040
+    // bytes; a 2000-byte request needs a new page, whose rest becomes the top block (2032
+    // bytes), and the old one goes to the lists. A 1500-byte request still fits the new top
+    // block; a 900-byte one then does not, and the old top block serves it.
+    let mut h = Heap::new(HostSource::new(1000));
+    h.set_growth_limit(1);
+    let page_of = |p: NonNull<u8>| p.as_ptr() as usize / PAGE_SIZE;
+    let a = h.allocate(layout(3000, 16)).unwrap();
+    let b = h.allocate(layout(2000, 16)).unwrap();
+    assert_eq!(h.stats().pages_held, 2);
+    h.check_invariants();
+    let c = h.allocate(layout(1500, 16)).unwrap();
+    assert_eq!(page_of(c), page_of(b), "from the new top block");
+    let d = h.allocate(layout(900, 16)).unwrap();
+    assert_eq!(h.stats().pages_held, 2, "served by the retired top block");
+    assert_eq!(page_of(d), page_of(a));
+    h.check_invariants();
+    // SAFETY: live blocks with their layouts.
+    unsafe {
+        h.deallocate(a, layout(3000, 16));
+        h.deallocate(b, layout(2000, 16));
+        h.deallocate(c, layout(1500, 16));
+        h.deallocate(d, layout(900, 16));
+    }
+    h.release_free_pages();
+    h.check_invariants();
+    assert_eq!(h.source().pages_out, 0);
+}
+
+#[test]
 fn kmalloc_limits_and_checked_free() {
     let mut h = Heap::new(HostSource::new(1000));
     assert!(h.kmalloc(0).is_none());
