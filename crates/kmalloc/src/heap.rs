@@ -591,16 +591,31 @@ impl<S: PageSource> Heap<S> {
     ///
     /// # Safety
     /// `bp` is a free block of the heap on no list.
-    #[inline]
+    #[inline(always)]
     unsafe fn join_top(&mut self, bp: *mut Header) -> bool {
         let t = self.top;
-        // SAFETY: `bp` and `t` are free blocks of the heap; with `F_PREV` the block before `bp`
-        // is listed.
+        // SAFETY: `bp` is a free block of the heap.
         unsafe {
             let bsize = (*bp).size;
             if t.is_null() || bsize & F_LAST != 0 || bp as usize + (bsize & !FLAGS) != t as usize {
                 return false;
             }
+            self.grow_top_down(bp);
+        }
+        true
+    }
+
+    /// [`Heap::join_top`] once it is known that `bp` ends where the top block starts.
+    ///
+    /// # Safety
+    /// `bp` is a free block of the heap on no list, just below the top block.
+    #[cold]
+    unsafe fn grow_top_down(&mut self, bp: *mut Header) {
+        let t = self.top;
+        // SAFETY: `bp` and `t` are free blocks of the heap; with `F_PREV` the block before `bp`
+        // is listed.
+        unsafe {
+            let bsize = (*bp).size;
             let mut start = bp;
             let mut len = (bsize & !FLAGS) + size_of_block(t);
             let mut keep = bsize & (F_FIRST | F_PREV);
@@ -617,7 +632,6 @@ impl<S: PageSource> Heap<S> {
             (*start).link = tag(start as usize, TAG_TOP);
             self.top = start;
             self.spare_chunk |= keep & F_FIRST != 0;
-            true
         }
     }
 
@@ -1221,6 +1235,7 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `bp` is a free block of the heap on no list; `p` a list member with successor `n` and
     /// `p < bp < n` in the circular address order.
+    #[inline(always)]
     unsafe fn insert_after(
         &mut self,
         p: *mut Header,
