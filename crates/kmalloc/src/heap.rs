@@ -563,7 +563,7 @@ impl<S: PageSource> Heap<S> {
                 self.top = nt;
                 self.in_use += len;
             } else {
-                (*t).size = tsize;
+                // All of it (the rest could not be a block); it keeps its flags.
                 self.top = ptr::null_mut();
                 self.in_use += tlen;
             }
