@@ -2084,71 +2084,84 @@ unsafe fn fit(b: *mut Header, len: usize, align: usize) -> Option<(usize, usize)
     Some((s, len))
 }
 
-/// Sorts a null-terminated list of blocks linked through payload word 0 by address (bottom-up
-/// merge sort: O(n log n), no memory of its own). Returns the new head.
+/// Sorts a null-terminated list of blocks linked through payload word 0 by address: a merge sort
+/// that takes the blocks one at a time and carries them up a stack of sorted runs of 1, 2, 4, ...
+/// blocks, like a binary counter (each block takes part in about log2(n) merges, with one
+/// comparison each; no memory but the stack of run heads). Returns the new head.
 ///
 /// # Safety
 /// Every block on the list is a free block whose payload word 0 is ours.
 unsafe fn sort_by_address(mut list: *mut Header) -> *mut Header {
+    /// Runs of up to 2^RUNS blocks: far more blocks than any address space holds.
+    const RUNS: usize = 48;
     // SAFETY: only payload words 0 of the list's blocks are read and written.
     unsafe {
-        // Short lists (a flush after a failed allocation often has one or two blocks).
         if list.is_null() || back(list).is_null() {
             return list;
         }
-        let second = back(list);
-        if back(second).is_null() {
-            if second < list {
-                set_back(second, list);
-                set_back(list, ptr::null_mut());
-                return second;
+        // runs[i] is null or a sorted list of 2^i blocks.
+        let mut runs = [ptr::null_mut::<Header>(); RUNS];
+        let mut used = 0;
+        while !list.is_null() {
+            let mut carry = list;
+            list = back(list);
+            set_back(carry, ptr::null_mut());
+            let mut i = 0;
+            while i < used && !runs[i].is_null() {
+                carry = merge_by_address(runs[i], carry);
+                runs[i] = ptr::null_mut();
+                i += 1;
             }
-            return list;
+            runs[i] = carry;
+            used = used.max(i + 1);
         }
-        let mut run = 1usize;
-        loop {
-            let mut p = list;
-            list = ptr::null_mut();
-            let mut tail: *mut Header = ptr::null_mut();
-            let mut merges = 0;
-            while !p.is_null() {
-                merges += 1;
-                // Merge the run at `p` with the run of up to `run` blocks after it.
-                let mut q = p;
-                let mut psize = 0;
-                while psize < run && !q.is_null() {
-                    psize += 1;
-                    q = back(q);
-                }
-                let mut qsize = run;
-                while psize > 0 || (qsize > 0 && !q.is_null()) {
-                    let e;
-                    if psize > 0 && (qsize == 0 || q.is_null() || p < q) {
-                        e = p;
-                        p = back(p);
-                        psize -= 1;
-                    } else {
-                        e = q;
-                        q = back(q);
-                        qsize -= 1;
-                    }
-                    if tail.is_null() {
-                        list = e;
-                    } else {
-                        set_back(tail, e);
-                    }
-                    tail = e;
-                }
-                p = q;
+        let mut sorted = ptr::null_mut();
+        for &run in &runs[..used] {
+            if !run.is_null() {
+                sorted = merge_by_address(run, sorted);
             }
-            if !tail.is_null() {
-                set_back(tail, ptr::null_mut());
-            }
-            if merges <= 1 {
-                return list;
-            }
-            run *= 2;
         }
+        sorted
+    }
+}
+
+/// Merges two lists sorted by address (null-terminated, linked through payload word 0).
+///
+/// # Safety
+/// As for [`sort_by_address`], for both lists.
+#[inline]
+unsafe fn merge_by_address(mut a: *mut Header, mut b: *mut Header) -> *mut Header {
+    // SAFETY: only payload words 0 of the lists' blocks are read and written.
+    unsafe {
+        if a.is_null() {
+            return b;
+        }
+        if b.is_null() {
+            return a;
+        }
+        let head;
+        if a < b {
+            head = a;
+            a = back(a);
+        } else {
+            head = b;
+            b = back(b);
+        }
+        let mut tail = head;
+        while !a.is_null() && !b.is_null() {
+            let next;
+            if a < b {
+                next = a;
+                a = back(a);
+            } else {
+                next = b;
+                b = back(b);
+            }
+            set_back(tail, next);
+            tail = next;
+        }
+        set_back(tail, if a.is_null() { b } else { a });
+        head
     }
 }
 
