@@ -556,11 +556,8 @@ impl<S: PageSource> Heap<S> {
             }
             let keep = tsize & (F_FIRST | F_PREV);
             if tlen - len >= MIN_BLOCK {
-                let nt = (t as usize + len) as *mut Header;
-                (*nt).size = (tlen - len) | F_LAST;
-                (*nt).link = tag(nt as usize, TAG_TOP);
+                self.make_top((t as usize + len) as *mut Header, (tlen - len) | F_LAST);
                 (*t).size = len | keep;
-                self.top = nt;
                 self.in_use += len;
             } else {
                 // All of it (the rest could not be a block); it keeps its flags.
@@ -570,6 +567,20 @@ impl<S: PageSource> Heap<S> {
             (*t).link = tag(t as usize, TAG_ALLOC);
             Some(NonNull::new_unchecked(payload(t)))
         }
+    }
+
+    /// Makes `t` the top block, with size word `size` (which has `F_LAST`).
+    ///
+    /// # Safety
+    /// `t` is a free block of the heap on no list, the last of its chunk, of the size `size` says.
+    #[inline]
+    unsafe fn make_top(&mut self, t: *mut Header, size: usize) {
+        // SAFETY: per the contract the header is ours to write.
+        unsafe {
+            (*t).size = size;
+            (*t).link = tag(t as usize, TAG_TOP);
+        }
+        self.top = t;
     }
 
     /// Puts the top block, if any, on the K&R list like any freed block (coalescing with a listed
@@ -628,9 +639,7 @@ impl<S: PageSource> Heap<S> {
                 keep = (*p).size & F_FIRST;
                 start = p;
             }
-            (*start).size = len | keep | F_LAST;
-            (*start).link = tag(start as usize, TAG_TOP);
-            self.top = start;
+            self.make_top(start, len | keep | F_LAST);
             self.spare_chunk |= keep & F_FIRST != 0;
         }
     }
@@ -994,8 +1003,7 @@ impl<S: PageSource> Heap<S> {
             self.grow = self.grow.max(held.min(self.max_grow));
             if as_top {
                 self.retire_top();
-                (*b).link = tag(b as usize, TAG_TOP);
-                self.top = b;
+                self.make_top(b, (*b).size);
                 return Some(b);
             }
             Some(self.insert_free(b, ptr::null_mut()))
@@ -1626,11 +1634,8 @@ impl<S: PageSource> Heap<S> {
                     let keep = (*a).size & (F_FIRST | F_PREV);
                     let rest = cur + tlen - new_len;
                     if rest >= MIN_BLOCK {
-                        let nt = (a as usize + new_len) as *mut Header;
-                        (*nt).size = rest | F_LAST;
-                        (*nt).link = tag(nt as usize, TAG_TOP);
+                        self.make_top((a as usize + new_len) as *mut Header, rest | F_LAST);
                         (*a).size = new_len | keep;
-                        self.top = nt;
                         self.in_use += new_len - cur;
                     } else {
                         (*a).size = (cur + tlen) | keep | F_LAST;
@@ -1722,9 +1727,7 @@ impl<S: PageSource> Heap<S> {
                 let nb = (t as usize + tlen) as *mut Header;
                 if nb == self.top {
                     // The top block grows down over the tail (`a` is allocated: no F_PREV).
-                    (*t).size = (tlen + size_of_block(nb)) | F_LAST;
-                    (*t).link = tag(t as usize, TAG_TOP);
-                    self.top = t;
+                    self.make_top(t, (tlen + size_of_block(nb)) | F_LAST);
                     return;
                 }
                 if (*nb).link & TAG_BITS == 0 {
@@ -2131,23 +2134,11 @@ unsafe fn sort_by_address(mut list: *mut Header) -> *mut Header {
 /// As for [`sort_by_address`], for both lists.
 #[inline]
 unsafe fn merge_by_address(mut a: *mut Header, mut b: *mut Header) -> *mut Header {
-    // SAFETY: only payload words 0 of the lists' blocks are read and written.
+    let mut head = ptr::null_mut();
+    // Where the next block's address goes: `head`, then each block's payload word 0.
+    let mut link: *mut *mut Header = &mut head;
+    // SAFETY: only payload words 0 of the lists' blocks (and `head`) are read and written.
     unsafe {
-        if a.is_null() {
-            return b;
-        }
-        if b.is_null() {
-            return a;
-        }
-        let head;
-        if a < b {
-            head = a;
-            a = back(a);
-        } else {
-            head = b;
-            b = back(b);
-        }
-        let mut tail = head;
         while !a.is_null() && !b.is_null() {
             let next;
             if a < b {
@@ -2157,12 +2148,12 @@ unsafe fn merge_by_address(mut a: *mut Header, mut b: *mut Header) -> *mut Heade
                 next = b;
                 b = back(b);
             }
-            set_back(tail, next);
-            tail = next;
+            *link = next;
+            link = payload(next) as *mut *mut Header;
         }
-        set_back(tail, if a.is_null() { b } else { a });
-        head
+        *link = if a.is_null() { b } else { a };
     }
+    head
 }
 
 fn payload(h: *mut Header) -> *mut u8 {
