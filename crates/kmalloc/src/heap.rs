@@ -60,23 +60,23 @@
 //! block when it cannot serve a request (the heap then grows by a new chunk, whose tail becomes
 //! the new top block), or when its chunk is wholly free and can go back to the source.
 //!
-//! A request takes a quick block of its exact class if there is one, else a block from the start
-//! of the top block if it is big enough; otherwise the smallest class that fits, among quick lists
-//! and bins (one scan of both bitmaps, after trying the heads of the request's own class when it
-//! is geometric): a quick block is split (the remainder goes back to the quick lists), a listed
-//! block is carved from its tail (so it keeps its place in the list and usually its bin). If no
-//! class above the request's own has a block, the request's own bin is searched. Serving from the
-//! top block before the lists keeps new blocks in address order, next to each other, at the cost
-//! of two header writes (in the benchmarks, small random sizes ran faster this way than with the
-//! lists first, and the heap filled to a higher share before its first failure: see the crate's
-//! README); freed blocks still serve every request before the heap grows. Requests with an alignment above 16 look in the bins for a block big
-//! enough to hold any aligned placement, then fall back to K&R's next-fit walk of the list from
-//! the roving pointer. When nothing fits, `morecore` adds a chunk and the request is carved from
-//! it. It asks
-//! for no more pages than the source's [`PageSource::pages_available_hint`] allows, and not at all
-//! when the hint is below what the request needs (so an out-of-memory heap over a locked source
-//! fails without taking its lock). When the source is out, the quick lists are flushed into the K&R list (coalescing), wholly free chunks
-//! go back to the source, and the search runs again, so quick lists never cause a spurious
+//! A request takes a quick block of its exact class if there is one, else a block from the start of
+//! the top block if it is big enough; otherwise the smallest class that fits, among quick lists and
+//! bins (one scan of both bitmaps, after trying the heads of the request's own class when it is
+//! geometric): a quick block is split (the remainder goes back to the quick lists), a listed block
+//! is carved from its tail (so it keeps its place in the list and usually its bin). If no class
+//! above the request's own has a block, the request's own bin is searched. Serving from the top
+//! block before the lists keeps new blocks in address order, next to each other, at the cost of two
+//! header writes (in the benchmarks, small random sizes ran faster this way than with the lists
+//! first, and the heap filled to a higher share before its first failure: see the crate's README);
+//! freed blocks still serve every request before the heap grows. Requests with an alignment above
+//! 16 look in the bins for a block big enough to hold any aligned placement, then fall back to
+//! K&R's next-fit walk of the list from the roving pointer. When nothing fits, `morecore` adds a
+//! chunk and the request is carved from it. It asks for no more pages than the source's
+//! [`PageSource::pages_available_hint`] allows, and not at all when the hint is below what the
+//! request needs (so an out-of-memory heap over a locked source fails without taking its lock).
+//! When the source is out, the quick lists are flushed into the K&R list (coalescing), wholly free
+//! chunks go back to the source, and the search runs again, so quick lists never cause a spurious
 //! out-of-memory.
 //!
 //! # Free
@@ -506,15 +506,7 @@ impl<S: PageSource> Heap<S> {
                 // The block's tail: the rest keeps the block's place in the list, and its bin
                 // unless it drops to a smaller class.
                 (*b).size = lead | (bflags & F_FIRST);
-                if lead < BIN_MIN {
-                    self.bins.pop(b, c);
-                } else {
-                    let lc = class_of(lead);
-                    if lc != c {
-                        self.bins.pop(b, c);
-                        self.bins.push(b, lc);
-                    }
-                }
+                self.rebin(b, Some(c), lead);
                 // (After the bin links are read: in a 32-byte block the footer is one of them.)
                 set_footer(b);
                 a = (b as usize + lead) as *mut Header;
@@ -554,18 +546,31 @@ impl<S: PageSource> Heap<S> {
             if tlen < len {
                 return None;
             }
-            let keep = tsize & (F_FIRST | F_PREV);
-            if tlen - len >= MIN_BLOCK {
-                self.make_top((t as usize + len) as *mut Header, (tlen - len) | F_LAST);
-                (*t).size = len | keep;
-                self.in_use += len;
-            } else {
-                // All of it (the rest could not be a block); it keeps its flags.
-                self.top = ptr::null_mut();
-                self.in_use += tlen;
-            }
+            self.in_use += self.take_top(t, tsize & (F_FIRST | F_PREV), tlen, len);
             (*t).link = tag(t as usize, TAG_ALLOC);
             Some(NonNull::new_unchecked(payload(t)))
+        }
+    }
+
+    /// Makes `a` a block of `len` bytes with flags `keep`, where `a` is the top block or a block
+    /// just below it, `total` bytes from the top block's end; the rest stays the top block, or
+    /// goes to `a` if it could not be a block. Returns `a`'s size.
+    ///
+    /// # Safety
+    /// As described, with `len <= total`.
+    #[inline]
+    unsafe fn take_top(&mut self, a: *mut Header, keep: usize, total: usize, len: usize) -> usize {
+        // SAFETY: per the contract `a` and the bytes up to the top block's end are ours.
+        unsafe {
+            if total - len >= MIN_BLOCK {
+                self.make_top((a as usize + len) as *mut Header, (total - len) | F_LAST);
+                (*a).size = len | keep;
+                len
+            } else {
+                self.top = ptr::null_mut();
+                (*a).size = total | keep | F_LAST;
+                total
+            }
         }
     }
 
@@ -593,7 +598,7 @@ impl<S: PageSource> Heap<S> {
         self.top = ptr::null_mut();
         // SAFETY: `t` was the top block: a free block of the heap on no list.
         unsafe {
-            self.insert_free(t, ptr::null_mut());
+            self.insert_free(t);
         }
     }
 
@@ -803,6 +808,27 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
+    /// Moves listed block `b`, now `len` bytes, from the bin of class `old` (None: it was too small
+    /// to be binned) to the bin its size calls for, if that is another.
+    ///
+    /// # Safety
+    /// `b` is on the K&R list, and on bin `old` if that is not None.
+    #[inline]
+    unsafe fn rebin(&mut self, b: *mut Header, old: Option<usize>, len: usize) {
+        let new = (len >= BIN_MIN).then(|| class_of(len));
+        if old != new {
+            // SAFETY: per the contract; a block of BIN_MIN bytes has room for the bin links.
+            unsafe {
+                if let Some(c) = old {
+                    self.bins.remove(b, c);
+                }
+                if let Some(c) = new {
+                    self.bins.push(b, c);
+                }
+            }
+        }
+    }
+
     /// Takes listed block `b` off its bin, if it is on one.
     ///
     /// # Safety
@@ -1006,7 +1032,7 @@ impl<S: PageSource> Heap<S> {
                 self.make_top(b, (*b).size);
                 return Some(b);
             }
-            Some(self.insert_free(b, ptr::null_mut()))
+            Some(self.insert_free(b))
         }
     }
 
@@ -1023,7 +1049,7 @@ impl<S: PageSource> Heap<S> {
         self.in_use -= len;
         if len > EXACT_MAX || self.frees_coalesce() {
             // SAFETY: `h` is now a free block of the heap, on no list.
-            unsafe { self.insert_free(h, ptr::null_mut()) };
+            unsafe { self.insert_free(h) };
             return;
         }
         // SAFETY: `h` is now a free block of the heap, on no list.
@@ -1074,19 +1100,14 @@ impl<S: PageSource> Heap<S> {
     /// Where free block `bp` goes in the list (which is not empty): `(p, n)`, the list blocks
     /// before and after it in address order (`n` is `p`'s successor). When the block before
     /// `bp` in its chunk is listed (`F_PREV`), that is `p`, read from its footer. Otherwise `n`
-    /// is found by stepping over up to `steps` blocks after `bp` in address order (from a chunk's
-    /// last block to the first block of the next chunk up, and from the highest chunk round to
-    /// the lowest) to the next listed block; else by walking the list from `hint` (a list
-    /// member, or null for the roving pointer) in the right direction.
+    /// is found by stepping over up to [`PHYS_STEPS`] blocks after `bp` in address order (from
+    /// a chunk's last block to the first block of the next chunk up, and from the highest chunk
+    /// round to the lowest) to the next listed block; else by walking the list from the roving
+    /// pointer in the right direction.
     ///
     /// # Safety
-    /// `bp` is a free block of the heap, not listed; `hint` is null or a list member.
-    unsafe fn find_place(
-        &self,
-        bp: *mut Header,
-        hint: *mut Header,
-        steps: usize,
-    ) -> (*mut Header, *mut Header) {
+    /// `bp` is a free block of the heap, not listed.
+    unsafe fn find_place(&self, bp: *mut Header) -> (*mut Header, *mut Header) {
         // SAFETY: only blocks of held chunks (followed through sizes, and from a LAST block to
         // the chunk record after it), footers of listed blocks and list members are read.
         unsafe {
@@ -1094,14 +1115,14 @@ impl<S: PageSource> Heap<S> {
                 return place;
             }
             let mut b = bp;
-            for _ in 0..steps {
+            for _ in 0..PHYS_STEPS {
                 b = self.block_after(b);
                 if (*b).link & TAG_BITS == 0 {
                     // The first listed block after `bp`: `bp` goes just before it.
                     return (back(b), b);
                 }
             }
-            let s = if hint.is_null() { self.freep } else { hint };
+            let s = self.freep;
             if bp > s {
                 let mut p = s;
                 loop {
@@ -1184,10 +1205,8 @@ impl<S: PageSource> Heap<S> {
     /// [`Heap::join_top`]).
     ///
     /// # Safety
-    /// `bp` is a free block of this heap on no list (counted as free); `hint` is null or a member
-    /// of the K&R list (a caller inserting blocks in address order passes the previous result,
-    /// making the batch one pass over the list).
-    unsafe fn insert_free(&mut self, bp: *mut Header, hint: *mut Header) -> *mut Header {
+    /// `bp` is a free block of this heap on no list (counted as free).
+    unsafe fn insert_free(&mut self, bp: *mut Header) -> *mut Header {
         // SAFETY: all blocks reached are `bp`, blocks after it in its chunk, or list members,
         // all owned by the heap.
         unsafe {
@@ -1207,7 +1226,7 @@ impl<S: PageSource> Heap<S> {
                 self.spare_chunk |= (*bp).size & SPAN == SPAN;
                 return bp;
             }
-            let (p, n) = self.find_place(bp, hint, PHYS_STEPS);
+            let (p, n) = self.find_place(bp);
             self.insert_after(p, n, bp)
         }
     }
@@ -1276,17 +1295,7 @@ impl<S: PageSource> Heap<S> {
                     set_back(nn, p);
                 }
                 (*p).size = len | ((*p).size & F_FIRST) | last;
-                // Rebin `p` only if it changed class (`len` is at least 2 * MIN_BLOCK).
-                let nc = class_of(len);
-                if plen < BIN_MIN {
-                    self.bins.push(p, nc);
-                } else {
-                    let oc = class_of(plen);
-                    if oc != nc {
-                        self.bins.remove(p, oc);
-                        self.bins.push(p, nc);
-                    }
-                }
+                self.rebin(p, (plen >= BIN_MIN).then(|| class_of(plen)), len);
                 p
             } else if join_next {
                 // `bp` absorbs `n` and takes its place in the list.
@@ -1351,7 +1360,7 @@ impl<S: PageSource> Heap<S> {
                     if link == tag(b as usize, TAG_QUICK) {
                         self.remove_quick(b);
                         if last.is_null() {
-                            b = self.insert_free(b, ptr::null_mut());
+                            b = self.insert_free(b);
                         } else {
                             self.absorb_quick(b);
                             if self.join_top(b) {
@@ -1429,7 +1438,7 @@ impl<S: PageSource> Heap<S> {
             } else {
                 // Declined: the chunk stays ours. Put the block back (nothing is adjacent
                 // within the chunk, so nothing merges).
-                self.insert_free(r, ptr::null_mut());
+                self.insert_free(r);
                 false
             }
         }
@@ -1504,16 +1513,13 @@ impl<S: PageSource> Heap<S> {
                     grow_over(q, next);
                     next = after;
                 }
-                let r = if self.join_top(q) {
+                // (With the quick lists empty, `insert_free` absorbs nothing.)
+                let r = if hint.is_null() {
+                    self.insert_free(q)
+                } else if self.join_top(q) {
                     self.top
-                } else if self.freep.is_null() {
-                    self.insert_free(q, ptr::null_mut())
                 } else {
-                    let (p, n) = if hint.is_null() {
-                        self.find_place(q, ptr::null_mut(), PHYS_STEPS)
-                    } else {
-                        self.find_place_from(q, hint)
-                    };
+                    let (p, n) = self.find_place_from(q, hint);
                     self.insert_after(p, n, q)
                 };
                 if r == self.top {
@@ -1629,19 +1635,10 @@ impl<S: PageSource> Heap<S> {
             // Grow into the top block when it follows.
             let t = self.top;
             if (*a).size & F_LAST == 0 && a as usize + cur == t as usize {
-                let tlen = size_of_block(t);
-                if cur + tlen >= new_len {
+                let total = cur + size_of_block(t);
+                if total >= new_len {
                     let keep = (*a).size & (F_FIRST | F_PREV);
-                    let rest = cur + tlen - new_len;
-                    if rest >= MIN_BLOCK {
-                        self.make_top((a as usize + new_len) as *mut Header, rest | F_LAST);
-                        (*a).size = new_len | keep;
-                        self.in_use += new_len - cur;
-                    } else {
-                        (*a).size = (cur + tlen) | keep | F_LAST;
-                        self.top = ptr::null_mut();
-                        self.in_use += tlen;
-                    }
+                    self.in_use += self.take_top(a, keep, total, new_len) - cur;
                     return Ok(ptr);
                 }
             }
@@ -1747,7 +1744,7 @@ impl<S: PageSource> Heap<S> {
             (*t).size = tlen | tlast;
             if tlen > EXACT_MAX || self.frees_coalesce() {
                 // Freed like any large block: straight into the K&R list, coalescing.
-                self.insert_free(t, ptr::null_mut());
+                self.insert_free(t);
                 return;
             }
             if tlast == 0 {
