@@ -518,20 +518,12 @@ fn writeback(pt: PageTable, r: &Mapping, from: u64, to: u64, clean: bool) {
     let Some(ip) = file.inode() else {
         return;
     };
-    let f = &mut KernelFrames;
     // Only mapped pages can be dirty: walk those (a large, mostly untouched mapping costs
-    // nothing), a batch at a time because the writes below sleep.
-    let mut from = from;
-    loop {
-        let batch = uvm::mapped_pages(pt, f, from, to);
-        let Some(&(last, _)) = batch.pages().last() else {
-            break;
-        };
-        let more = batch.is_full();
-        from = last + PAGE;
-        for &(page, e) in batch.pages() {
+    // nothing); `for_each_mapped` runs the writes below, which sleep, between walks.
+    let done: Result<(), core::convert::Infallible> =
+        uvm::for_each_mapped(pt, &mut KernelFrames, from, to, |f, page, e| {
             if e & Pte::DIRTY.bits() == 0 {
-                continue;
+                return Ok(());
             }
             let pa = e & ADDR_MASK;
             let off = r.file_offset(page).unwrap_or(0);
@@ -570,11 +562,9 @@ fn writeback(pt: PageTable, r: &Mapping, from: u64, to: u64, clean: bool) {
                     ),
                 );
             }
-        }
-        if !more {
-            break;
-        }
-    }
+            Ok(())
+        });
+    let Ok(()) = done;
 }
 
 /// Unmaps the pages of a region being removed: writes shared file pages back, frees private

@@ -60,26 +60,39 @@ pub fn alloc_range(
 /// Unmaps every page in `[lo, hi)`, freeing the frames the mappings own (not BORROWED ones).
 /// Pages not mapped are skipped. The caller flushes the TLB.
 pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) {
-    let mut from = lo;
-    loop {
-        // Collect a batch first (the walk stops when it is full): unmapping while walking would
-        // edit the tables under the walk.
-        let batch = mapped_pages(pt, f, from, hi);
-        if batch.len == 0 {
-            return;
-        }
-        for &(va, _) in batch.pages() {
-            if let Some(e) = pt.unmap(f, va) {
-                if e & Pte::BORROWED.bits() == 0 {
-                    // SAFETY: the mapping owned this frame and is gone.
-                    unsafe { f.free(e & ADDR_MASK) };
-                }
+    let done: Result<(), core::convert::Infallible> = for_each_mapped(pt, f, lo, hi, |f, va, _| {
+        if let Some(e) = pt.unmap(f, va) {
+            if e & Pte::BORROWED.bits() == 0 {
+                // SAFETY: the mapping owned this frame and is gone.
+                unsafe { f.free(e & ADDR_MASK) };
             }
         }
-        if !batch.is_full() {
-            return; // the walk reached `hi`
+        Ok(())
+    });
+    let Ok(()) = done;
+}
+
+/// Calls `each(f, va, entry)` for every present 4 KiB leaf of `pt` in `[lo, hi)`, in address
+/// order, and stops at the first error. The leaves are collected a batch at a time and `each`
+/// runs between walks, so it may edit the tables (even `pt`'s, in or out of the range) and
+/// sleep; a walk stops when its batch is full, so the whole range costs one walk in all.
+pub fn for_each_mapped<F: TableFrames, E>(
+    pt: PageTable,
+    f: &mut F,
+    lo: u64,
+    hi: u64,
+    mut each: impl FnMut(&mut F, u64, u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut from = lo;
+    loop {
+        let batch = mapped_pages(pt, f, from, hi);
+        for &(va, e) in batch.pages() {
+            each(f, va, e)?;
         }
-        from = batch.pages()[batch.len - 1].0 + PAGE;
+        if !batch.is_full() {
+            return Ok(()); // the walk reached `hi`
+        }
+        from = batch.pages()[BATCH - 1].0 + PAGE;
     }
 }
 
@@ -88,26 +101,26 @@ const BATCH: usize = 16;
 
 /// Up to [`BATCH`] present leaves in address order: `(va, entry)`.
 #[derive(Debug)]
-pub struct Batch {
+struct Batch {
     pages: [(u64, u64); BATCH],
     len: usize,
 }
 
 impl Batch {
     /// Whether the batch filled up (so the range may hold more leaves after it).
-    pub fn is_full(&self) -> bool {
+    fn is_full(&self) -> bool {
         self.len == self.pages.len()
     }
 
     /// The leaves found.
-    pub fn pages(&self) -> &[(u64, u64)] {
+    fn pages(&self) -> &[(u64, u64)] {
         &self.pages[..self.len]
     }
 }
 
-/// The first (up to) [`BATCH`] present leaves of `pt` in `[lo, hi)`; the walk stops when it has them,
-/// so visiting a large range batch by batch costs one walk in all.
-pub fn mapped_pages(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) -> Batch {
+/// The first (up to) [`BATCH`] present leaves of `pt` in `[lo, hi)`; the walk stops when it has
+/// them.
+fn mapped_pages(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) -> Batch {
     let mut b = Batch {
         pages: [(0, 0); BATCH],
         len: 0,
@@ -130,39 +143,20 @@ pub fn copy_range(
     lo: u64,
     hi: u64,
 ) -> Result<(), MapError> {
-    let mut from = lo;
-    let result = 'copy: loop {
-        let batch = mapped_pages(src, f, from, hi);
-        if batch.len == 0 {
-            break Ok(());
+    let result = for_each_mapped(src, f, lo, hi, |f, va, e| {
+        let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
+        if e & Pte::BORROWED.bits() != 0 {
+            return dst.map(f, va, e & ADDR_MASK, flags);
         }
-        for &(va, e) in batch.pages() {
-            let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
-            let r = if e & Pte::BORROWED.bits() != 0 {
-                dst.map(f, va, e & ADDR_MASK, flags)
-            } else {
-                match f.alloc() {
-                    None => Err(MapError::OutOfMemory),
-                    Some(pa) => {
-                        let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
-                        // SAFETY: both are live, distinct 4 KiB frames.
-                        unsafe { *d = *s };
-                        dst.map(f, va, pa, flags).inspect_err(|_| {
-                            // SAFETY: never mapped.
-                            unsafe { f.free(pa) }
-                        })
-                    }
-                }
-            };
-            if let Err(e) = r {
-                break 'copy Err(e);
-            }
-        }
-        if !batch.is_full() {
-            break Ok(()); // the walk reached `hi`
-        }
-        from = batch.pages()[batch.len - 1].0 + PAGE;
-    };
+        let pa = f.alloc().ok_or(MapError::OutOfMemory)?;
+        let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
+        // SAFETY: both are live, distinct 4 KiB frames.
+        unsafe { *d = *s };
+        dst.map(f, va, pa, flags).inspect_err(|_| {
+            // SAFETY: never mapped.
+            unsafe { f.free(pa) }
+        })
+    });
     if result.is_err() {
         dealloc_range(dst, f, lo, hi);
     }
