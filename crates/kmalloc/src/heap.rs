@@ -207,7 +207,9 @@ unsafe fn chunk_first(c: *mut Chunk) -> *mut Header {
 }
 
 /// Segregated lists of free blocks by class, doubly linked through payload words `OFF` (next)
-/// and `OFF + 1` (previous), with a bitmap of the non-empty classes.
+/// and `OFF + 1` (previous), with a bitmap of the non-empty classes. A head's previous link is
+/// not kept (a member is the head when `head[c]` says so): taking the head then writes nothing
+/// into its successor, a block freed long ago whose cache line is likely cold.
 struct Classes<const OFF: usize> {
     head: [*mut Header; NCLASS],
     map: [u64; NWORDS],
@@ -226,7 +228,7 @@ impl<const OFF: usize> Classes<OFF> {
         (payload(h) as *mut *mut Header).wrapping_add(OFF)
     }
 
-    /// (next, previous) of member `h`.
+    /// (next, previous) of member `h`; the previous is meaningless if `h` is a head.
     ///
     /// # Safety
     /// `h` is on one of the lists.
@@ -234,6 +236,15 @@ impl<const OFF: usize> Classes<OFF> {
         let w = Self::links(h);
         // SAFETY: a member's payload holds its links at words OFF and OFF + 1.
         unsafe { (*w, *w.add(1)) }
+    }
+
+    /// The next member after `h`.
+    ///
+    /// # Safety
+    /// `h` is on one of the lists.
+    unsafe fn next(h: *mut Header) -> *mut Header {
+        // SAFETY: a member's payload holds its next link at word OFF.
+        unsafe { *Self::links(h) }
     }
 
     /// Pushes `h` on list `c`.
@@ -244,9 +255,7 @@ impl<const OFF: usize> Classes<OFF> {
         let head = self.head[c];
         // SAFETY: per the contract, and `head` (if any) is a member.
         unsafe {
-            let w = Self::links(h);
-            *w = head;
-            *w.add(1) = ptr::null_mut();
+            *Self::links(h) = head;
             if !head.is_null() {
                 *Self::links(head).add(1) = h;
             }
@@ -267,8 +276,6 @@ impl<const OFF: usize> Classes<OFF> {
             self.head[c] = next;
             if next.is_null() {
                 self.map[c / 64] &= !(1 << (c % 64));
-            } else {
-                *Self::links(next).add(1) = ptr::null_mut();
             }
         }
     }
@@ -281,16 +288,16 @@ impl<const OFF: usize> Classes<OFF> {
         // SAFETY: `h` and its neighbours are members, whose payloads hold the links.
         unsafe {
             let (next, prev) = Self::get(h);
-            if prev.is_null() {
+            if self.head[c] == h {
                 self.head[c] = next;
                 if next.is_null() {
                     self.map[c / 64] &= !(1 << (c % 64));
                 }
             } else {
                 *Self::links(prev) = next;
-            }
-            if !next.is_null() {
-                *Self::links(next).add(1) = prev;
+                if !next.is_null() {
+                    *Self::links(next).add(1) = prev;
+                }
             }
         }
     }
@@ -706,7 +713,7 @@ impl<S: PageSource> Heap<S> {
                 if let Some((s, l)) = fit(b, len, UNIT) {
                     return Some(self.carve(b, s, l));
                 }
-                b = Classes::<1>::get(b).0;
+                b = Classes::<1>::next(b);
             }
         }
         None
@@ -1478,7 +1485,7 @@ impl<S: PageSource> Heap<S> {
                 while !q.is_null() {
                     // SAFETY: `q` is a member of quick list `c`; its payload words are ours.
                     unsafe {
-                        let next = Classes::<0>::get(q).0;
+                        let next = Classes::<0>::next(q);
                         set_back(q, all);
                         all = q;
                         q = next;
@@ -1858,7 +1865,7 @@ impl<S: PageSource> Heap<S> {
                 // SAFETY: a quick-list member: a valid free block, its payload holding the links.
                 unsafe {
                     largest = largest.max(size_of_block(q) - UNIT);
-                    q = Classes::<0>::get(q).0;
+                    q = Classes::<0>::next(q);
                 }
             }
         }
@@ -1989,7 +1996,7 @@ impl<S: PageSource> Heap<S> {
                     assert!(len >= BIN_MIN, "small block binned");
                     assert_eq!(class_of(len), c, "block in the wrong bin");
                     let (next, p) = Classes::<1>::get(q);
-                    assert_eq!(p, prev, "broken bin back link");
+                    assert!(prev.is_null() || p == prev, "broken bin back link");
                     binned += 1;
                     prev = q;
                     q = next;
@@ -2020,7 +2027,7 @@ impl<S: PageSource> Heap<S> {
                         "quick block in the wrong class"
                     );
                     let (next, p) = Classes::<0>::get(q);
-                    assert_eq!(p, prev, "broken quick back link");
+                    assert!(prev.is_null() || p == prev, "broken quick back link");
                     quick_bytes += size_of_block(q);
                     prev = q;
                     q = next;
