@@ -158,9 +158,29 @@ const _: () = assert!(NCLASS < NWORDS * 64);
 const QUICK_MIN_CAP: usize = 64 * 1024;
 /// The most pages `morecore` asks for beyond what a request needs (1 MiB).
 const MAX_GROW_PAGES: usize = 256;
+/// How far past the top block's start [`Heap::make_top`] prefetches: one page, so that the page
+/// the next few carvings reach is in the TLB and cache by then (heap efficiency benchmark, cold
+/// caches: 0.91 -> 1.00 of buddy_system_allocator's speed; 256 bytes ahead was slower, 2 and 8
+/// KiB no better).
+const TOP_PREFETCH: usize = PAGE_SIZE;
 /// How many physical neighbours an insertion steps over looking for its place before it walks
 /// the list instead.
 const PHYS_STEPS: usize = 32;
+
+/// Hints the CPU to fetch the cache line at `p` (and its page's translation). A hint only: it
+/// never faults, even on an address that is not mapped, and does nothing on other targets.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    // HARDWARE: x86_64's PREFETCHT0. The instruction reads no data into the program and raises
+    // no exception for any address, so any pointer value is sound to pass.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as above; SSE is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// The class of a block of `len` bytes.
 #[inline]
@@ -591,6 +611,10 @@ impl<S: PageSource> Heap<S> {
         unsafe {
             (*t).size = size;
             (*t).link = tag(t as usize, TAG_TOP);
+        }
+        if size & !FLAGS > TOP_PREFETCH {
+            // The top block is carved in address order: its next page will be needed soon.
+            prefetch((t as *const u8).wrapping_add(TOP_PREFETCH));
         }
         self.top = t;
     }
