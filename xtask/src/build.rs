@@ -115,6 +115,9 @@ pub fn user_programs() -> Result<Vec<(String, PathBuf)>> {
 
 /// Builds the C programs in crates/xv6-user/c; returns (name, path) pairs.
 pub fn c_programs() -> Result<Vec<(String, PathBuf)>> {
+    if std::env::var_os("CC").is_none() {
+        util::ensure_tool("gcc", "gcc")?;
+    }
     let out = util::root().join("target/cprog");
     std::fs::create_dir_all(&out)?;
     let paths = crate::cprog::build_c_programs(&util::root(), &out).map_err(Error)?;

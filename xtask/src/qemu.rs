@@ -14,26 +14,7 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// Makes sure QEMU is installed: installs it with apt-get when running as root, otherwise says
 /// exactly what to run.
 pub fn ensure_installed() -> Result<()> {
-    if util::on_path(QEMU) {
-        return Ok(());
-    }
-    let how = "sudo apt-get update && sudo apt-get install -y qemu-system-x86";
-    if util::is_root() && util::on_path("apt-get") {
-        eprintln!("{QEMU} is not installed; installing it with apt-get (package qemu-system-x86)");
-        util::run(Command::new("apt-get").args(["update", "-q"]))?;
-        util::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "qemu-system-x86"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        if util::on_path(QEMU) {
-            return Ok(());
-        }
-        return Err(fail!(
-            "apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"
-        ));
-    }
-    Err(fail!("{QEMU} is not installed. Install it with:\n    {how}\n(on other systems: the package that provides {QEMU})"))
+    util::ensure_tool(QEMU, "qemu-system-x86")
 }
 
 /// How to start the machine. Its disk is a private copy, removed when the machine is dropped.

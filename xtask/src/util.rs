@@ -107,6 +107,30 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Makes sure `program` is on PATH: installs apt package `package` when running as root with
+/// apt-get, otherwise says exactly what to run.
+pub fn ensure_tool(program: &str, package: &str) -> Result<()> {
+    if on_path(program) {
+        return Ok(());
+    }
+    if is_root() && on_path("apt-get") {
+        eprintln!("{program} is not installed; installing it with apt-get (package {package})");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if on_path(program) {
+            return Ok(());
+        }
+        return Err(fail!(
+            "apt-get installed {package} but {program} is still not on PATH"
+        ));
+    }
+    Err(fail!(
+        "{program} is not installed. Install it with:\n    sudo apt-get update && sudo apt-get install -y {package}\n(on other systems: the package that provides {program})"
+    ))
+}
+
 /// True if this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
