@@ -9,11 +9,46 @@ use std::collections::BTreeMap;
 #[derive(Arbitrary, Debug)]
 enum Action {
     One,
-    Run { count: u8, align_log: u8 },
-    Free { index: u8 },
-    FreeHead { index: u8, k: u8 },
-    FreeAny { frame: u16 },
-    FreeMisaligned { frame: u16, offset: u16 },
+    Run {
+        count: u8,
+        align_log: u8,
+    },
+    Free {
+        index: u8,
+    },
+    FreeHead {
+        index: u8,
+        k: u8,
+    },
+    FreeAny {
+        frame: u16,
+    },
+    FreeMisaligned {
+        frame: u16,
+        offset: u16,
+    },
+    /// Writes into the start of one frame of an owned run, as a caller may: the bytes may look
+    /// like the allocator's free-list node, which it must not trust.
+    Scribble {
+        index: u8,
+        frame: u8,
+        bytes: [u8; 24],
+    },
+    /// Forges a free-list node (of a small order, with wild links) in one frame of an owned
+    /// run: data that claims to be a free block.
+    Forge {
+        index: u8,
+        frame: u8,
+        order: u8,
+        next: u16,
+    },
+    /// Copies the start of any frame (a free one holds a real free-list node) into one frame of
+    /// an owned run: stale data that looks right.
+    CopyNode {
+        from: u16,
+        index: u8,
+        frame: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -51,7 +86,8 @@ fuzz_target!(|input: Input| {
         at = end;
     }
     let total = a.stats().total;
-    let mut owned: BTreeMap<u64, (usize, u8)> = BTreeMap::new();
+    // first frame -> (frames, fill byte); the fill byte is None once the run was scribbled on.
+    let mut owned: BTreeMap<u64, (usize, Option<u8>)> = BTreeMap::new();
     let mut seed = 0u8;
     let view = |a: &FrameAllocator, first: u64, n: usize| -> &'static mut [u8] {
         // SAFETY: frames inside `ram` (managed frames only), which outlives every use.
@@ -82,16 +118,18 @@ fuzz_target!(|input: Input| {
                         );
                     }
                     view(&a, f.number(), count).fill(seed);
-                    owned.insert(f.number(), (count, seed));
+                    owned.insert(f.number(), (count, Some(seed)));
                 }
             }
             Action::Free { index } if !keys.is_empty() => {
                 let s = keys[index as usize % keys.len()];
                 let (n, b) = owned.remove(&s).unwrap();
-                assert!(
-                    view(&a, s, n).iter().all(|&x| x == b),
-                    "owned frames changed"
-                );
+                if let Some(b) = b {
+                    assert!(
+                        view(&a, s, n).iter().all(|&x| x == b),
+                        "owned frames changed"
+                    );
+                }
                 // SAFETY: frames we own.
                 assert_eq!(
                     unsafe { a.free_contiguous(Frame::from_number(s).unwrap(), n) },
@@ -112,6 +150,40 @@ fuzz_target!(|input: Input| {
                 if k < n {
                     owned.insert(s + k as u64, (n - k, b));
                 }
+            }
+            Action::Scribble {
+                index,
+                frame,
+                bytes,
+            } if !keys.is_empty() => {
+                let s = keys[index as usize % keys.len()];
+                let (n, _) = owned[&s];
+                let f = s + frame as u64 % n as u64;
+                view(&a, f, 1)[..bytes.len()].copy_from_slice(&bytes);
+                owned.insert(s, (n, None));
+            }
+            Action::Forge {
+                index,
+                frame,
+                order,
+                next,
+            } if !keys.is_empty() => {
+                let s = keys[index as usize % keys.len()];
+                let (n, _) = owned[&s];
+                let f = Frame::from_number(s + frame as u64 % n as u64).unwrap();
+                // SAFETY: a frame we own.
+                unsafe { a.forge_node(f, order as usize % 8, next as u64, u64::MAX) };
+                owned.insert(s, (n, None));
+            }
+            Action::CopyNode { from, index, frame } if !keys.is_empty() => {
+                let from = PHYS_BASE / 4096 + from as u64 % frames_total as u64;
+                let mut node = [0u8; 24];
+                node.copy_from_slice(&view(&a, from, 1)[..24]);
+                let s = keys[index as usize % keys.len()];
+                let (n, _) = owned[&s];
+                let f = s + frame as u64 % n as u64;
+                view(&a, f, 1)[..24].copy_from_slice(&node);
+                owned.insert(s, (n, None));
             }
             Action::FreeAny { frame } => {
                 let f = Frame::containing(PhysAddr::new(PHYS_BASE + (frame as u64 % 1100) * 4096));

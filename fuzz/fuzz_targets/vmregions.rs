@@ -122,7 +122,8 @@ fuzz_target!(|actions: Vec<Action>| {
                 let lower = (lower as u64 % SPACE) * P;
                 let upper = (SPACE + 30) * P;
                 let free = |s: u64| shadow.iter().all(|r| r.end() <= s || r.start >= s + size);
-                let ok = |s: u64| s % align == 0 && s >= lower && s + size <= upper && free(s);
+                let ok =
+                    |s: u64| s.is_multiple_of(align) && s >= lower && s + size <= upper && free(s);
                 let hint = hint.map(|h| (h as u64 % SPACE) * P);
                 let want = match hint {
                     Some(h) if ok(h) => Some(h),

@@ -216,6 +216,15 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                     "--",
                     "-D",
                     "warnings",
+                ]))?;
+                util::run(cargo().args([
+                    "clippy",
+                    "--manifest-path",
+                    "fuzz/Cargo.toml",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
                 ]))
             }),
         ),

@@ -9,7 +9,11 @@
 //!
 //! Why the buddy's order can be trusted: a block being freed is allocated, so if its buddy's first
 //! frame is free, that frame is the head of a free block no larger than the buddy (a larger one
-//! would contain the block being freed), and heads carry their order.
+//! would contain the block being freed), and heads carry their order. This needs a frame's bit to
+//! turn free only when the block holding it goes on a list: a run is freed one aligned block at a
+//! time, each marked free just before it is listed. The node of any other frame is never read, so
+//! what the frames held before (a caller's data, an earlier allocator's lists) cannot pass for a
+//! free block.
 
 use crate::addr::{Frame, PhysAddr};
 use crate::FRAME_SIZE;
@@ -355,7 +359,6 @@ impl FrameAllocator {
                 )
             };
         }
-        self.set_bits(&r, first, count, false);
         self.free += count;
         let mut f = first;
         let end = first + count;
@@ -364,6 +367,10 @@ impl FrameAllocator {
             while f + (1 << order) > end {
                 order -= 1;
             }
+            // One block at a time: the rest of the run stays marked allocated until its turn, so
+            // a block's buddy that lies further on in the run is not taken for a free head (its
+            // first frame holds whatever was written there, perhaps a forged or stale node).
+            self.set_bits(&r, f, 1 << order, false);
             self.free_block(&r, f, order);
             f += 1 << order;
         }
@@ -534,6 +541,25 @@ impl FrameAllocator {
         }
     }
 
+    /// Writes into `frame` a node that claims it heads a free block of `order` with links `next`
+    /// and `prev`: what a caller's data (or an earlier allocator's lists) may look like. For tests
+    /// and fuzzing, which check that such data is never trusted.
+    ///
+    /// # Safety
+    /// `frame` is allocated to the caller (its first 24 bytes are overwritten).
+    #[doc(hidden)]
+    pub unsafe fn forge_node(&self, frame: Frame, order: usize, next: u64, prev: u64) {
+        // SAFETY: per the contract the frame's memory is the caller's to write.
+        unsafe {
+            self.node(frame.number()).write(FreeNode {
+                next,
+                prev,
+                order: order as u32,
+                magic: NODE_MAGIC,
+            })
+        };
+    }
+
     /// Checks the free lists against the bitmaps; panics on the first inconsistency. For tests and
     /// fuzzing: O(frames).
     #[doc(hidden)]
@@ -563,6 +589,10 @@ impl FrameAllocator {
                 assert_eq!(n.order as usize, order);
                 assert_eq!(n.prev, prev);
                 listed += 1 << order;
+                assert!(
+                    listed <= self.free,
+                    "free lists longer than the free count (a cycle?)"
+                );
                 prev = f;
                 f = n.next;
             }

@@ -297,6 +297,90 @@ fn page_source_hint_is_exact_or_unknown() {
     locked.lock().check_invariants();
 }
 
+/// A frame run freed in pieces whose later pieces hold forged free-list nodes (as a caller's data
+/// may): the allocator must not take them for free blocks.
+#[test]
+fn forged_nodes_in_a_freed_run_are_not_trusted() {
+    let mut ram = Ram::new(200);
+    let mut a = ram.allocator(&[(0, 200 * 4096)]);
+    let total = a.stats().total;
+    let f = a.allocate_contiguous(16, 16).unwrap();
+    let n = f.number();
+    for i in 0..16u64 {
+        // Each frame claims to head a block of the order its position allows, linked to the
+        // run's first frame and to a frame nobody manages.
+        let frame = Frame::from_number(n + i).unwrap();
+        // SAFETY: a frame we own.
+        unsafe { a.forge_node(frame, (i.trailing_zeros() as usize).min(3), n, 1 << 40) };
+    }
+    // Freed as blocks of 4, 2 and 1 frames: each block's buddy is the next block.
+    // SAFETY: frames we own.
+    unsafe { a.free_contiguous(f, 7) }.unwrap();
+    a.check_invariants();
+    assert_eq!(a.stats().free, total - 9);
+    // SAFETY: frames we own.
+    unsafe { a.free_contiguous(Frame::from_number(n + 7).unwrap(), 9) }.unwrap();
+    a.check_invariants();
+    assert_eq!(a.stats().free, total);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Ok(f) = a.allocate() {
+        assert!(
+            seen.insert(f.number()),
+            "frame {} handed out twice",
+            f.number()
+        );
+    }
+    assert_eq!(seen.len() as u64, total);
+}
+
+/// Runs a fixed mix of allocations and frees; returns every allocation's result. Leaves what it
+/// allocated allocated, and its lists in the frames.
+fn fixed_workload(a: &mut FrameAllocator) -> Vec<Option<u64>> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut live: Vec<(Frame, usize)> = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..3000 {
+        if live.len() < 60 && (next() % 3 != 0 || live.is_empty()) {
+            let count = 1 + (next() % 24) as usize;
+            let r = a.allocate_contiguous(count, 1 << (next() % 4)).ok();
+            got.push(r.map(|f| f.number()));
+            if let Some(f) = r {
+                live.push((f, count));
+            }
+        } else {
+            let (f, count) = live.swap_remove((next() % live.len() as u64) as usize);
+            // SAFETY: frames we own.
+            unsafe { a.free_contiguous(f, count) }.unwrap();
+        }
+    }
+    got
+}
+
+/// At boot, RAM holds whatever was there: here, the free lists of an earlier allocator over the
+/// same memory. A new allocator must behave as it does on clean memory.
+#[test]
+fn garbage_left_by_an_earlier_allocator_is_ignored() {
+    let mut clean = Ram::new(300);
+    let mut a = clean.allocator(&[(0, 300 * 4096)]);
+    let expected = fixed_workload(&mut a);
+    a.check_invariants();
+
+    let mut ram = Ram::new(300);
+    {
+        let mut first = ram.allocator(&[(0, 300 * 4096)]);
+        fixed_workload(&mut first);
+    }
+    let mut second = ram.allocator(&[(0, 300 * 4096)]);
+    assert_eq!(fixed_workload(&mut second), expected);
+    second.check_invariants();
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     One,
