@@ -44,9 +44,17 @@ unsafe impl PageSource for HostSource {
         // SAFETY: non-zero size.
         let p = unsafe { std::alloc::alloc(layout) };
         let p = NonNull::new(p)?;
-        // Garbage, so the heap cannot rely on zeroed pages.
-        // SAFETY: freshly allocated, pages * PAGE_SIZE bytes.
-        unsafe { p.as_ptr().write_bytes(0xa5, pages * PAGE_SIZE) };
+        // Garbage that looks like heap metadata, so the heap can rely neither on zeroed pages
+        // nor on reading a header it did not write: every 16 bytes read as a header say "a free
+        // block on the K&R list, 16 bytes long, linked to the next one, after a listed block".
+        // SAFETY: freshly allocated, pages * PAGE_SIZE bytes, 16-aligned.
+        unsafe {
+            let w = p.as_ptr() as *mut usize;
+            for i in 0..pages * PAGE_SIZE / 8 {
+                let at = p.as_ptr() as usize + i * 8;
+                *w.add(i) = if i % 2 == 0 { at + 16 } else { 16 | 4 };
+            }
+        }
         self.out.insert(p.as_ptr() as usize, pages);
         self.pages_out += pages;
         Some(p)
