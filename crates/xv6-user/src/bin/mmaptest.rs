@@ -455,10 +455,22 @@ fn msync_reaches_file() -> R {
     for &(o, v) in &edits1 {
         wr(m.addr + o, v);
     }
+    // Past the end of the file, in its last page: never written back (the size stays).
+    wr(m.addr + len + 7, b'P');
     let r = msync(m.addr, len, MS_SYNC);
     ensure!(r == 0, "msync(MS_SYNC) returned {r}");
     let after1 = |i: u64| edits1.iter().find(|e| e.0 == i).map_or(pat(2, i), |e| e.1);
     check_file("after msync", F1, len, after1)?;
+    // A whole page past the end: it reads as zero, and writing it changes nothing either.
+    let fd = open(F1, O_RDWR)?;
+    let far = map(0, PG, RW, MAP_SHARED, fd, 8 * PG);
+    let _ = sys::close(fd);
+    let far = far?;
+    check_mem("a mapping past the end of the file", far.addr, PG, |_| 0)?;
+    wr(far.addr + 1, b'F');
+    let r = far.unmap();
+    ensure!(r == 0, "munmap of the mapping past the end returned {r}");
+    check_file("after writing past the end", F1, len, after1)?;
     wr(m.addr + 11, b'W');
     let r = msync(m.addr, PG, MS_ASYNC);
     ensure!(r == 0, "msync(MS_ASYNC) of the first page returned {r}");
