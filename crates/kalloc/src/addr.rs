@@ -131,7 +131,10 @@ impl Frame {
     /// # Panics
     /// If that leaves the physical address range.
     pub fn offset(self, n: u64) -> Frame {
-        Frame::from_number(self.number + n).expect("frame number out of range")
+        self.number
+            .checked_add(n)
+            .and_then(|m| Frame::from_number(m).ok())
+            .expect("frame number out of range")
     }
 }
 
@@ -152,5 +155,12 @@ mod tests {
         assert_eq!(Frame::from_start(a), Err(AddrError::Misaligned(0x1234)));
         assert_eq!(Frame::containing(a).start().as_u64(), 0x1000);
         assert_eq!(Frame::containing(a).offset(2).number(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "frame number out of range")]
+    fn offset_that_would_wrap_panics() {
+        // Not a wrap-around to frame 0.
+        Frame::from_number(1).unwrap().offset(u64::MAX);
     }
 }

@@ -419,7 +419,11 @@ impl FrameAllocator {
         if count == 0 || !align_frames.is_power_of_two() {
             return Err(AllocError::InvalidRequest);
         }
-        let need = count.next_power_of_two().max(align_frames);
+        // (A count past the largest power of two is refused here, not wrapped to 0.)
+        let need = count
+            .checked_next_power_of_two()
+            .ok_or(AllocError::InvalidRequest)?
+            .max(align_frames);
         let order = need.trailing_zeros() as usize;
         if order > MAX_ORDER {
             return Err(AllocError::InvalidRequest);
@@ -476,7 +480,8 @@ impl FrameAllocator {
         let f = first.number();
         let count = count as u64;
         let r = self.range_of(f).ok_or(FreeError::NotManaged)?;
-        if f + count > r.end {
+        // (`f < r.end`, so this cannot overflow where `f + count` could.)
+        if count > r.end - f {
             return Err(FreeError::NotManaged);
         }
         if !self.all_bits(&r, f, count, true) {

@@ -172,6 +172,12 @@ fn bad_frees_are_reported_and_change_nothing() {
         );
         assert_eq!(a.free_contiguous(g, 0), Err(FreeError::Empty));
         assert_eq!(a.free_contiguous(g, 40), Err(FreeError::NotManaged));
+        // Counts whose end overflows are past every range, not a wrap-around.
+        assert_eq!(a.free_contiguous(g, usize::MAX), Err(FreeError::NotManaged));
+        assert_eq!(
+            a.free_contiguous(g, usize::MAX - g.number() as usize + 2),
+            Err(FreeError::NotManaged)
+        );
         assert_eq!(a.stats(), st);
         a.free(f).unwrap();
         assert_eq!(a.free(f), Err(FreeError::DoubleFree));
@@ -183,6 +189,30 @@ fn bad_frees_are_reported_and_change_nothing() {
     }
     a.check_invariants();
     assert_eq!(a.stats().free, a.stats().total);
+}
+
+#[test]
+fn absurd_requests_are_refused() {
+    let mut ram = Ram::new(40);
+    let mut a = ram.allocator(&[(0, 32 * 4096)]);
+    let st = a.stats();
+    for (count, align) in [
+        (usize::MAX, 1),
+        (usize::MAX / 2 + 2, 1),
+        (1 << 40, 1),
+        (1, 1 << 40),
+        (1, usize::MAX / 2 + 1),
+        (0, 1),
+        (1, 3),
+    ] {
+        assert_eq!(
+            a.allocate_contiguous(count, align),
+            Err(AllocError::InvalidRequest),
+            "{count} frames at {align}"
+        );
+    }
+    assert_eq!(a.stats(), st);
+    a.check_invariants();
 }
 
 #[test]

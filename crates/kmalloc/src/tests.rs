@@ -533,6 +533,53 @@ fn out_of_memory_is_an_error_and_recovers() {
     h.check_invariants();
 }
 
+/// Sizes and alignments no source could serve are errors, with no panic or overflow, and no
+/// memory taken; so are reallocations to such sizes, which leave the block as it was.
+#[test]
+fn absurd_layouts_are_refused() {
+    let mut h = Heap::new(HostSource::new(64));
+    let p = h.allocate(layout(100, 8)).unwrap();
+    fill(p, 100, 3);
+    let before = h.stats();
+    for (size, align) in [
+        (isize::MAX as usize, 1),
+        (isize::MAX as usize - 4095, 4096),
+        (1, 1 << 62),
+        (1 << 40, 16),
+        (usize::MAX / 4, 1 << 20),
+        (PAGE_SIZE, 1 << 40),
+    ] {
+        if let Ok(l) = Layout::from_size_align(size, align) {
+            assert!(h.allocate(l).is_err(), "{size} bytes at {align}");
+        }
+    }
+    for new in [isize::MAX as usize, isize::MAX as usize - 100, 1 << 40] {
+        // SAFETY: a live block with its layout; a failed reallocation leaves it as it was.
+        assert!(unsafe { h.reallocate(p, layout(100, 8), new) }.is_err());
+    }
+    // (The top block may have gone into the K&R list on the way: same bytes, one more listed
+    // block.)
+    let after = h.stats();
+    assert_eq!(
+        (
+            after.bytes_in_use,
+            after.bytes_free,
+            after.pages_held,
+            after.largest_free_block
+        ),
+        (
+            before.bytes_in_use,
+            before.bytes_free,
+            before.pages_held,
+            before.largest_free_block
+        )
+    );
+    check(p, 100, 3);
+    h.check_invariants();
+    // SAFETY: the live block.
+    unsafe { h.deallocate(p, layout(100, 8)) };
+}
+
 #[test]
 fn short_of_memory_frees_coalesce_at_once() {
     // Once the source has refused a chunk and little of the heap is free, small frees go
