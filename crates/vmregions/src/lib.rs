@@ -192,7 +192,7 @@ pub enum RegionError {
     OutOfMemory,
     /// A length of 0.
     EmptyRange,
-    /// `start + len` overflows.
+    /// `start + len` overflows, or for a file-backed region `offset + len`.
     AddressOverflow,
 }
 
@@ -203,7 +203,7 @@ impl core::fmt::Display for RegionError {
             RegionError::TooManyRegions => "too many regions",
             RegionError::OutOfMemory => "out of memory for region nodes",
             RegionError::EmptyRange => "empty range",
-            RegionError::AddressOverflow => "range wraps around the address space",
+            RegionError::AddressOverflow => "range wraps around the address space or the file",
         })
     }
 }

@@ -41,6 +41,22 @@ fn insert_find_overlap() {
         l.insert(anon(u64::MAX - 1, 5)),
         Err(RegionError::AddressOverflow)
     );
+    // A file range that wraps would make the end of the mapping alias the file's start.
+    assert_eq!(
+        l.insert(file(0x8000, 0x2000, u64::MAX - 0xfff)),
+        Err(RegionError::AddressOverflow)
+    );
+    assert_eq!(
+        l.insert(file(0x8000, 0x1000, u64::MAX - 0xfff)),
+        Err(RegionError::AddressOverflow),
+        "offset + len is one past the end: not representable either"
+    );
+    l.insert(file(0x8000, 0x1000, u64::MAX - 0x1fff)).unwrap();
+    assert_eq!(
+        l.find(0x8fff).unwrap().file_offset(0x8fff),
+        Some(u64::MAX - 0x1000)
+    );
+    l.remove_range(0x8000, 0x1000, |_| {}).unwrap();
     assert_eq!(
         spans(&l),
         [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x5000)]

@@ -1,6 +1,6 @@
 //! The AVL tree behind [`RegionList`], in an arena, augmented with subtree gaps.
 
-use crate::{Region, RegionError};
+use crate::{Backing, Region, RegionError};
 use allocator_api2::alloc::{Allocator, Global};
 use allocator_api2::vec::Vec;
 
@@ -340,8 +340,9 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         n != NIL && self.n(n).start < end
     }
 
-    /// Adds a region. Refuses an empty or wrapping range, overlap with an existing region, more
-    /// than the maximum count, or no memory for the node.
+    /// Adds a region. Refuses an empty or wrapping range (of addresses, or of file offsets for a
+    /// file-backed region), overlap with an existing region, more than the maximum count, or no
+    /// memory for the node.
     pub fn insert(&mut self, region: Region<H>) -> Result<(), RegionError> {
         if region.len == 0 {
             return Err(RegionError::EmptyRange);
@@ -350,6 +351,13 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
             .start
             .checked_add(region.len)
             .ok_or(RegionError::AddressOverflow)?;
+        if let Backing::File { offset, .. } = &region.backing {
+            // So that `file_offset` and `slice` never wrap (a wrapped offset would alias the
+            // file's start).
+            offset
+                .checked_add(region.len)
+                .ok_or(RegionError::AddressOverflow)?;
+        }
         if self.overlaps(region.start, end) {
             return Err(RegionError::Overlap);
         }

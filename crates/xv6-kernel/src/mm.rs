@@ -396,6 +396,11 @@ impl MemState {
         if len == 0 || len > MMAP_TOP - MMAP_BASE {
             return Err(MemError::Invalid);
         }
+        // A file range that wraps is refused here, before MAP_FIXED removes anything (the region
+        // list would refuse it too, but only after).
+        if let Backing::File { offset, .. } = &backing {
+            offset.checked_add(len).ok_or(MemError::Invalid)?;
+        }
         if self.regions.is_none() {
             self.regions = Some(RegionList::new(NMMAP));
         }

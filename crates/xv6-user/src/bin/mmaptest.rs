@@ -872,7 +872,7 @@ fn bad_arguments() -> R {
         Err(_) => fail!("pipe failed"),
     };
     let kern = 0xffff_8000_0000_0000u64;
-    let cases: [(&str, u64, u64, i32, i32, i32, u64); 20] = [
+    let cases: [(&str, u64, u64, i32, i32, i32, u64); 21] = [
         ("length 0", 0, 0, RW, ANON, -1, 0),
         (
             "length 0 with MAP_FIXED",
@@ -946,6 +946,15 @@ fn bad_arguments() -> R {
         ("the console", 0, PG, PROT_READ, MAP_PRIVATE, 1, 0),
         ("unaligned offset", 0, PG, PROT_READ, MAP_PRIVATE, fd, 100),
         ("offset 4095", 0, PG, PROT_READ, MAP_SHARED, fd, PG - 1),
+        (
+            "a file offset range that wraps",
+            0,
+            2 * PG,
+            RW,
+            MAP_SHARED,
+            fd,
+            u64::MAX - (PG - 1),
+        ),
         ("huge length", 0, 1 << 60, RW, ANON, -1, 0),
         ("length -1", 0, u64::MAX, RW, ANON, -1, 0),
         (
@@ -970,6 +979,20 @@ fn bad_arguments() -> R {
             break;
         }
     }
+    // A refused MAP_FIXED leaves what was mapped there as it was.
+    let keep = anon(PG, RW)?;
+    wr(keep.addr + 5, 0x5a);
+    // SAFETY: fixed over our own mapping `keep`, and must fail (the file range wraps).
+    let r = unsafe {
+        mmap(
+            keep.addr,
+            PG,
+            RW,
+            MAP_SHARED | MAP_FIXED,
+            fd,
+            u64::MAX - (PG - 1),
+        )
+    };
     let _ = sys::close(fd);
     let _ = sys::close(dir);
     let _ = sys::close(pipe[0]);
@@ -977,6 +1000,15 @@ fn bad_arguments() -> R {
     if let Some((what, r)) = bad {
         fail!("mmap with {what} returned {r:#x}, expected MAP_FAILED");
     }
+    ensure!(
+        r == MAP_FAILED_U64,
+        "MAP_FIXED with a wrapping file range returned {r:#x}"
+    );
+    ensure!(
+        rd(keep.addr + 5) == 0x5a,
+        "a refused MAP_FIXED changed the mapping under it"
+    );
+    drop(keep);
     // munmap and msync with bad ranges.
     let m = anon(PG, RW)?;
     for (what, addr, len) in [
