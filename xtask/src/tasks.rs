@@ -310,8 +310,8 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             Box::new(|| {
                 boot_check(
                     2,
-                    "echo hi there | wc; cat README | grep xv6 > out; cat out | wc; forktest; hello a b; stressfs; ls",
-                    &["1 2 9", "fork test OK", "hello from C", "stressfs starting", "README"],
+                    "echo hi there | wc; cat README | grep xv6 > out; cat out | wc; forktest; hello a b; cmalloctest; stressfs; ls",
+                    &["1 2 9", "fork test OK", "hello from C", "cmalloctest: ok", "stressfs starting", "README"],
                     Duration::from_secs(300),
                 )
             }),

@@ -201,72 +201,102 @@ void printf(const char *fmt, ...) {
   va_end(ap);
 }
 
-// malloc and free: Kernighan and Ritchie's, over sbrk.
-typedef union header {
-  struct {
-    union header *next;
-    uint size;  // in units of sizeof(Header)
-  } s;
-  long double align;
-} Header;
+// malloc and free. Free blocks sit on one list in address order, each merged with a free
+// neighbour when it joins the list (the K&R scheme); malloc takes the first that fits, from its
+// tail, and grows the heap with sbrk, 64 KiB at least. Sizes count 16-byte units, header
+// included. An allocated block's header holds a tag made from its address, so free can refuse a
+// pointer malloc did not hand out, or one already freed, with a message instead of corrupting
+// the list.
+#define UNIT 16
+#define MIN_GROW 4096               // units: 64 KiB
+#define MAX_GROW (0x7ffff000 / UNIT) // units sbrk's int argument can carry
+#define TAG 0x6d616c6c6f632121ULL
 
-static Header base;
-static Header *freep;
+struct block {
+  uint64 units;
+  union {
+    struct block *next; // free: the next free block up
+    uint64 tag;         // allocated: TAG ^ its address
+  } u;
+};
+_Static_assert(sizeof(struct block) == UNIT, "a header is one unit");
 
-void free(void *ap) {
-  if (ap == 0)
-    return;
-  Header *bp = (Header *)ap - 1, *p;
-  for (p = freep; !(bp > p && bp < p->s.next); p = p->s.next)
-    if (p >= p->s.next && (bp > p || bp < p->s.next))
-      break;
-  if (bp + bp->s.size == p->s.next) {
-    bp->s.size += p->s.next->s.size;
-    bp->s.next = p->s.next->s.next;
-  } else {
-    bp->s.next = p->s.next;
+static struct block *free_list; // the lowest free block, or 0
+
+static uint64 tag_of(struct block *b) { return TAG ^ (uint64)b; }
+
+// Puts block b on the list, merging it with the free blocks just before and after it.
+static void put_free(struct block *b) {
+  struct block **link = &free_list, *prev = 0;
+  while (*link && *link < b) {
+    prev = *link;
+    link = &prev->u.next;
   }
-  if (p + p->s.size == bp) {
-    p->s.size += bp->s.size;
-    p->s.next = bp->s.next;
+  struct block *next = *link;
+  if (next && b + b->units == next) {
+    b->units += next->units;
+    b->u.next = next->u.next;
   } else {
-    p->s.next = bp;
+    b->u.next = next;
   }
-  freep = p;
+  if (prev && prev + prev->units == b) {
+    prev->units += b->units;
+    prev->u.next = b->u.next;
+  } else {
+    *link = b;
+  }
 }
 
-static Header *morecore(uint nu) {
-  if (nu < 4096)
-    nu = 4096;
-  char *p = sbrk(nu * sizeof(Header));
+// Adds at least `units` units from sbrk to the list; 0 if sbrk refuses.
+static int grow(uint64 units) {
+  if (units < MIN_GROW)
+    units = MIN_GROW;
+  if (units > MAX_GROW)
+    return 0;
+  char *p = sbrk((int)(units * UNIT));
   if (p == (char *)-1)
     return 0;
-  Header *hp = (Header *)p;
-  hp->s.size = nu;
-  free((void *)(hp + 1));
-  return freep;
+  // The break is page-aligned after exec; should it not be, give up the first partial unit.
+  uint64 skip = (UNIT - (uint64)p % UNIT) % UNIT;
+  struct block *b = (struct block *)(p + skip);
+  b->units = units - (skip != 0);
+  put_free(b);
+  return 1;
 }
 
 void *malloc(uint nbytes) {
-  uint nunits = (nbytes + sizeof(Header) - 1) / sizeof(Header) + 1;
-  Header *prevp = freep, *p;
-  if (prevp == 0) {
-    base.s.next = freep = prevp = &base;
-    base.s.size = 0;
-  }
-  for (p = prevp->s.next;; prevp = p, p = p->s.next) {
-    if (p->s.size >= nunits) {
-      if (p->s.size == nunits) {
-        prevp->s.next = p->s.next;
+  // At least one unit of payload; a uint cannot overflow this in 64 bits.
+  uint64 units = ((uint64)nbytes + UNIT - 1) / UNIT + 1;
+  if (units < 2)
+    units = 2;
+  for (;;) {
+    for (struct block **link = &free_list; *link; link = &(*link)->u.next) {
+      struct block *b = *link;
+      if (b->units < units)
+        continue;
+      struct block *got = b;
+      if (b->units - units >= 2) {
+        b->units -= units;
+        got = b + b->units;
+        got->units = units;
       } else {
-        p->s.size -= nunits;
-        p += p->s.size;
-        p->s.size = nunits;
+        *link = b->u.next;
       }
-      freep = prevp;
-      return (void *)(p + 1);
+      got->u.tag = tag_of(got);
+      return got + 1;
     }
-    if (p == freep && (p = morecore(nunits)) == 0)
+    if (!grow(units))
       return 0;
   }
+}
+
+void free(void *p) {
+  if (p == 0)
+    return;
+  struct block *b = (struct block *)p - 1;
+  if ((uint64)p % UNIT != 0 || b->u.tag != tag_of(b)) {
+    fprintf(2, "free: %p is not a block from malloc, or was freed already: ignored\n", p);
+    return;
+  }
+  put_free(b);
 }
