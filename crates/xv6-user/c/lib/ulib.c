@@ -1,4 +1,4 @@
-// A small C library for xv6 user programs: strings, memory, formatted output and a K&R heap
+// A small C library for xv6 user programs: strings, memory, formatted output and an address-ordered free-list heap
 // over sbrk. The memory functions use string instructions so that gcc cannot turn them into
 // calls to themselves.
 #include "xv6.h"
