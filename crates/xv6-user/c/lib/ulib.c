@@ -1,6 +1,6 @@
-// A small C library for xv6 user programs: strings, memory, formatted output and an address-ordered free-list heap
-// over sbrk. The memory functions use string instructions so that gcc cannot turn them into
-// calls to themselves.
+// A small C library for xv6 user programs: strings, memory, formatted output and a heap over
+// sbrk (an address-ordered free list). The memory functions use string instructions so that gcc
+// cannot turn them into calls to themselves.
 #include "xv6.h"
 
 #include <stdarg.h>
