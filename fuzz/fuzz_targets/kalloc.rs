@@ -61,6 +61,18 @@ struct Input {
 
 const PHYS_BASE: u64 = 0x40_0000;
 
+/// Owned runs: first frame -> (frames, fill byte), the fill byte None once written over.
+type Owned = BTreeMap<u64, (usize, Option<u8>)>;
+
+/// Picks a frame of an owned run (`keys` are the runs' first frames) to write over; the run's
+/// contents are no longer checked.
+fn scribbled_frame(owned: &mut Owned, keys: &[u64], index: u8, frame: u8) -> u64 {
+    let s = keys[index as usize % keys.len()];
+    let (n, _) = owned[&s];
+    owned.insert(s, (n, None));
+    s + frame as u64 % n as u64
+}
+
 fuzz_target!(|input: Input| {
     let frames_total = 1024usize;
     let mut ram = vec![0u8; (frames_total + 1) * FRAME_SIZE];
@@ -86,8 +98,7 @@ fuzz_target!(|input: Input| {
         at = end;
     }
     let total = a.stats().total;
-    // first frame -> (frames, fill byte); the fill byte is None once the run was scribbled on.
-    let mut owned: BTreeMap<u64, (usize, Option<u8>)> = BTreeMap::new();
+    let mut owned: Owned = BTreeMap::new();
     let mut seed = 0u8;
     let view = |a: &FrameAllocator, first: u64, n: usize| -> &'static mut [u8] {
         // SAFETY: frames inside `ram` (managed frames only), which outlives every use.
@@ -156,11 +167,8 @@ fuzz_target!(|input: Input| {
                 frame,
                 bytes,
             } if !keys.is_empty() => {
-                let s = keys[index as usize % keys.len()];
-                let (n, _) = owned[&s];
-                let f = s + frame as u64 % n as u64;
+                let f = scribbled_frame(&mut owned, &keys, index, frame);
                 view(&a, f, 1)[..bytes.len()].copy_from_slice(&bytes);
-                owned.insert(s, (n, None));
             }
             Action::Forge {
                 index,
@@ -168,22 +176,17 @@ fuzz_target!(|input: Input| {
                 order,
                 next,
             } if !keys.is_empty() => {
-                let s = keys[index as usize % keys.len()];
-                let (n, _) = owned[&s];
-                let f = Frame::from_number(s + frame as u64 % n as u64).unwrap();
+                let f = scribbled_frame(&mut owned, &keys, index, frame);
+                let f = Frame::from_number(f).unwrap();
                 // SAFETY: a frame we own.
                 unsafe { a.forge_node(f, order as usize % 8, next as u64, u64::MAX) };
-                owned.insert(s, (n, None));
             }
             Action::CopyNode { from, index, frame } if !keys.is_empty() => {
                 let from = PHYS_BASE / 4096 + from as u64 % frames_total as u64;
                 let mut node = [0u8; 24];
                 node.copy_from_slice(&view(&a, from, 1)[..24]);
-                let s = keys[index as usize % keys.len()];
-                let (n, _) = owned[&s];
-                let f = s + frame as u64 % n as u64;
+                let f = scribbled_frame(&mut owned, &keys, index, frame);
                 view(&a, f, 1)[..24].copy_from_slice(&node);
-                owned.insert(s, (n, None));
             }
             Action::FreeAny { frame } => {
                 let f = Frame::containing(PhysAddr::new(PHYS_BASE + (frame as u64 % 1100) * 4096));

@@ -299,8 +299,9 @@ mod tests {
         );
     }
 
-    /// True (and says so) when there is no gcc to build with: `cargo xtask test` installs it or
-    /// stops before the host tests, so this is for a bare `cargo test`.
+    /// True (and says so) when there is no gcc to build with, and the tests that need it are
+    /// skipped: `cargo xtask test` does not lose them, since its build step needs gcc too and
+    /// installs it or stops with the command to run.
     fn gcc_missing() -> bool {
         let missing = Command::new("gcc").arg("--version").output().is_err();
         if missing {
