@@ -142,6 +142,27 @@ impl Drop for MapObj {
 /// A mapping.
 pub type Mapping = Region<MapObj>;
 
+/// Why a page fault in user space was not resolved (the process is killed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No mapping there, or one that does not allow the access.
+    Denied,
+    /// No frame (or page-table page, or bookkeeping) for the page.
+    OutOfMemory,
+    /// The mapped file could not be read.
+    FileRead,
+}
+
+impl core::fmt::Display for FaultError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FaultError::Denied => "page fault",
+            FaultError::OutOfMemory => "out of memory on a page fault",
+            FaultError::FileRead => "cannot read the mapped file on a page fault",
+        })
+    }
+}
+
 /// A process's memory bookkeeping.
 #[derive(Debug)]
 pub struct MemState {
@@ -252,27 +273,36 @@ impl MemState {
         self.image_end = 0;
     }
 
-    /// A page fault at `addr`: true if it was a first touch of mapped memory and is now resolved
-    /// (false: the access is not allowed, or memory is out; the process is killed).
-    pub fn handle_fault(&mut self, pt: PageTable, addr: u64, write: bool, exec: bool) -> bool {
+    /// A page fault at `addr`: Ok if it was a first touch of mapped memory and is now resolved;
+    /// otherwise why not (the process is then killed).
+    pub fn handle_fault(
+        &mut self,
+        pt: PageTable,
+        addr: u64,
+        write: bool,
+        exec: bool,
+    ) -> Result<(), FaultError> {
+        use FaultError::{Denied, FileRead, OutOfMemory};
         let Some(regions) = &self.regions else {
-            return false;
+            return Err(Denied);
         };
         let Some(r) = regions.find(addr) else {
-            return false;
+            return Err(Denied);
         };
         if r.prot.is_empty()
             || (write && !r.prot.contains(Prot::WRITE))
             || (exec && !r.prot.contains(Prot::EXEC))
         {
-            return false;
+            return Err(Denied);
         }
         let page = addr & !(PAGE - 1);
         let f = &mut KernelFrames;
         if pt.lookup(f, page).is_some() {
-            return false; // present: a protection fault
+            return Err(Denied); // present: a protection fault
         }
-        let Some(pa) = f.alloc() else { return false };
+        let Some(pa) = f.alloc() else {
+            return Err(OutOfMemory);
+        };
         let obj = match &r.backing {
             Backing::File { handle, .. } => Some(handle),
             Backing::Anonymous => None,
@@ -283,7 +313,7 @@ impl MemState {
             let Some(obj) = obj else {
                 // SAFETY: never mapped.
                 unsafe { f.free(pa) };
-                return false;
+                return Err(Denied);
             };
             let pgno = off / PAGE;
             let pa = match obj.lookup(pgno) {
@@ -297,32 +327,29 @@ impl MemState {
                         if !read_file_page(file, off, pa) {
                             // SAFETY: never mapped.
                             unsafe { f.free(pa) };
-                            return false;
+                            return Err(FileRead);
                         }
                     }
-                    match obj.insert(pgno, pa) {
-                        Some(pa) => pa,
-                        None => return false,
-                    }
+                    obj.insert(pgno, pa).ok_or(OutOfMemory)?
                 }
             };
             return pt
                 .map(f, page, pa, pte_flags(r.prot) | Pte::BORROWED)
-                .is_ok();
+                .map_err(|_| OutOfMemory);
         }
         if let Some(file) = obj.and_then(|o| o.file()) {
             if !read_file_page(file, off, pa) {
                 // SAFETY: the frame was never mapped.
                 unsafe { f.free(pa) };
-                return false;
+                return Err(FileRead);
             }
         }
         if pt.map(f, page, pa, pte_flags(r.prot)).is_err() {
             // SAFETY: never mapped.
             unsafe { f.free(pa) };
-            return false;
+            return Err(OutOfMemory);
         }
-        true
+        Ok(())
     }
 
     /// Makes sure every mapped page of `[addr, addr + len)` is present, so that a later copy
@@ -337,7 +364,7 @@ impl MemState {
         let mut page = addr & !(PAGE - 1);
         while page < end.min(USER_TOP) {
             if pt.lookup(&mut KernelFrames, page).is_none()
-                && !self.handle_fault(pt, page, write, false)
+                && self.handle_fault(pt, page, write, false).is_err()
             {
                 return;
             }

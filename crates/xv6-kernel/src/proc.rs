@@ -637,9 +637,9 @@ pub fn user_trap(tf: &mut TrapFrame) {
             let addr = arch::cr2();
             let write = tf.error & 2 != 0;
             let exec = tf.error & 16 != 0;
-            if !p.mm.handle_fault(p.pt, addr, write, exec) {
+            if let Err(why) = p.mm.handle_fault(p.pt, addr, write, exec) {
                 crate::println!(
-                    "pid {} {}: page fault ({}) at {:#x}, rip {:#x}: killed",
+                    "pid {} {}: {why} ({}) at {:#x}, rip {:#x}: killed",
                     p.pid,
                     p.name_str(),
                     if exec {

@@ -36,7 +36,7 @@ fn with_faults<T>(mut op: impl FnMut() -> Result<T, Fault>) -> Result<T, Fault> 
             Err(f) => {
                 let p = proc::myproc();
                 if f.va >= xv6_abi::layout::USER_TOP
-                    || !p.mm.handle_fault(p.pt, f.va, f.write, false)
+                    || p.mm.handle_fault(p.pt, f.va, f.write, false).is_err()
                 {
                     return Err(f);
                 }
@@ -71,7 +71,7 @@ pub fn copy_in_str(dst: &mut [u8], va: u64) -> Option<usize> {
             Err(StrError::TooLong) => return None,
             Err(StrError::Fault(f)) => {
                 let p = proc::myproc();
-                if !p.mm.handle_fault(p.pt, f.va, false, false) {
+                if p.mm.handle_fault(p.pt, f.va, false, false).is_err() {
                     return None;
                 }
             }
