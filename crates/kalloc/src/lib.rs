@@ -7,7 +7,11 @@
 //!   free frames themselves. The allocator has no heap of its own; its only metadata outside its
 //!   struct is one bit per frame, kept in the first frames of each range.
 //! - Double frees, misaligned frees and frees of frames it does not manage are detected and
-//!   reported as [`FreeError`], with nothing changed; the kernel decides whether to panic.
+//!   reported as [`FreeError`], with nothing changed; the kernel decides whether to panic. Counts
+//!   and alignments too large to serve are [`AllocError::InvalidRequest`], never a wrap-around.
+//! - What a caller leaves in its frames cannot mislead it: a frame's list node is read only when
+//!   the bitmap says the frame heads a free block (the tests and the fuzz target forge nodes in
+//!   allocated frames, and start a second allocator over a first one's leftovers).
 //! - Optional junk fill on free and on allocation ([`Junk::XV6`] is xv6's 1 and 5) to catch
 //!   dangling references.
 //! - [`FrameStats`]: total, free, largest contiguous free run. [`LockedFrameAllocator`] for SMP,
