@@ -67,12 +67,28 @@ pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool) -> Result<i32> {
     }
 }
 
+/// Refuses a command line the kernel cannot take (before building or booting anything).
+fn check_command_line(line: &str) -> Result<()> {
+    let max = xv6_abi::param::MAX_CMDLINE;
+    if line.len() > max {
+        return Err(fail!(
+            "the command line is {} bytes; the kernel takes at most {max}: run it in parts",
+            line.len()
+        ));
+    }
+    if line.contains('\0') {
+        return Err(fail!("the command line contains a NUL byte"));
+    }
+    Ok(())
+}
+
 /// `cargo xtask run -- CMD ARGS...`.
 pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<i32> {
     let line = command.join(" ");
     if line.trim().is_empty() {
         return Err(fail!("nothing to run: give a command after `--`"));
     }
+    check_command_line(&line)?;
     let m = machine(cpus, mem_mib, Some(line.clone()), false, "run-fs")?;
     let r = m.run_captured(Duration::from_secs(timeout), false)?;
     if r.timed_out {
@@ -349,3 +365,17 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
 
 #[allow(dead_code)]
 fn _uses(_: Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_the_kernel_cannot_take_are_refused() {
+        let max = xv6_abi::param::MAX_CMDLINE;
+        assert!(check_command_line(&"x".repeat(max)).is_ok());
+        let e = check_command_line(&"x".repeat(max + 1)).unwrap_err();
+        assert!(e.to_string().contains("513 bytes"), "{e}");
+        assert!(check_command_line("echo a\0b").is_err());
+    }
+}

@@ -37,6 +37,8 @@ pub mod param {
     pub const KMALLOC_CAP: usize = 64 * 1024;
     /// Timer ticks per second (a tick is 10 ms).
     pub const HZ: u64 = 100;
+    /// Longest kernel command line (QEMU's `-append`, run by `init`), in bytes.
+    pub const MAX_CMDLINE: usize = 512;
 }
 
 /// `open` flags.

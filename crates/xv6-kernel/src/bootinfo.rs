@@ -11,7 +11,7 @@ pub const E820_RAM: u32 = 1;
 /// Most memory-map entries kept; more are reported as an error.
 pub const MAX_REGIONS: usize = 64;
 /// Longest command line kept (longer ones are an error, not silently cut).
-pub const MAX_CMDLINE: usize = 512;
+pub const MAX_CMDLINE: usize = xv6_abi::param::MAX_CMDLINE;
 
 /// A physical address range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -63,6 +63,12 @@ extern "C" fn kmain(start_info: u64) -> ! {
     println!();
     let bi = match bootinfo::parse(start_info, read_phys) {
         Ok(b) => b,
+        // A command too long to run is the user's mistake, not the kernel's: say so and stop
+        // as a failed command would.
+        Err(e @ bootinfo::BootInfoError::CommandLineTooLong) => {
+            println!("xv6: {e}: nothing run, powering off");
+            arch::poweroff(1)
+        }
         Err(e) => panic!("boot: {e}"),
     };
     mem::init(&bi);

@@ -298,7 +298,8 @@ pub fn user_init() {
 }
 
 /// The kernel command line, given to /init.
-pub static CMDLINE: Spinlock<([u8; 512], usize)> = Spinlock::new("cmdline", ([0; 512], 0));
+pub static CMDLINE: Spinlock<([u8; xv6_abi::param::MAX_CMDLINE], usize)> =
+    Spinlock::new("cmdline", ([0; xv6_abi::param::MAX_CMDLINE], 0));
 
 /// A new process's first code, still holding its lock from the scheduler.
 #[no_mangle]
