@@ -176,10 +176,11 @@ pub fn fuzz(target: Option<&str>, seconds: u64, asan: bool) -> Result<()> {
     };
     ensure_cargo_fuzz()?;
     for t in targets {
-        let mut c = cargo();
-        if asan {
-            c.arg("+nightly");
-        }
+        let mut c = if asan {
+            util::nightly_cargo()?
+        } else {
+            cargo()
+        };
         c.args(["fuzz", "run", t]);
         if !asan {
             c.args(["-s", "none"]);

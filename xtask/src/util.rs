@@ -42,7 +42,33 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// A `cargo` command with a clean environment: nothing of the outer cargo's build settings leaks in.
 pub fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    clean(Command::new(
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    ))
+}
+
+/// The nightly toolchain's `cargo`, through rustup (`$CARGO` is this toolchain's own binary,
+/// which does not take `+nightly`), with the same clean environment; an error saying what to
+/// install when rustup or the nightly toolchain is missing.
+pub fn nightly_cargo() -> Result<Command> {
+    let how = "install it with: rustup toolchain install nightly";
+    if !on_path("rustup") {
+        return Err(fail!("this needs rustup and its nightly toolchain; {how}"));
+    }
+    let has_nightly = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nightly {
+        return Err(fail!("this needs the nightly toolchain; {how}"));
+    }
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo"]);
+    Ok(clean(c))
+}
+
+/// Takes the outer cargo's build settings out of `c`'s environment and runs it at the root.
+fn clean(mut c: Command) -> Command {
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
