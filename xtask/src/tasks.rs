@@ -4,7 +4,6 @@ use crate::build;
 use crate::qemu::{self, Machine};
 use crate::util::{self, cargo, fail, Result};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The fuzz targets, one per allocator crate.
@@ -363,9 +362,6 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
-
-#[allow(dead_code)]
-fn _uses(_: Command) {}
 
 #[cfg(test)]
 mod tests {

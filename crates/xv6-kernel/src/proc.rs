@@ -466,13 +466,13 @@ pub fn wait(addr: u64) -> i32 {
 pub fn kill(pid: i32) -> i32 {
     let init = *INIT_PROC.lock();
     for i in 0..NPROC {
-        // SAFETY: fields read and written under the slot's lock.
-        let p = unsafe { &mut *slot(i) };
         if slot(i) as usize == init {
             // init cannot be killed: it must not exit (it adopts orphans), and a user program
             // must not be able to stop the system this way.
             continue;
         }
+        // SAFETY: fields read and written under the slot's lock.
+        let p = unsafe { &mut *slot(i) };
         p.lock.acquire();
         if p.pid == pid && p.state != State::Unused {
             p.killed = true;
