@@ -311,11 +311,12 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             Box::new(|| {
                 boot_check(
                     2,
-                    "kmalloctest; mmaptest; sysfuzz 2000 1; sysfuzz 2000 2",
+                    "kmalloctest; mmaptest; sysfuzz 2000 1; sysfuzz 2000 2; cpuattack",
                     &[
                         "kmalloctest: all ok",
                         "mmaptest: all ok",
                         "sysfuzz: 2000 calls, ok",
+                        "cpuattack: all ok",
                     ],
                     Duration::from_secs(600),
                 )

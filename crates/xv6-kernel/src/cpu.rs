@@ -5,11 +5,18 @@
 //! one load and the `syscall` entry finds its kernel stack without touching a register.
 
 use crate::arch;
+use crate::mem::{self, KernelFrames};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use xv6_abi::param::NCPU;
+use xv6_kernel::layout::PAGE;
+use xv6_kernel::paging::Pte;
 
-/// Segment selectors, fixed by the `syscall`/`sysret` MSR layout.
+/// Segment selectors, fixed by the `syscall`/`sysret` MSR layout. Slot 0x18 is where `sysret`'s
+/// layout puts a 32-bit user code segment; it is left empty (a null descriptor), so ring 3 cannot
+/// enter compatibility mode at all: a far jump, far return or `iretq` to selector 0x1b raises #GP
+/// in user mode and the process is killed. (`sysret` loads CS and SS from STAR without reading the
+/// GDT, and this kernel returns with `iretq` anyway.)
 pub const KCODE: u16 = 0x08;
 /// Kernel data.
 pub const KDATA: u16 = 0x10;
@@ -69,8 +76,6 @@ pub struct Cpu {
     gdt: [u64; 8],
     /// This CPU's TSS.
     pub tss: Tss,
-    /// Stack for double faults and NMIs.
-    ist_stack: [u8; 4096],
 }
 
 /// Every CPU's record; the index is the order in which they started (0 = the boot CPU).
@@ -108,7 +113,6 @@ impl Cpu {
                 _r3: 0,
                 iomap: 0,
             },
-            ist_stack: [0; 4096],
         }
     }
 }
@@ -130,14 +134,13 @@ pub unsafe fn init_cpu(i: usize, apic_id: u32) {
     cpu.id = i;
     cpu.apic_id = apic_id;
     cpu.tss.iomap = core::mem::size_of::<Tss>() as u16;
-    cpu.tss.ist[0] = cpu.ist_stack.as_ptr() as u64 + cpu.ist_stack.len() as u64;
     let tss = &cpu.tss as *const Tss as u64;
     let limit = core::mem::size_of::<Tss>() as u64 - 1;
     cpu.gdt = [
         0,
         0x00af_9a00_0000_ffff, // 0x08 kernel code, 64-bit
         0x00cf_9200_0000_ffff, // 0x10 kernel data
-        0x00cf_fa00_0000_ffff, // 0x18 user code, 32-bit (unused; sysret layout)
+        0,                     // 0x18 (sysret layout): no 32-bit user code segment
         0x00cf_f200_0000_ffff, // 0x20 user data
         0x00af_fa00_0000_ffff, // 0x28 user code, 64-bit
         // 0x30: 64-bit available TSS, two slots.
@@ -330,4 +333,86 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.raw.release();
     }
+}
+
+/// Interrupt-stack-table slots (TSS.IST1..4): vectors that may arrive when the current stack
+/// cannot be trusted get a stack of their own, per CPU, each with an unmapped guard page below.
+pub const IST_DOUBLE_FAULT: u8 = 1;
+/// NMI (may arrive anywhere, including the `syscall` entry before its stack switch).
+pub const IST_NMI: u8 = 2;
+/// Debug exception (a user's TF or `int1`; kept off the current stack as Linux does).
+pub const IST_DEBUG: u8 = 3;
+/// Machine check.
+pub const IST_MACHINE_CHECK: u8 = 4;
+const NIST: u64 = 4;
+const IST_PAGES: u64 = 4;
+/// Where the IST stacks live: CPU `c`'s slot `k` (0-based) is stack number `c * NIST + k`, each
+/// `IST_PAGES` pages after a guard page. A PML4 slot of its own, below the kernel stacks.
+const IST_BASE: u64 = 0xffff_fe00_0000_0000;
+
+/// Maps every CPU's IST stacks (all NCPU records, before any user page table copies the kernel
+/// half) and points each record's TSS at them. Called once on the boot CPU, after `mem::init`.
+pub fn init_ist_stacks() {
+    let kpt = mem::kernel_pt();
+    for c in 0..NCPU {
+        for k in 0..NIST {
+            let n = c as u64 * NIST + k;
+            let bottom = IST_BASE + (n * (IST_PAGES + 1) + 1) * PAGE;
+            for pg in 0..IST_PAGES {
+                let pa = mem::alloc_frame().expect("no memory for interrupt stacks");
+                kpt.map(
+                    &mut KernelFrames,
+                    bottom + pg * PAGE,
+                    pa,
+                    Pte::WRITE | Pte::NO_EXECUTE,
+                )
+                .expect("mapping an interrupt stack");
+            }
+            // SAFETY: boot CPU alone (the other CPUs start later and only then use their record);
+            // the TSS is read by the CPU only when an IST vector arrives, after this store.
+            unsafe { (*cpu_ptr(c)).tss.ist[k as usize] = bottom + IST_PAGES * PAGE };
+        }
+    }
+}
+
+/// Whether `va` is in the guard page below some CPU's IST stack (for fault reports).
+pub fn is_ist_guard(va: u64) -> bool {
+    if va < IST_BASE {
+        return false;
+    }
+    let off = (va - IST_BASE) / PAGE;
+    off.is_multiple_of(IST_PAGES + 1) && off / (IST_PAGES + 1) < NCPU as u64 * NIST
+}
+
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// Whether `p` is the address of a started CPU record (its `this` field points at itself).
+fn is_cpu_record(p: u64) -> bool {
+    (0..NCPU).any(|i| {
+        let c = cpu_ptr(i);
+        // SAFETY: reading the `this` pointer of a static record; a torn read only makes the check
+        // fail, and the panic path then falls back to record 0.
+        c as u64 == p && unsafe { core::ptr::addr_of!((*c).this).read_volatile() } == c
+    })
+}
+
+/// Makes GS point at a CPU record whatever state a fault left it in, so the panic path can use
+/// `mycpu` (and the console's lock bookkeeping) without faulting. If the GS base is a user value
+/// (a fault between `swapgs` and `iretq`, or in the `syscall` entry), the kernel's is in
+/// KERNEL_GS_BASE and one `swapgs` brings it back; if neither holds a record, record 0 is used
+/// (the report may then name the wrong CPU, but it is printed).
+pub fn repair_gs_for_panic() {
+    // SAFETY: both MSRs exist on every x86_64 CPU.
+    let (gs, kgs) = unsafe { (arch::rdmsr(MSR_GS_BASE), arch::rdmsr(MSR_KERNEL_GS_BASE)) };
+    if is_cpu_record(gs) {
+        return;
+    }
+    if is_cpu_record(kgs) {
+        // SAFETY: KERNEL_GS_BASE holds a CPU record, which becomes the GS base.
+        unsafe { arch::swapgs() };
+        return;
+    }
+    // SAFETY: record 0 is a static record; only the panicking CPU proceeds from here.
+    unsafe { arch::wrmsr(MSR_GS_BASE, cpu_ptr(0) as u64) };
 }

@@ -48,6 +48,9 @@ pub fn backtrace(mut rbp: u64) {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     arch::cli();
+    // The fault may have come with the user's GS base (every path into the kernel should have
+    // fixed it, but the report must not depend on that): `mycpu` below needs the kernel's.
+    crate::cpu::repair_gs_for_panic();
     let me = crate::cpu::mycpu().id + 1;
     if PANIC_CPU
         .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)

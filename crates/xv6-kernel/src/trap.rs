@@ -3,7 +3,10 @@
 //! Every trap (exception, device interrupt, `int $64`, and `syscall`) builds the same
 //! [`TrapFrame`] on the kernel stack: the general registers, the vector and error code, what the
 //! CPU pushed, and the FPU/SSE state (`fxsave`), because the kernel's own Rust code uses SSE
-//! registers. A trap from user mode swaps GS so `mycpu` works; the exit path swaps back.
+//! registers. A trap from user mode swaps GS so `mycpu` works; a trap from kernel mode reads the
+//! GS base MSR to tell whether it interrupted the few instructions that run with the user's GS
+//! (Linux's "paranoid" entry); the exit path swaps back in both cases. docs/KERNEL.md ("Entry
+//! state") lists what each entry resets and why.
 
 use crate::arch;
 use crate::cpu::{self, KCODE, UCODE, UDATA};
@@ -21,6 +24,18 @@ pub const IRQ_COM1: u64 = 4;
 pub const IRQ_IDE: u64 = 14;
 /// Spurious LAPIC interrupts.
 pub const T_SPURIOUS: u64 = 255;
+/// Pseudo-vector of a `syscall` from compatibility mode (the CSTAR entry; no IDT gate).
+pub const T_SYSCALL32: u64 = 256;
+/// Debug exception.
+pub const T_DEBUG: u64 = 1;
+/// Non-maskable interrupt.
+pub const T_NMI: u64 = 2;
+/// Double fault.
+pub const T_DOUBLE_FAULT: u64 = 8;
+/// Machine check.
+pub const T_MACHINE_CHECK: u64 = 18;
+/// RFLAGS.TF.
+const FL_TF: u64 = 1 << 8;
 
 /// What a trap saved. The layout is shared with the assembly below.
 #[repr(C, align(16))]
@@ -28,6 +43,9 @@ pub const T_SPURIOUS: u64 = 255;
 pub struct TrapFrame {
     /// `fxsave64` area.
     pub fx: [u8; 512],
+    /// 1 if a kernel-mode entry found the user's GS base and swapped it (the exit swaps back).
+    pub gs_swapped: u64,
+    _pad: u64,
     pub r15: u64,
     pub r14: u64,
     pub r13: u64,
@@ -54,7 +72,7 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == 512 + 22 * 8);
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 512 + 24 * 8);
 
 impl TrapFrame {
     /// Whether the trap came from user mode.
@@ -66,6 +84,8 @@ impl TrapFrame {
     pub fn new_user(rip: u64, rsp: u64) -> TrapFrame {
         let mut tf = TrapFrame {
             fx: [0; 512],
+            gs_swapped: 0,
+            _pad: 0,
             r15: 0,
             r14: 0,
             r13: 0,
@@ -100,14 +120,7 @@ impl TrapFrame {
 global_asm!(
     include_str!(concat!(env!("OUT_DIR"), "/vectors.s")),
     r#"
-.section .text
-.global alltraps
-alltraps:
-    testb $3, 24(%rsp)          # cs of the interrupted code: from user mode?
-    jz 1f
-    swapgs
-1:
-alltraps_gs_ok:
+.macro PUSH_GPRS
     push %rax
     push %rbx
     push %rcx
@@ -123,8 +136,63 @@ alltraps_gs_ok:
     push %r13
     push %r14
     push %r15
+.endm
+
+.section .rodata
+.balign 4
+kernel_mxcsr:
+    .long 0x1f80                # all SIMD exceptions masked, round to nearest
+
+.section .text
+# Every vector's stub jumps here with [vector, error code, rip, cs, rflags, rsp, ss] on the stack.
+.global alltraps
+alltraps:
+    cmpq $8, 0(%rsp)            # double fault: the saved CS is undefined, decide GS by the MSR
+    je alltraps_paranoid
+    testb $3, 24(%rsp)          # cs of the interrupted code: from user mode?
+    jz alltraps_paranoid
+    # From user mode: GS is the user's. An IST vector (NMI, debug, machine check) arrived on this
+    # CPU's IST stack, which the process must not keep (it may sleep or move to another CPU): move
+    # the 7 words to the top of the process's kernel stack, where every other trap puts them.
+    swapgs
+    mov %rax, %gs:16            # scratch (the syscall entry's slot; free outside it)
+    mov %gs:8, %rax
+    sub $56, %rax
+    cmp %rax, %rsp
+    je 1f
+    .irp off,48,40,32,24,16,8,0
+    pushq \off(%rsp)
+    popq \off(%rax)
+    .endr
+    mov %rax, %rsp
+1:  mov %gs:16, %rax
+    PUSH_GPRS
+    push $0                     # padding
+    push $0                     # gs_swapped: the exit path swaps because cs is the user's
+    jmp alltraps_save
+
+# From kernel mode (or a double fault): GS may still be the user's, if the trap hit the few
+# instructions of the syscall entry before its swapgs, or the exit path between its swapgs and
+# iretq (an NMI, a machine check, a fault of iretq itself). As Linux's paranoid_entry: the GS base
+# MSR tells. A user GS base is never a kernel (negative) address: ring 3 can only load base 0
+# through a selector (CR4.FSGSBASE is off, so no wrgsbase).
+alltraps_paranoid:
+    PUSH_GPRS
+    push $0                     # padding
+    push $0                     # gs_swapped
+    mov $0xc0000101, %ecx       # IA32_GS_BASE
+    rdmsr
+    test %edx, %edx
+    js alltraps_save
+    swapgs
+    movq $1, (%rsp)
+alltraps_save:
     sub $512, %rsp
     fxsave64 (%rsp)
+    # The user's MXCSR and x87 control word are in the frame; the kernel's code runs with the
+    # defaults whatever the user set (unmasked exceptions, rounding, pending x87 exceptions).
+    ldmxcsr kernel_mxcsr(%rip)
+    fninit
     cld
     mov %rsp, %rdi
     call trap
@@ -132,6 +200,12 @@ alltraps_gs_ok:
 trapret:
     fxrstor64 (%rsp)
     add $512, %rsp
+    testb $3, 160(%rsp)         # returning to user mode?
+    jnz 1f
+    testb $1, (%rsp)            # to kernel mode: did the entry swap GS?
+    jz 2f
+1:  swapgs
+2:  add $16, %rsp               # gs_swapped, padding
     pop %r15
     pop %r14
     pop %r13
@@ -148,13 +222,14 @@ trapret:
     pop %rbx
     pop %rax
     add $16, %rsp               # vector and error code
-    testb $3, 8(%rsp)           # returning to user mode?
-    jz 2f
-    swapgs
-2:  iretq
+.global trapret_iretq
+trapret_iretq:
+    iretq
 
-# `syscall`: rcx = user rip, r11 = user rflags, interrupts masked by SFMASK. Build the same frame an
-# interrupt would, on this process's kernel stack, and join the common path.
+# `syscall` from 64-bit mode: rcx = user rip, r11 = user rflags, and SFMASK has cleared IF, TF, DF,
+# IOPL, NT and AC. Build the same frame an interrupt would, on this process's kernel stack, and
+# join the common path. (An NMI, debug trap or machine check before the stack switch arrives on its
+# own IST stack and finds GS by the MSR.)
 .global syscall_entry
 syscall_entry:
     swapgs
@@ -167,7 +242,30 @@ syscall_entry:
     push %rcx                   # rip
     push $0                     # error code
     push $64                    # vector: T_SYSCALL
-    jmp alltraps_gs_ok
+    PUSH_GPRS
+    push $0
+    push $0
+    jmp alltraps_save
+
+# `syscall` from compatibility mode (IA32_CSTAR). Ring 3 cannot reach compatibility mode (the GDT
+# has no 32-bit user code segment), so this is a second line: the same frame with cs 0x1b and the
+# pseudo-vector T_SYSCALL32, which kills the process (this kernel has no 32-bit system calls).
+.global syscall32_entry
+syscall32_entry:
+    swapgs
+    mov %rsp, %gs:16
+    mov %gs:8, %rsp
+    push $0x23
+    push %gs:16
+    push %r11
+    push $0x1b                  # 32-bit user cs
+    push %rcx
+    push $0
+    push $256                   # T_SYSCALL32
+    PUSH_GPRS
+    push $0
+    push $0
+    jmp alltraps_save
 "#,
     options(att_syntax)
 );
@@ -175,6 +273,8 @@ syscall_entry:
 extern "C" {
     static trap_vectors: [u64; 256];
     fn syscall_entry();
+    fn syscall32_entry();
+    fn trapret_iretq();
 }
 
 #[repr(C, align(16))]
@@ -192,13 +292,23 @@ fn gate(handler: u64, user: bool, ist: u8) -> u128 {
     lo | ((handler >> 32) as u128) << 64
 }
 
-/// Fills the IDT (once, on the boot CPU).
+/// Fills the IDT and maps every CPU's IST stacks (once, on the boot CPU, after `mem::init`).
 pub fn init() {
+    cpu::init_ist_stacks();
     // SAFETY: runs once on the boot CPU before any other CPU starts or interrupts are enabled.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for (v, slot) in idt.0.iter_mut().enumerate() {
-            let ist = if v == 8 || v == 2 { 1 } else { 0 }; // double fault, NMI: own stack
+            // Vectors that can arrive on a stack the kernel cannot trust get their own.
+            let ist = match v as u64 {
+                T_DOUBLE_FAULT => cpu::IST_DOUBLE_FAULT,
+                T_NMI => cpu::IST_NMI,
+                T_DEBUG => cpu::IST_DEBUG,
+                T_MACHINE_CHECK => cpu::IST_MACHINE_CHECK,
+                _ => 0,
+            };
+            // Only the system call gate may be used by `int` from ring 3 (DPL 3); `int N` of any
+            // other vector, `int3` and `int $0x80` included, raises #GP in user mode.
             *slot = gate(trap_vectors[v], v as u64 == T_SYSCALL, ist);
         }
     }
@@ -216,15 +326,26 @@ pub fn init_cpu() {
         base: core::ptr::addr_of!(IDT) as u64,
     };
     // SAFETY: the IDT is static and filled by `init`; the MSR values follow the GDT layout in
-    // cpu.rs (STAR: kernel CS 0x08, sysret base 0x18) and point at our entry; SFMASK clears IF,
-    // TF, DF and AC on entry.
+    // cpu.rs (STAR: kernel CS 0x08, sysret base 0x18) and point at our entries; SFMASK clears on
+    // entry every flag the kernel must not run with (docs/KERNEL.md, "Entry state").
     unsafe {
         core::arch::asm!("lidt [{}]", in(reg) &idtr, options(nostack));
         arch::wrmsr(0xc000_0081, (0x18u64 << 48) | ((KCODE as u64) << 32)); // STAR
         arch::wrmsr(0xc000_0082, syscall_entry as *const () as usize as u64); // LSTAR
-        arch::wrmsr(0xc000_0084, 0x4_0700); // SFMASK: AC, DF, IF, TF
+        arch::wrmsr(0xc000_0083, syscall32_entry as *const () as usize as u64); // CSTAR
+        arch::wrmsr(0xc000_0084, SFMASK);
+        // SYSENTER_CS = 0 makes `sysenter` raise #GP (Intel; AMD has no sysenter in long mode:
+        // #UD): the process is killed. Set explicitly rather than trusting the firmware.
+        arch::wrmsr(0x174, 0);
+        arch::wrmsr(0x175, 0);
+        arch::wrmsr(0x176, 0);
     }
 }
+
+/// RFLAGS bits `syscall` clears: TF (no single-step in the kernel), IF (interrupts off in the
+/// kernel), DF (string instructions count up), IOPL (cannot be set in ring 3 anyway), NT (a later
+/// `iretq` with NT set raises #GP), AC (harmless without SMAP; cleared as Linux does).
+const SFMASK: u64 = 0x100 | 0x200 | 0x400 | 0x3000 | 0x4000 | 0x4_0000;
 
 const EXCEPTIONS: [&str; 22] = [
     "divide error",
@@ -256,6 +377,7 @@ pub fn trap_name(v: u64) -> &'static str {
     match v {
         0..=21 => EXCEPTIONS[v as usize],
         T_SYSCALL => "system call",
+        T_SYSCALL32 => "32-bit system call",
         v if (T_IRQ0..T_IRQ0 + 24).contains(&v) => "interrupt",
         _ => "unknown trap",
     }
@@ -301,21 +423,33 @@ pub fn dump(tf: &TrapFrame) {
     );
 }
 
-/// Called by `alltraps` with the frame it built.
+/// Called by `alltraps` with the frame it built (GS already the kernel's).
 #[no_mangle]
 extern "C" fn trap(tf: &mut TrapFrame) {
-    if tf.is_user() {
-        crate::proc::user_trap(tf);
-        return;
+    match tf.vector {
+        // Nothing in this kernel sends NMIs (QEMU's monitor command `nmi` does): whichever mode
+        // it interrupted, it is not that code's fault. Ignore it.
+        T_NMI => {}
+        // Hardware trouble or a kernel bug, whatever the saved CS says (it is undefined for a
+        // double fault).
+        T_DOUBLE_FAULT | T_MACHINE_CHECK => kernel_trap(tf),
+        // A debug trap in kernel mode: the kernel sets no breakpoints and never runs with TF, so
+        // it can only be a step trap carried in from user mode. Clear TF and go on.
+        T_DEBUG if !tf.is_user() => tf.rflags &= !FL_TF,
+        _ if tf.is_user() => crate::proc::user_trap(tf),
+        _ => kernel_trap(tf),
     }
-    kernel_trap(tf);
 }
 
 /// A trap taken in kernel mode: a device interrupt (only possible in the scheduler's idle wait) or
 /// a kernel bug.
 fn kernel_trap(tf: &mut TrapFrame) {
-    if crate::irq::handle(tf.vector) {
+    if tf.vector != T_DOUBLE_FAULT && tf.vector != T_MACHINE_CHECK && crate::irq::handle(tf.vector)
+    {
         return;
+    }
+    if matches!(tf.vector, 11..=13) && tf.rip == trapret_iretq as *const () as usize as u64 {
+        bad_user_return(tf);
     }
     crate::panic::set_trap_frame(tf);
     panic!(
@@ -323,14 +457,39 @@ fn kernel_trap(tf: &mut TrapFrame) {
         trap_name(tf.vector),
         tf.vector,
         tf.rip,
-        if tf.vector == 14 && crate::proc::is_kstack_guard(arch::cr2()) {
+        if matches!(tf.vector, 8 | 14) && crate::proc::is_kstack_guard(arch::cr2()) {
             alloc::format!(", address {:#x}: kernel stack overflow", arch::cr2())
+        } else if matches!(tf.vector, 8 | 14) && cpu::is_ist_guard(arch::cr2()) {
+            alloc::format!(", address {:#x}: interrupt stack overflow", arch::cr2())
         } else if tf.vector == 14 {
             alloc::format!(", address {:#x}", arch::cr2())
         } else {
             alloc::string::String::new()
         }
     );
+}
+
+/// `iretq` to user mode faulted (#NP, #SS or #GP in kernel mode at `trapret_iretq`). The frame it
+/// was popping is the process's own, so this is the process's fault, not the kernel's: kill it (as
+/// Linux does for a bad IRET frame). Nothing in this kernel builds such a frame (user CS and SS are
+/// constants, RIP comes from the CPU or from an ELF entry inside user space, NT never survives into
+/// the kernel), so this is a second line of defence. Returns only if the frame was not a user's.
+fn bad_user_return(tf: &TrapFrame) {
+    // SAFETY: at `trapret_iretq` rsp points at the 5-word iretq frame on this kernel stack; the
+    // fault frame was pushed below it, so it is still intact.
+    let (rip, cs) = unsafe { (*(tf.rsp as *const u64), *((tf.rsp + 8) as *const u64)) };
+    if cs & 3 != 3 || crate::proc::myproc_ptr().is_null() {
+        return;
+    }
+    let p = crate::proc::myproc();
+    crate::println!(
+        "pid {} {}: {} returning to user mode at rip {:#x}: killed",
+        p.pid,
+        p.name_str(),
+        trap_name(tf.vector),
+        rip
+    );
+    crate::proc::exit(-1);
 }
 
 #[allow(dead_code)]

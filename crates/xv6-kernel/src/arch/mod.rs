@@ -64,6 +64,29 @@ pub unsafe fn wrmsr(msr: u32, v: u64) {
     };
 }
 
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must be a register this CPU has (reading an absent one raises #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller guarantees the register exists; reading it has no side effects.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Exchanges the GS base with KERNEL_GS_BASE.
+///
+/// # Safety
+/// Afterwards `mycpu` follows the other base: the caller must know it is this CPU's record (the
+/// panic path uses it to repair GS).
+pub unsafe fn swapgs() {
+    // SAFETY: the caller guarantees the exchanged base is the one wanted.
+    unsafe { asm!("swapgs", options(nomem, nostack, preserves_flags)) };
+}
+
 /// CR2: the address of the last page fault.
 pub fn cr2() -> u64 {
     let v: u64;
