@@ -1,6 +1,6 @@
 //! racetest: races between processes on different CPUs in the kernel's teardown paths.
 //!
-//! `racetest [ROUNDS]` runs ROUNDS rounds (default 40, about a minute on 4 CPUs under QEMU's
+//! `racetest [ROUNDS]` runs ROUNDS rounds (default 30, about a minute on 4 CPUs under QEMU's
 //! emulation) of:
 //!
 //! - **pipes**: a parent and a child each hold the last reference to one end of the same pipes and
@@ -40,7 +40,7 @@ macro_rules! ensure {
     ($c:expr, $($t:tt)*) => { if !$c { fail!($($t)*); } };
 }
 
-const DEFAULT_ROUNDS: i32 = 40;
+const DEFAULT_ROUNDS: i32 = 30;
 const PG: u64 = 4096;
 const RW: i32 = PROT_READ | PROT_WRITE;
 
@@ -109,6 +109,27 @@ impl Sync {
         }
         true
     }
+}
+
+/// Waits for every child in `pids` (`sys::wait_for` would drop the others' statuses); their exit
+/// statuses in the same order.
+fn wait_all<const N: usize>(pids: &[i32; N]) -> Result<[i32; N], alloc::boxed::Box<Msg>> {
+    let mut st = [0i32; N];
+    let mut seen = [false; N];
+    for _ in 0..N {
+        let Ok((pid, s)) = sys::wait() else {
+            fail!("wait failed with children left");
+        };
+        match pids.iter().position(|&p| p == pid) {
+            Some(i) if !seen[i] => {
+                seen[i] = true;
+                st[i] = s;
+            }
+            Some(_) => fail!("wait returned pid {pid} twice"),
+            None => fail!("wait returned pid {pid}, not a child"),
+        }
+    }
+    Ok(st)
 }
 
 // ---- pipes ----------------------------------------------------------------------------------
@@ -224,16 +245,11 @@ fn files(rng: &mut Rng) -> R {
             Err(_) => fail!("fork failed"),
         }
     }
-    let mut bad = 0;
-    for &pid in &pids {
-        match sys::wait_for(pid) {
-            Ok(0) => {}
-            _ => bad += 1,
-        }
-    }
+    let st = wait_all(&pids);
     for n in NAMES {
         let _ = sys::unlink(n);
     }
+    let bad = st?.iter().filter(|&&s| s != 0).count();
     ensure!(bad == 0, "{bad} file workers failed");
     for n in NAMES {
         ensure!(
@@ -348,12 +364,8 @@ fn procs(rng: &mut Rng) -> R {
             Err(_) => fail!("fork failed"),
         }
     }
-    for &pid in &pids {
-        match sys::wait_for(pid) {
-            Ok(0) => {}
-            Ok(st) => fail!("a storm ended with status {st}"),
-            Err(_) => fail!("wait failed"),
-        }
+    for st in wait_all(&pids)? {
+        ensure!(st == 0, "a storm ended with status {st}");
     }
     Ok(())
 }
