@@ -323,6 +323,17 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             }),
         ));
         steps.push((
+            "racetest on 4 CPUs",
+            Box::new(|| {
+                boot_check(
+                    4,
+                    "racetest",
+                    &["racetest: all ok"],
+                    Duration::from_secs(600),
+                )
+            }),
+        ));
+        steps.push((
             "shell and programs",
             Box::new(|| {
                 boot_check(

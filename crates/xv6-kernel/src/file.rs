@@ -123,8 +123,10 @@ impl FileRef {
             return;
         }
         let f = &FILES.0[idx];
-        // SAFETY: the count is 0: no one else refers to the entry, and `alloc` cannot reuse it
-        // until we have taken its contents (we still hold REFS... released below after taking).
+        // SAFETY: the count is 0, so no one else refers to the entry; and since we still hold
+        // REFS, `alloc` cannot hand it out again until its contents are taken. The decrement and
+        // the take are one hold of REFS, so of two closers exactly one sees 0 (docs/KERNEL.md,
+        // "Locking rules").
         let (kind, writable) = unsafe {
             (
                 core::mem::replace(&mut *f.kind.get(), Kind::None),

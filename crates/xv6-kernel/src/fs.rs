@@ -251,24 +251,46 @@ impl InodeRef {
 
     /// Drops the reference; the last reference to an inode with no links frees it on disk
     /// (truncating its blocks). Must be called inside a transaction.
+    ///
+    /// xv6's iput: "last reference" is decided, and the count dropped, under the table lock. With
+    /// the check and the decrement in separate holds, two processes putting the last two
+    /// references at once could each see the other's and both decrement to 0, and the unlinked
+    /// inode would stay allocated on disk for good (an orphan).
     pub fn put(self) {
         let idx = self.idx;
-        let last = REFS.lock()[idx].1 == 1;
-        if last {
-            // Only we can reach the slot now (refs == 1), so locking cannot block on another.
-            let l = self.lock();
-            let d = l.data();
+        core::mem::forget(self);
+        let mut r = REFS.lock();
+        if r[idx].1 == 1 {
+            // SAFETY: we hold the only reference and the table lock, so no one else can reach
+            // the slot (iget would need the table lock; a Locked guard needs a reference): no
+            // one holds its sleeplock, and its fields are ours to read.
+            let d = unsafe { &*ITABLE.inodes[idx].data.get() };
             if d.valid && d.d.nlink == 0 && d.d.typ != 0 {
+                // Free it on disk. The count stays 1 meanwhile, so this slot is not reused for
+                // another inode; an `ialloc` that picks the freed inode number finds this slot
+                // (and waits for the sleeplock), and reads the inode afresh since `valid` is
+                // cleared before the lock is released.
+                let ino = &ITABLE.inodes[idx];
+                // Cannot sleep: no one else holds it (see above). Taken before the table lock
+                // is released so that no one can slip in between.
+                ino.lock.acquire();
+                drop(r);
+                let tmp = InodeRef { idx };
+                let l = Locked { ip: &tmp };
                 l.truncate();
                 let d = l.data();
                 d.d.typ = 0;
                 l.update();
                 d.valid = false;
+                drop(l);
+                core::mem::forget(tmp);
+                r = REFS.lock();
             }
-            drop(l);
         }
-        REFS.lock()[idx].1 -= 1;
-        core::mem::forget(self);
+        if r[idx].1 == 0 {
+            panic!("iput: inode slot {idx} has no references");
+        }
+        r[idx].1 -= 1;
     }
 }
 

@@ -179,6 +179,8 @@ pub fn log_write(b: &bio::BufGuard) {
     }
     l.blocks[n] = blockno;
     l.n += 1;
-    drop(l);
+    // Pinned in the same hold that records it (as xv6's log_write), so that no commit can come
+    // between recording the block and pinning it (lock order: log, then bcache).
     b.pin();
+    drop(l);
 }

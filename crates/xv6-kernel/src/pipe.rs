@@ -44,25 +44,30 @@ impl Pipe {
         self as *const Pipe as usize + 1
     }
 
-    /// Closes one end; frees the pipe when both are closed.
+    /// Closes one end; the closer of the second end frees the pipe. Marking this end closed and
+    /// seeing whether the other is closed too happen in one hold of the lock (as xv6's
+    /// pipeclose), so of two ends closed at once on two CPUs exactly one frees it: with two
+    /// holds, both closers could see "both closed" and free it twice.
     pub fn close(&'static self, writable: bool) {
+        // The channels are plain numbers: computed now, they stay usable after the free.
+        let (read_chan, write_chan) = (self.read_chan(), self.write_chan());
         let mut g = self.inner.lock();
         if writable {
             g.writeopen = false;
-            drop(g);
-            proc::wakeup(self.read_chan());
         } else {
             g.readopen = false;
-            drop(g);
-            proc::wakeup(self.write_chan());
         }
-        let g = self.inner.lock();
         let gone = !g.readopen && !g.writeopen;
         drop(g);
         if gone {
-            // SAFETY: both ends are closed, so no file refers to the pipe any more; it came from
-            // Box::leak in `alloc`.
+            // SAFETY: both ends are closed, and this call is the one that saw it under the lock
+            // (the other end's close saw its own end closed and this one still open), so no file
+            // refers to the pipe and no one else will free it; no process sleeps on it either
+            // (a sleeper holds a reference to an open end). It came from Box::leak in `alloc`.
             drop(unsafe { Box::from_raw(self as *const Pipe as *mut Pipe) });
+        } else {
+            // Wake the other end's sleepers: a reader sees end of file, a writer an error.
+            proc::wakeup(if writable { read_chan } else { write_chan });
         }
     }
 

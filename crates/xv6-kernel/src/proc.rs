@@ -266,7 +266,10 @@ fn alloc_proc() -> Option<*mut Proc> {
     None
 }
 
-/// Frees what a slot holds (page table, memory state) and marks it unused. Lock held.
+/// Frees what a slot holds (page table, memory state) and marks it unused. Lock held (and, from
+/// `wait`, WAIT_LOCK): nothing here may sleep, so the memory state must already be empty (exit
+/// emptied it: its shared-file write-back sleeps) or never filled (a failed fork); only the page
+/// table's frames and the empty bookkeeping go here. See "Locking rules" in docs/KERNEL.md.
 fn free_proc(p: &mut Proc) {
     p.mm.release(p.pt);
     if p.pt.root != 0 {
