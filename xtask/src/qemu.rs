@@ -1,7 +1,7 @@
 //! Runs the kernel under QEMU: interactively on the terminal, or as a captured, timed run whose
 //! verdict comes back through the isa-debug-exit device.
 
-use crate::util::{self, fail, Result};
+use crate::util::{self, errln, fail, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,14 +65,14 @@ impl Machine {
     /// Runs QEMU on this terminal until the user leaves it (Ctrl-a x) or the system powers off.
     pub fn interactive(&self) -> Result<Option<i32>> {
         let mut c = self.command(true);
-        eprintln!("$ {}", util::show(&c));
+        errln!("$ {}", util::show(&c));
         if self.gdb {
-            eprintln!(
+            errln!(
                 "waiting for gdb: gdb {} -ex 'target remote :1234'",
                 self.kernel.display()
             );
         }
-        eprintln!("(leave QEMU with Ctrl-a x)");
+        errln!("(leave QEMU with Ctrl-a x)");
         let status = c.status().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
         Ok(decode_exit(status.code()))
     }
@@ -84,7 +84,7 @@ impl Machine {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        eprintln!("$ {}", util::show(&c));
+        errln!("$ {}", util::show(&c));
         let child = c.spawn().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
         let mut guard = KillOnDrop(child);
         let output = Arc::new(Mutex::new(Vec::<u8>::new()));

@@ -2,7 +2,7 @@
 
 use crate::build;
 use crate::qemu::{self, Machine};
-use crate::util::{self, cargo, fail, Result};
+use crate::util::{self, cargo, errln, fail, outln, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,9 +12,9 @@ pub const FUZZ_TARGETS: [&str; 3] = ["kalloc", "kmalloc", "vmregions"];
 /// Builds the kernel and every user program.
 pub fn build_all() -> Result<()> {
     let k = build::kernel()?;
-    eprintln!("kernel: {}", util::rel(&k));
+    errln!("kernel: {}", util::rel(&k));
     let files = build::image_files()?;
-    eprintln!(
+    errln!(
         "user programs: {}",
         files
             .iter()
@@ -28,7 +28,7 @@ pub fn build_all() -> Result<()> {
 /// `cargo xtask fsck IMAGE`.
 pub fn fsck(image: &Path) -> Result<i32> {
     let report = crate::fsck::check_image(image).map_err(|e| fail!("{}: {e}", image.display()))?;
-    println!("{report}");
+    outln!("{report}");
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
@@ -56,10 +56,10 @@ fn machine(
 /// `cargo xtask qemu`: the interactive system on this terminal.
 pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool) -> Result<i32> {
     let m = machine(cpus, mem_mib, None, gdb, "qemu-fs")?;
-    eprintln!("booting xv6: {}", qemu::describe(&m));
+    errln!("booting xv6: {}", qemu::describe(&m));
     match m.interactive()? {
         Some(status) => {
-            eprintln!("xv6 powered off with status {status}");
+            errln!("xv6 powered off with status {status}");
             Ok(status)
         }
         None => Ok(0),
@@ -115,7 +115,7 @@ fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Resu
         &format!("test-{cpus}cpu-fs"),
     )?;
     let r = m.run_captured(timeout, false)?;
-    eprintln!(
+    errln!(
         "\n[{line} on {cpus} CPU(s): {:.1} s]",
         r.elapsed.as_secs_f64()
     );
@@ -157,7 +157,7 @@ fn ensure_cargo_fuzz() -> Result<()> {
     if ok {
         return Ok(());
     }
-    eprintln!("cargo-fuzz is not installed; installing it (cargo install cargo-fuzz)");
+    errln!("cargo-fuzz is not installed; installing it (cargo install cargo-fuzz)");
     util::run(cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
@@ -284,7 +284,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             Box::new(|| {
                 let img = build::image()?;
                 let report = crate::fsck::check_image(&img).map_err(|e| fail!("{e}"))?;
-                println!("{report}");
+                outln!("{report}");
                 if report.problems.is_empty() {
                     Ok(())
                 } else {
@@ -336,22 +336,22 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
     let total = Instant::now();
     let mut results = Vec::new();
     for (name, step) in steps {
-        eprintln!("\n==== {name} ====");
+        errln!("\n==== {name} ====");
         let t = Instant::now();
         let r = step();
         let secs = t.elapsed().as_secs_f64();
         match &r {
-            Ok(()) => eprintln!("==== {name}: ok ({secs:.0} s)"),
-            Err(e) => eprintln!("==== {name}: FAILED ({secs:.0} s): {e}"),
+            Ok(()) => errln!("==== {name}: ok ({secs:.0} s)"),
+            Err(e) => errln!("==== {name}: FAILED ({secs:.0} s): {e}"),
         }
         results.push((name, r.is_ok(), secs));
     }
-    println!(
+    outln!(
         "\nxtask test summary ({:.0} s):",
         total.elapsed().as_secs_f64()
     );
     for (name, ok, secs) in &results {
-        println!(
+        outln!(
             "  {:<32} {} ({secs:.0} s)",
             name,
             if *ok { "ok" } else { "FAILED" }
@@ -359,7 +359,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
     }
     let passed = results.iter().filter(|r| r.1).count();
     let failed = results.len() - passed;
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
