@@ -105,8 +105,16 @@ pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<
 }
 
 /// Boots a fresh image, runs `line`, and checks it passed: status 0, `expect` in the output, no
-/// kernel panic, within `timeout`.
-fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Result<()> {
+/// kernel panic, within `timeout`, and `fsck` clean on the image the run leaves. Returns the
+/// console output for further checks. `quiet` keeps the console off the terminal (for runs that
+/// print a lot on purpose); the lines that are not all dots are shown if the run fails.
+fn boot_check(
+    cpus: u32,
+    line: &str,
+    expect: &[&str],
+    timeout: Duration,
+    quiet: bool,
+) -> Result<String> {
     let m = machine(
         cpus,
         256,
@@ -114,11 +122,32 @@ fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Resu
         false,
         &format!("test-{cpus}cpu-fs"),
     )?;
-    let r = m.run_captured(timeout, false)?;
+    let r = m.run_captured(timeout, quiet)?;
     errln!(
         "\n[{line} on {cpus} CPU(s): {:.1} s]",
         r.elapsed.as_secs_f64()
     );
+    let verdict = check_run(&r, cpus, line, expect, timeout).and_then(|()| fsck_after(&m.image));
+    if verdict.is_err() && quiet {
+        for l in r
+            .output
+            .lines()
+            .filter(|l| !l.trim().trim_matches('.').is_empty())
+        {
+            errln!("| {l}");
+        }
+    }
+    verdict.map(|()| r.output)
+}
+
+/// Whether a captured run passed (see [`boot_check`]).
+fn check_run(
+    r: &qemu::Run,
+    cpus: u32,
+    line: &str,
+    expect: &[&str],
+    timeout: Duration,
+) -> Result<()> {
     if r.timed_out {
         return Err(fail!(
             "`{line}` on {cpus} CPU(s) timed out after {} s",
@@ -143,6 +172,46 @@ fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Resu
         if r.output.contains(bad) {
             return Err(fail!("`{line}` on {cpus} CPU(s) printed `{bad}`"));
         }
+    }
+    Ok(())
+}
+
+/// Checks the image a run has left (after the kernel powered off cleanly, with no transaction
+/// pending): any orphan inode, lost block or other inconsistency fails, with fsck's report.
+fn fsck_after(image: &Path) -> Result<()> {
+    let report = crate::fsck::check_image(image).map_err(|e| fail!("fsck: {e}"))?;
+    if report.problems.is_empty() && report.notes.iter().all(|n| !n.contains("the log holds")) {
+        errln!("fsck of the image the run left: clean");
+        Ok(())
+    } else {
+        errln!("fsck of the image the run left:\n{report}");
+        Err(fail!("fsck found problems in the image the run left"))
+    }
+}
+
+/// clocktest on 1 and 2 CPUs: a 16 MiB console write neither stops the clock nor keeps its
+/// writer from being killed, and 1000 unknown system calls in each of two processes are
+/// reported at most once per process.
+fn clock_and_console() -> Result<()> {
+    for cpus in [1, 2] {
+        let out = boot_check(
+            cpus,
+            "clocktest; clocktest unknown 1000",
+            &["clocktest: ok", "clocktest: 1000 unknown system calls"],
+            Duration::from_secs(180),
+            true,
+        )?;
+        let said = out
+            .lines()
+            .filter(|l| l.contains(": unknown system call "))
+            .count();
+        if said > 2 {
+            return Err(fail!(
+                "2 processes making 1000 unknown system calls each got {said} console lines \
+                 about it (at most one per process)"
+            ));
+        }
+        errln!("clocktest on {cpus} CPU(s): ok; {said} line(s) about unknown calls");
     }
     Ok(())
 }
@@ -207,7 +276,7 @@ pub fn bench(quick: bool) -> Result<()> {
 type Step = (&'static str, Box<dyn FnOnce() -> Result<()>>);
 
 /// `cargo xtask test`: every check, each reported, then `N passed, N failed`.
-pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
+pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i32> {
     let mut steps: Vec<Step> = vec![
         (
             "format",
@@ -302,7 +371,14 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             steps.push((
                 name,
                 Box::new(move || {
-                    boot_check(cpus, line, &["ALL TESTS PASSED"], Duration::from_secs(900))
+                    boot_check(
+                        cpus,
+                        line,
+                        &["ALL TESTS PASSED"],
+                        Duration::from_secs(900),
+                        false,
+                    )
+                    .map(drop)
                 }),
             ));
         }
@@ -318,7 +394,9 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                         "sysfuzz: 2000 calls, ok",
                     ],
                     Duration::from_secs(600),
+                    false,
                 )
+                .map(drop)
             }),
         ));
         steps.push((
@@ -329,9 +407,21 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                     "echo hi there | wc; cat README | grep xv6 > out; cat out | wc; forktest; hello a b; cmalloctest; stressfs; ls",
                     &["1 2 9", "fork test OK", "hello from C", "cmalloctest: ok", "stressfs starting", "README"],
                     Duration::from_secs(300),
+                    false,
                 )
+                .map(drop)
             }),
         ));
+        steps.push((
+            "clock, console and unknown calls on 1 and 2 CPUs",
+            Box::new(clock_and_console),
+        ));
+    }
+    if let Some(only) = only {
+        steps.retain(|(name, _)| name.contains(only));
+        if steps.is_empty() {
+            return Err(fail!("no test step's name contains `{only}`"));
+        }
     }
     let total = Instant::now();
     let mut results = Vec::new();
