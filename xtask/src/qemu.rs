@@ -80,6 +80,19 @@ impl Machine {
     /// Boots, runs until power-off or `timeout`, copying the console to our stdout as it comes
     /// (unless `quiet`). Returns the whole console output and the status the system reported.
     pub fn run_captured(&self, timeout: Duration, quiet: bool) -> Result<Run> {
+        self.run_until(timeout, quiet, &mut |_| false)
+    }
+
+    /// As [`Machine::run_captured`], but kills QEMU (SIGKILL: a power cut, nothing flushed or
+    /// shut down) as soon as `stop` returns true for the console output so far, which it is
+    /// shown every few milliseconds. The image is kept (until the machine is dropped), so it can
+    /// be booted again.
+    pub fn run_until(
+        &self,
+        timeout: Duration,
+        quiet: bool,
+        stop: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Run> {
         let mut c = self.command(false);
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -131,6 +144,23 @@ impl Machine {
             if let Some(st) = guard.0.try_wait()? {
                 break st.code();
             }
+            if stop(&output.lock().unwrap_or_else(|e| e.into_inner())) {
+                let _ = guard.0.kill();
+                let _ = guard.0.wait();
+                for r in readers {
+                    let _ = r.join();
+                }
+                let text =
+                    String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner()))
+                        .into_owned();
+                return Ok(Run {
+                    output: text,
+                    status: None,
+                    timed_out: false,
+                    killed: true,
+                    elapsed: start.elapsed(),
+                });
+            }
             if start.elapsed() > timeout {
                 let _ = guard.0.kill();
                 let _ = guard.0.wait();
@@ -144,10 +174,11 @@ impl Machine {
                     output: text,
                     status: None,
                     timed_out: true,
+                    killed: false,
                     elapsed: start.elapsed(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         };
         for r in readers {
             let _ = r.join();
@@ -158,6 +189,7 @@ impl Machine {
             output: text,
             status: decode_exit(code),
             timed_out: false,
+            killed: false,
             elapsed: start.elapsed(),
         })
     }
@@ -176,6 +208,8 @@ pub struct Run {
     /// The status passed to `poweroff`, if the system reported one.
     pub status: Option<i32>,
     pub timed_out: bool,
+    /// Killed by [`Machine::run_until`]'s `stop`.
+    pub killed: bool,
     pub elapsed: Duration,
 }
 

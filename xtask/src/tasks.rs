@@ -216,6 +216,119 @@ fn clock_and_console() -> Result<()> {
     Ok(())
 }
 
+/// The number in the last `cw done N` line crashwriter printed whole, or -1.
+///
+/// ```text
+/// "cw done 3\r\ncw done 4\r\ncw do" -> 4
+/// ```
+fn last_done(output: &str) -> i32 {
+    // Only whole lines: the kill may cut the last one short.
+    let whole = output.rfind('\n').map_or("", |i| &output[..i]);
+    whole
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cw done ")?.parse().ok())
+        .next_back()
+        .unwrap_or(-1)
+}
+
+/// When a crash-test round pulls the plug.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// Once `cw done N` has been printed.
+    Op(i32),
+    /// This long after `cw start`.
+    Millis(u64),
+}
+
+/// The crash test: crashwriter creates, writes, links and unlinks files in a known order,
+/// printing a line after each operation returns; QEMU is killed (SIGKILL) after a given line or
+/// at a random moment; the same image is booted again (the kernel replays its log at mount) and
+/// `crashwriter check N` verifies that every operation up to the last one seen is on the disk,
+/// whole, and that what follows is a prefix of the rest; fsck must find the image clean after
+/// that run. `XV6_CRASH_SEED` repeats a run's random moments.
+fn crash_test() -> Result<()> {
+    qemu::ensure_installed()?;
+    let kernel = build::kernel()?;
+    let base = build::image()?;
+    let seed = match std::env::var("XV6_CRASH_SEED") {
+        Ok(v) => v
+            .parse::<u64>()
+            .map_err(|_| fail!("XV6_CRASH_SEED must be a number"))?,
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+    };
+    errln!("crash test: seed {seed} (XV6_CRASH_SEED={seed} repeats its random moments)");
+    let mut rng = seed | 1;
+    let mut random = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let mut plan = vec![
+        KillAt::Op(0),
+        KillAt::Op(41),
+        KillAt::Op(98),
+        KillAt::Op(150),
+    ];
+    for _ in 0..5 {
+        plan.push(KillAt::Millis(random(800)));
+    }
+    let timeout = Duration::from_secs(120);
+    let mut replays = 0;
+    for (round, at) in plan.into_iter().enumerate() {
+        let mut m = Machine {
+            kernel: kernel.clone(),
+            image: build::fresh_copy(&base, "crash-fs")?,
+            cpus: 2,
+            mem_mib: 256,
+            append: Some("crashwriter write".into()),
+            gdb: false,
+        };
+        let mut started: Option<Instant> = None;
+        let r = m.run_until(timeout, true, &mut |out| {
+            let text = String::from_utf8_lossy(out);
+            match at {
+                KillAt::Op(n) => last_done(&text) >= n,
+                KillAt::Millis(ms) => {
+                    if started.is_none() && text.contains("cw start") {
+                        started = Some(Instant::now());
+                    }
+                    started.is_some_and(|t| t.elapsed() >= Duration::from_millis(ms))
+                }
+            }
+        })?;
+        let seen = last_done(&r.output);
+        if r.killed {
+            errln!("round {round}: killed ({at:?}) after `cw done {seen}`");
+        } else if r.status == Some(0) && r.output.contains("cw finished") {
+            errln!("round {round}: the writer finished before {at:?}; checking the whole run");
+        } else {
+            check_run(&r, 2, "crashwriter write", &[], timeout)?;
+        }
+        let line = format!("crashwriter check {seen}");
+        m.append = Some(line.clone());
+        let r = m.run_captured(timeout, true)?;
+        let verdict = check_run(&r, 2, &line, &["crashwriter: ok"], timeout)
+            .and_then(|()| fsck_after(&m.image));
+        for l in r
+            .output
+            .lines()
+            .filter(|l| l.contains("crashwriter") || l.contains("fs: "))
+        {
+            errln!("  {}", l.trim());
+        }
+        verdict.map_err(|e| fail!("crash test round {round} ({at:?}, seed {seed}): {e}"))?;
+        if r.output.contains("fs: recovering") {
+            replays += 1;
+        }
+    }
+    errln!("crash test: every round consistent; {replays} of them replayed a committed log");
+    Ok(())
+}
+
 /// Makes sure `cargo fuzz` is available, installing it from crates.io if not.
 fn ensure_cargo_fuzz() -> Result<()> {
     let ok = cargo()
@@ -416,6 +529,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
             "clock, console and unknown calls on 1 and 2 CPUs",
             Box::new(clock_and_console),
         ));
+        steps.push(("crash test", Box::new(crash_test)));
     }
     if let Some(only) = only {
         steps.retain(|(name, _)| name.contains(only));
@@ -456,6 +570,15 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_whole_crashwriter_line_counts() {
+        assert_eq!(last_done(""), -1);
+        assert_eq!(last_done("cw start\r\ncw done 0"), -1);
+        assert_eq!(last_done("cw start\r\ncw done 0\r\n"), 0);
+        assert_eq!(last_done("cw done 3\r\ncw done 4\r\ncw done 5"), 4);
+        assert_eq!(last_done("cw done 3\r\npid 4: x\r\ncw do"), 3);
+    }
 
     #[test]
     fn command_lines_the_kernel_cannot_take_are_refused() {
