@@ -5,7 +5,7 @@
 //! target directory because their RUSTFLAGS differ (code model, red zone) and must not mix with
 //! the host build's.
 
-use crate::util::{self, cargo, fail, Result};
+use crate::util::{self, cargo, errln, fail, Result};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,7 +82,7 @@ pub fn kernel() -> Result<PathBuf> {
 pub fn user_programs() -> Result<Vec<(String, PathBuf)>> {
     let mut c = BareMetal::User.cargo("build");
     c.arg("--message-format=json-render-diagnostics");
-    eprintln!("$ {}", util::show(&c));
+    errln!("$ {}", util::show(&c));
     let mut child = c.stdout(Stdio::piped()).spawn()?;
     let mut bins = Vec::new();
     let out = child.stdout.take().expect("piped");
@@ -161,7 +161,7 @@ pub fn image() -> Result<PathBuf> {
         files,
     };
     let summary = crate::mkfs::make_image(&out, &spec).map_err(|e| fail!("mkfs: {e}"))?;
-    eprintln!("image {}: {summary}", util::rel(&out));
+    errln!("image {}: {summary}", util::rel(&out));
     Ok(out)
 }
 

@@ -11,6 +11,7 @@ mod util;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use util::errln;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +70,9 @@ enum Cmd {
         /// Seconds each fuzz target runs in the smoke test.
         #[arg(long, default_value_t = 10)]
         fuzz_seconds: u64,
+        /// Run only the steps whose name contains this text (e.g. `--only fsck`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Run the cargo-fuzz targets (all, or the one named).
     Fuzz {
@@ -105,7 +109,8 @@ fn main() -> ExitCode {
         Cmd::Test {
             host_only,
             fuzz_seconds,
-        } => tasks::test(host_only, fuzz_seconds),
+            only,
+        } => tasks::test(host_only, fuzz_seconds, only.as_deref()),
         Cmd::Fuzz {
             target,
             seconds,
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }

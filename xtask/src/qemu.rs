@@ -1,7 +1,7 @@
 //! Runs the kernel under QEMU: interactively on the terminal, or as a captured, timed run whose
 //! verdict comes back through the isa-debug-exit device.
 
-use crate::util::{self, fail, Result};
+use crate::util::{self, errln, fail, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,14 +65,14 @@ impl Machine {
     /// Runs QEMU on this terminal until the user leaves it (Ctrl-a x) or the system powers off.
     pub fn interactive(&self) -> Result<Option<i32>> {
         let mut c = self.command(true);
-        eprintln!("$ {}", util::show(&c));
+        errln!("$ {}", util::show(&c));
         if self.gdb {
-            eprintln!(
+            errln!(
                 "waiting for gdb: gdb {} -ex 'target remote :1234'",
                 self.kernel.display()
             );
         }
-        eprintln!("(leave QEMU with Ctrl-a x)");
+        errln!("(leave QEMU with Ctrl-a x)");
         let status = c.status().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
         Ok(decode_exit(status.code()))
     }
@@ -80,11 +80,24 @@ impl Machine {
     /// Boots, runs until power-off or `timeout`, copying the console to our stdout as it comes
     /// (unless `quiet`). Returns the whole console output and the status the system reported.
     pub fn run_captured(&self, timeout: Duration, quiet: bool) -> Result<Run> {
+        self.run_until(timeout, quiet, &mut |_| false)
+    }
+
+    /// As [`Machine::run_captured`], but kills QEMU (SIGKILL: a power cut, nothing flushed or
+    /// shut down) as soon as `stop` returns true for the console output so far, which it is
+    /// shown every few milliseconds. The image is kept (until the machine is dropped), so it can
+    /// be booted again.
+    pub fn run_until(
+        &self,
+        timeout: Duration,
+        quiet: bool,
+        stop: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Run> {
         let mut c = self.command(false);
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        eprintln!("$ {}", util::show(&c));
+        errln!("$ {}", util::show(&c));
         let child = c.spawn().map_err(|e| fail!("cannot start {QEMU}: {e}"))?;
         let mut guard = KillOnDrop(child);
         let output = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -131,6 +144,23 @@ impl Machine {
             if let Some(st) = guard.0.try_wait()? {
                 break st.code();
             }
+            if stop(&output.lock().unwrap_or_else(|e| e.into_inner())) {
+                let _ = guard.0.kill();
+                let _ = guard.0.wait();
+                for r in readers {
+                    let _ = r.join();
+                }
+                let text =
+                    String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner()))
+                        .into_owned();
+                return Ok(Run {
+                    output: text,
+                    status: None,
+                    timed_out: false,
+                    killed: true,
+                    elapsed: start.elapsed(),
+                });
+            }
             if start.elapsed() > timeout {
                 let _ = guard.0.kill();
                 let _ = guard.0.wait();
@@ -144,10 +174,11 @@ impl Machine {
                     output: text,
                     status: None,
                     timed_out: true,
+                    killed: false,
                     elapsed: start.elapsed(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         };
         for r in readers {
             let _ = r.join();
@@ -158,6 +189,7 @@ impl Machine {
             output: text,
             status: decode_exit(code),
             timed_out: false,
+            killed: false,
             elapsed: start.elapsed(),
         })
     }
@@ -176,6 +208,8 @@ pub struct Run {
     /// The status passed to `poweroff`, if the system reported one.
     pub status: Option<i32>,
     pub timed_out: bool,
+    /// Killed by [`Machine::run_until`]'s `stop`.
+    pub killed: bool,
     pub elapsed: Duration,
 }
 

@@ -2,7 +2,7 @@
 
 use crate::build;
 use crate::qemu::{self, Machine};
-use crate::util::{self, cargo, fail, Result};
+use crate::util::{self, cargo, errln, fail, outln, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,9 +12,9 @@ pub const FUZZ_TARGETS: [&str; 3] = ["kalloc", "kmalloc", "vmregions"];
 /// Builds the kernel and every user program.
 pub fn build_all() -> Result<()> {
     let k = build::kernel()?;
-    eprintln!("kernel: {}", util::rel(&k));
+    errln!("kernel: {}", util::rel(&k));
     let files = build::image_files()?;
-    eprintln!(
+    errln!(
         "user programs: {}",
         files
             .iter()
@@ -28,7 +28,7 @@ pub fn build_all() -> Result<()> {
 /// `cargo xtask fsck IMAGE`.
 pub fn fsck(image: &Path) -> Result<i32> {
     let report = crate::fsck::check_image(image).map_err(|e| fail!("{}: {e}", image.display()))?;
-    println!("{report}");
+    outln!("{report}");
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
@@ -56,10 +56,10 @@ fn machine(
 /// `cargo xtask qemu`: the interactive system on this terminal.
 pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool) -> Result<i32> {
     let m = machine(cpus, mem_mib, None, gdb, "qemu-fs")?;
-    eprintln!("booting xv6: {}", qemu::describe(&m));
+    errln!("booting xv6: {}", qemu::describe(&m));
     match m.interactive()? {
         Some(status) => {
-            eprintln!("xv6 powered off with status {status}");
+            errln!("xv6 powered off with status {status}");
             Ok(status)
         }
         None => Ok(0),
@@ -105,8 +105,16 @@ pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<
 }
 
 /// Boots a fresh image, runs `line`, and checks it passed: status 0, `expect` in the output, no
-/// kernel panic, within `timeout`.
-fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Result<()> {
+/// kernel panic, within `timeout`, and `fsck` clean on the image the run leaves. Returns the
+/// console output for further checks. `quiet` keeps the console off the terminal (for runs that
+/// print a lot on purpose); the lines that are not all dots are shown if the run fails.
+fn boot_check(
+    cpus: u32,
+    line: &str,
+    expect: &[&str],
+    timeout: Duration,
+    quiet: bool,
+) -> Result<String> {
     let m = machine(
         cpus,
         256,
@@ -114,11 +122,32 @@ fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Resu
         false,
         &format!("test-{cpus}cpu-fs"),
     )?;
-    let r = m.run_captured(timeout, false)?;
-    eprintln!(
+    let r = m.run_captured(timeout, quiet)?;
+    errln!(
         "\n[{line} on {cpus} CPU(s): {:.1} s]",
         r.elapsed.as_secs_f64()
     );
+    let verdict = check_run(&r, cpus, line, expect, timeout).and_then(|()| fsck_after(&m.image));
+    if verdict.is_err() && quiet {
+        for l in r
+            .output
+            .lines()
+            .filter(|l| !l.trim().trim_matches('.').is_empty())
+        {
+            errln!("| {l}");
+        }
+    }
+    verdict.map(|()| r.output)
+}
+
+/// Whether a captured run passed (see [`boot_check`]).
+fn check_run(
+    r: &qemu::Run,
+    cpus: u32,
+    line: &str,
+    expect: &[&str],
+    timeout: Duration,
+) -> Result<()> {
     if r.timed_out {
         return Err(fail!(
             "`{line}` on {cpus} CPU(s) timed out after {} s",
@@ -147,6 +176,159 @@ fn boot_check(cpus: u32, line: &str, expect: &[&str], timeout: Duration) -> Resu
     Ok(())
 }
 
+/// Checks the image a run has left (after the kernel powered off cleanly, with no transaction
+/// pending): any orphan inode, lost block or other inconsistency fails, with fsck's report.
+fn fsck_after(image: &Path) -> Result<()> {
+    let report = crate::fsck::check_image(image).map_err(|e| fail!("fsck: {e}"))?;
+    if report.problems.is_empty() && report.notes.iter().all(|n| !n.contains("the log holds")) {
+        errln!("fsck of the image the run left: clean");
+        Ok(())
+    } else {
+        errln!("fsck of the image the run left:\n{report}");
+        Err(fail!("fsck found problems in the image the run left"))
+    }
+}
+
+/// clocktest on 1 and 2 CPUs: a 16 MiB console write neither stops the clock nor keeps its
+/// writer from being killed, and 1000 unknown system calls in each of two processes are
+/// reported at most once per process.
+fn clock_and_console() -> Result<()> {
+    for cpus in [1, 2] {
+        let out = boot_check(
+            cpus,
+            "clocktest; clocktest unknown 1000",
+            &["clocktest: ok", "clocktest: 1000 unknown system calls"],
+            Duration::from_secs(180),
+            true,
+        )?;
+        let said = out
+            .lines()
+            .filter(|l| l.contains(": unknown system call "))
+            .count();
+        if said > 2 {
+            return Err(fail!(
+                "2 processes making 1000 unknown system calls each got {said} console lines \
+                 about it (at most one per process)"
+            ));
+        }
+        errln!("clocktest on {cpus} CPU(s): ok; {said} line(s) about unknown calls");
+    }
+    Ok(())
+}
+
+/// The number in the last `cw done N` line crashwriter printed whole, or -1.
+///
+/// ```text
+/// "cw done 3\r\ncw done 4\r\ncw do" -> 4
+/// ```
+fn last_done(output: &str) -> i32 {
+    // Only whole lines: the kill may cut the last one short.
+    let whole = output.rfind('\n').map_or("", |i| &output[..i]);
+    whole
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cw done ")?.parse().ok())
+        .next_back()
+        .unwrap_or(-1)
+}
+
+/// When a crash-test round pulls the plug.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// Once `cw done N` has been printed.
+    Op(i32),
+    /// This long after `cw start`.
+    Millis(u64),
+}
+
+/// The crash test: crashwriter creates, writes, links and unlinks files in a known order,
+/// printing a line after each operation returns; QEMU is killed (SIGKILL) after a given line or
+/// at a random moment; the same image is booted again (the kernel replays its log at mount) and
+/// `crashwriter check N` verifies that every operation up to the last one seen is on the disk,
+/// whole, and that what follows is a prefix of the rest; fsck must find the image clean after
+/// that run. `XV6_CRASH_SEED` repeats a run's random moments.
+fn crash_test() -> Result<()> {
+    qemu::ensure_installed()?;
+    let kernel = build::kernel()?;
+    let base = build::image()?;
+    let seed = match std::env::var("XV6_CRASH_SEED") {
+        Ok(v) => v
+            .parse::<u64>()
+            .map_err(|_| fail!("XV6_CRASH_SEED must be a number"))?,
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+    };
+    errln!("crash test: seed {seed} (XV6_CRASH_SEED={seed} repeats its random moments)");
+    let mut rng = seed | 1;
+    let mut random = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let mut plan = vec![
+        KillAt::Op(0),
+        KillAt::Op(41),
+        KillAt::Op(98),
+        KillAt::Op(150),
+    ];
+    for _ in 0..5 {
+        plan.push(KillAt::Millis(random(800)));
+    }
+    let timeout = Duration::from_secs(120);
+    let mut replays = 0;
+    for (round, at) in plan.into_iter().enumerate() {
+        let mut m = Machine {
+            kernel: kernel.clone(),
+            image: build::fresh_copy(&base, "crash-fs")?,
+            cpus: 2,
+            mem_mib: 256,
+            append: Some("crashwriter write".into()),
+            gdb: false,
+        };
+        let mut started: Option<Instant> = None;
+        let r = m.run_until(timeout, true, &mut |out| {
+            let text = String::from_utf8_lossy(out);
+            match at {
+                KillAt::Op(n) => last_done(&text) >= n,
+                KillAt::Millis(ms) => {
+                    if started.is_none() && text.contains("cw start") {
+                        started = Some(Instant::now());
+                    }
+                    started.is_some_and(|t| t.elapsed() >= Duration::from_millis(ms))
+                }
+            }
+        })?;
+        let seen = last_done(&r.output);
+        if r.killed {
+            errln!("round {round}: killed ({at:?}) after `cw done {seen}`");
+        } else if r.status == Some(0) && r.output.contains("cw finished") {
+            errln!("round {round}: the writer finished before {at:?}; checking the whole run");
+        } else {
+            check_run(&r, 2, "crashwriter write", &[], timeout)?;
+        }
+        let line = format!("crashwriter check {seen}");
+        m.append = Some(line.clone());
+        let r = m.run_captured(timeout, true)?;
+        let verdict = check_run(&r, 2, &line, &["crashwriter: ok"], timeout)
+            .and_then(|()| fsck_after(&m.image));
+        for l in r
+            .output
+            .lines()
+            .filter(|l| l.contains("crashwriter") || l.contains("fs: "))
+        {
+            errln!("  {}", l.trim());
+        }
+        verdict.map_err(|e| fail!("crash test round {round} ({at:?}, seed {seed}): {e}"))?;
+        if r.output.contains("fs: recovering") {
+            replays += 1;
+        }
+    }
+    errln!("crash test: every round consistent; {replays} of them replayed a committed log");
+    Ok(())
+}
+
 /// Makes sure `cargo fuzz` is available, installing it from crates.io if not.
 fn ensure_cargo_fuzz() -> Result<()> {
     let ok = cargo()
@@ -157,7 +339,7 @@ fn ensure_cargo_fuzz() -> Result<()> {
     if ok {
         return Ok(());
     }
-    eprintln!("cargo-fuzz is not installed; installing it (cargo install cargo-fuzz)");
+    errln!("cargo-fuzz is not installed; installing it (cargo install cargo-fuzz)");
     util::run(cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
@@ -207,7 +389,7 @@ pub fn bench(quick: bool) -> Result<()> {
 type Step = (&'static str, Box<dyn FnOnce() -> Result<()>>);
 
 /// `cargo xtask test`: every check, each reported, then `N passed, N failed`.
-pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
+pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i32> {
     let mut steps: Vec<Step> = vec![
         (
             "format",
@@ -284,7 +466,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             Box::new(|| {
                 let img = build::image()?;
                 let report = crate::fsck::check_image(&img).map_err(|e| fail!("{e}"))?;
-                println!("{report}");
+                outln!("{report}");
                 if report.problems.is_empty() {
                     Ok(())
                 } else {
@@ -302,7 +484,14 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
             steps.push((
                 name,
                 Box::new(move || {
-                    boot_check(cpus, line, &["ALL TESTS PASSED"], Duration::from_secs(900))
+                    boot_check(
+                        cpus,
+                        line,
+                        &["ALL TESTS PASSED"],
+                        Duration::from_secs(900),
+                        false,
+                    )
+                    .map(drop)
                 }),
             ));
         }
@@ -319,7 +508,9 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                         "cpuattack: all ok",
                     ],
                     Duration::from_secs(600),
+                    false,
                 )
+                .map(drop)
             }),
         ));
         steps.push((
@@ -330,7 +521,9 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                     "racetest",
                     &["racetest: all ok"],
                     Duration::from_secs(600),
+                    false,
                 )
+                .map(drop)
             }),
         ));
         steps.push((
@@ -341,29 +534,42 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
                     "echo hi there | wc; cat README | grep xv6 > out; cat out | wc; forktest; hello a b; cmalloctest; stressfs; ls",
                     &["1 2 9", "fork test OK", "hello from C", "cmalloctest: ok", "stressfs starting", "README"],
                     Duration::from_secs(300),
+                    false,
                 )
+                .map(drop)
             }),
         ));
+        steps.push((
+            "clock, console and unknown calls on 1 and 2 CPUs",
+            Box::new(clock_and_console),
+        ));
+        steps.push(("crash test", Box::new(crash_test)));
+    }
+    if let Some(only) = only {
+        steps.retain(|(name, _)| name.contains(only));
+        if steps.is_empty() {
+            return Err(fail!("no test step's name contains `{only}`"));
+        }
     }
     let total = Instant::now();
     let mut results = Vec::new();
     for (name, step) in steps {
-        eprintln!("\n==== {name} ====");
+        errln!("\n==== {name} ====");
         let t = Instant::now();
         let r = step();
         let secs = t.elapsed().as_secs_f64();
         match &r {
-            Ok(()) => eprintln!("==== {name}: ok ({secs:.0} s)"),
-            Err(e) => eprintln!("==== {name}: FAILED ({secs:.0} s): {e}"),
+            Ok(()) => errln!("==== {name}: ok ({secs:.0} s)"),
+            Err(e) => errln!("==== {name}: FAILED ({secs:.0} s): {e}"),
         }
         results.push((name, r.is_ok(), secs));
     }
-    println!(
+    outln!(
         "\nxtask test summary ({:.0} s):",
         total.elapsed().as_secs_f64()
     );
     for (name, ok, secs) in &results {
-        println!(
+        outln!(
             "  {:<32} {} ({secs:.0} s)",
             name,
             if *ok { "ok" } else { "FAILED" }
@@ -371,13 +577,22 @@ pub fn test(host_only: bool, fuzz_seconds: u64) -> Result<i32> {
     }
     let passed = results.iter().filter(|r| r.1).count();
     let failed = results.len() - passed;
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_whole_crashwriter_line_counts() {
+        assert_eq!(last_done(""), -1);
+        assert_eq!(last_done("cw start\r\ncw done 0"), -1);
+        assert_eq!(last_done("cw start\r\ncw done 0\r\n"), 0);
+        assert_eq!(last_done("cw done 3\r\ncw done 4\r\ncw done 5"), 4);
+        assert_eq!(last_done("cw done 3\r\npid 4: x\r\ncw do"), 3);
+    }
 
     #[test]
     fn command_lines_the_kernel_cannot_take_are_refused() {

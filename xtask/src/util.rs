@@ -28,6 +28,38 @@ macro_rules! fail {
 }
 pub(crate) use fail;
 
+/// Prints to stdout. Rust's `println!` panics when the reader has gone (`cargo xtask fsck IMG |
+/// head`: Rust ignores SIGPIPE, so the write fails with EPIPE); here a closed stdout ends xtask
+/// quietly with status 0, as the reader wanted no more. Other write errors are ignored.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::util::write_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+pub(crate) use outln;
+
+/// Prints to stderr (progress and errors). Never panics: a closed stderr only loses the message.
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::util::write_err(format_args!("{}\n", format_args!($($t)*))) };
+}
+pub(crate) use errln;
+
+/// See [`outln!`].
+pub fn write_out(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut so = std::io::stdout().lock();
+    let r = so.write_fmt(args).and_then(|()| so.flush());
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// See [`errln!`].
+pub fn write_err(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
 /// The workspace root (the parent of xtask/).
 pub fn root() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -94,7 +126,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command, echoing it, and returns its exit status.
 pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
-    eprintln!("$ {}", show(cmd));
+    errln!("$ {}", show(cmd));
     cmd.status()
         .map_err(|e| fail!("cannot run `{}`: {e}", show(cmd)))
 }
@@ -140,7 +172,7 @@ pub fn ensure_tool(program: &str, package: &str) -> Result<()> {
         return Ok(());
     }
     if is_root() && on_path("apt-get") {
-        eprintln!("{program} is not installed; installing it with apt-get (package {package})");
+        errln!("{program} is not installed; installing it with apt-get (package {package})");
         run(Command::new("apt-get").args(["update", "-q"]))?;
         run(Command::new("apt-get")
             .args(["install", "-y", "-q", package])

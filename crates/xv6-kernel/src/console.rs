@@ -1,8 +1,18 @@
 //! HARDWARE ACCESS: the console on the first serial port (COM1, a 16550 UART), and the kernel's
 //! `println!`.
 //!
-//! Output goes straight to the UART (polling for room in the transmitter). Input arrives by
-//! interrupt and is handed to the console device's line discipline in `file.rs`.
+//! Output takes one of two ways, as in xv6-riscv's uart.c:
+//! - Programs' output (the console device's `write`, [`write_user`]) goes into a transmit ring,
+//!   and the UART takes what it can at once: a FIFO's worth (16 bytes) each time its transmitter
+//!   is empty. When the UART is busy (the host is not reading), the writer sleeps; the transmit
+//!   interrupt sends more and wakes it. The console device writes in bounded pieces, gives up
+//!   the CPU between them and stops when its process is killed (`file.rs`), so no write, however
+//!   long, holds a CPU.
+//! - The kernel's own messages (`println!`, the echo of typed input, the panic report) are written
+//!   at once with interrupts off, polling the UART; what the ring still held goes first, so the
+//!   order is kept. They work from any context, interrupt handlers and panics included.
+//!
+//! Input arrives by interrupt and is handed to the console device's line discipline in `file.rs`.
 
 use crate::arch::{inb, outb};
 use crate::cpu::Spinlock;
@@ -10,11 +20,137 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 const COM1: u16 = 0x3f8;
+/// Interrupt enable register: bit 0 data received, bit 1 transmitter empty.
+const IER: u16 = COM1 + 1;
+const IER_RX: u8 = 0x01;
+const IER_TX: u8 = 0x02;
+/// Interrupt identification register (read).
+const IIR: u16 = COM1 + 2;
+/// Line status register: bit 0 data ready, bit 5 transmit holding register (and FIFO) empty.
+const LSR: u16 = COM1 + 5;
+const LSR_THRE: u8 = 0x20;
+/// Modem status register.
+const MSR: u16 = COM1 + 6;
+/// Bytes the UART's transmit FIFO takes when it is empty.
+const FIFO: usize = 16;
+/// Bytes in the transmit ring.
+const TX_BUF: usize = 2048;
 
 /// Set once the kernel has panicked: other CPUs stop printing and spin.
 pub static PANICKED: AtomicBool = AtomicBool::new(false);
 
-static WRITER: Spinlock<Uart> = Spinlock::new("uart", Uart);
+/// The transmit ring: bytes `r..w` (counting for ever, indexed modulo [`TX_BUF`]) wait for the
+/// UART. Its lock is also the lock of the UART's transmitter: every write to it holds this.
+struct Tx {
+    buf: [u8; TX_BUF],
+    r: usize,
+    w: usize,
+    /// Whether the transmit interrupt is enabled (it is while the ring holds bytes).
+    tx_intr: bool,
+}
+
+static TX: Spinlock<Tx> = Spinlock::new(
+    "uart",
+    Tx {
+        buf: [0; TX_BUF],
+        r: 0,
+        w: 0,
+        tx_intr: false,
+    },
+);
+
+/// Where writers wait for room in the ring.
+fn tx_chan() -> usize {
+    &TX as *const _ as usize
+}
+
+/// Sends what the UART takes now: while bytes wait and its transmitter is empty, a FIFO's worth.
+/// The transmit interrupt is on exactly while bytes are left. Returns whether it sent any.
+fn uart_start(t: &mut Tx) -> bool {
+    let before = t.r;
+    while t.r != t.w && inb(LSR) & LSR_THRE != 0 {
+        let n = (t.w - t.r).min(FIFO);
+        for _ in 0..n {
+            outb(COM1, t.buf[t.r % TX_BUF]);
+            t.r += 1;
+        }
+    }
+    let want = t.r != t.w;
+    if want != t.tx_intr {
+        t.tx_intr = want;
+        outb(IER, if want { IER_RX | IER_TX } else { IER_RX });
+    }
+    t.r != before
+}
+
+/// Sends everything the ring holds, polling (for the kernel's own messages, which follow it).
+fn drain_sync(t: &mut Tx) {
+    while t.r != t.w {
+        let c = t.buf[t.r % TX_BUF];
+        t.r += 1;
+        putc_raw(c);
+    }
+    uart_start(t);
+}
+
+/// Programs' console output: copies `b` into the transmit ring (`\n` as `\r\n`) and starts the
+/// UART, sleeping while the ring is full. False, with part of `b` unsent, if the process was
+/// killed while it waited.
+pub fn write_user(b: &[u8]) -> bool {
+    let mut t = TX.lock();
+    for &c in b {
+        let bytes: &[u8] = if c == b'\n' {
+            b"\r\n"
+        } else {
+            core::slice::from_ref(&c)
+        };
+        for &c in bytes {
+            while t.w - t.r == TX_BUF {
+                if uart_start(&mut t) {
+                    continue;
+                }
+                if crate::proc::myproc().is_killed() {
+                    return false;
+                }
+                t = crate::proc::sleep(tx_chan(), t);
+            }
+            let w = t.w;
+            t.buf[w % TX_BUF] = c;
+            t.w += 1;
+        }
+    }
+    uart_start(&mut t);
+    true
+}
+
+/// The UART's interrupt: input for the console device, room in the transmitter for the ring.
+/// Reads the interrupt identification until nothing is pending, so the (edge-triggered) line
+/// goes low and the next event interrupts again.
+pub fn uart_intr() {
+    for _ in 0..16 {
+        let iir = inb(IIR);
+        if iir & 1 != 0 {
+            break; // nothing pending
+        }
+        // Bits 3..1: 0 modem status, 1 transmitter empty, 2 data, 3 line status, 6 timeout.
+        match (iir >> 1) & 0x7 {
+            0 => {
+                inb(MSR);
+            }
+            3 => {
+                inb(LSR);
+            }
+            1 => {}
+            _ => crate::file::console_intr(),
+        }
+        // Transmitter empty (its indication was cleared by reading IIR), or anything else: send
+        // what waits, and wake writers if that made room.
+        let mut t = TX.lock();
+        if uart_start(&mut t) {
+            crate::proc::wakeup(tx_chan());
+        }
+    }
+}
 
 /// The serial port.
 pub struct Uart;
@@ -62,9 +198,11 @@ impl Write for Uart {
     }
 }
 
-/// Writes bytes to the console (the console device's `write`).
+/// Writes bytes to the console at once, polling the UART: the kernel's own output (the echo of
+/// typed input). Whatever the transmit ring holds goes first.
 pub fn write_bytes(b: &[u8]) {
-    let _g = WRITER.lock();
+    let mut t = TX.lock();
+    drain_sync(&mut t);
     for &c in b {
         if c == b'\n' {
             putc_raw(b'\r');
@@ -85,8 +223,9 @@ pub fn _print(args: fmt::Arguments<'_>) {
         let _ = Uart.write_fmt(args);
         return;
     }
-    let mut g = WRITER.lock();
-    let _ = g.write_fmt(args);
+    let mut t = TX.lock();
+    drain_sync(&mut t);
+    let _ = Uart.write_fmt(args);
 }
 
 /// Prints to the console.

@@ -353,16 +353,29 @@ fn console_read(n: usize, mut dst: impl FnMut(usize, &[u8]) -> bool) -> i32 {
     got as i32
 }
 
+/// Writes in pieces of 256 bytes. Between pieces it stops if the process has been killed (the
+/// count so far is returned), and gives up the CPU once a tick, as a timer interrupt in user mode
+/// would: the kernel runs with interrupts off, so one long write must not keep the CPU.
 fn console_write(n: usize, mut src: impl FnMut(usize, &mut [u8]) -> bool) -> i32 {
     let mut buf = [0u8; 256];
     let mut i = 0;
+    let mut tick = crate::irq::ticks();
     while i < n {
         let m = (n - i).min(buf.len());
         if !src(i, &mut buf[..m]) {
             return -1;
         }
-        crate::console::write_bytes(&buf[..m]);
+        if !crate::console::write_user(&buf[..m]) {
+            break;
+        }
         i += m;
+        if proc::myproc().is_killed() {
+            break;
+        }
+        if crate::irq::ticks() != tick {
+            proc::yield_cpu();
+            tick = crate::irq::ticks();
+        }
     }
     i as i32
 }

@@ -1,8 +1,12 @@
 //! HARDWARE ACCESS: interrupt controllers and the timer. The legacy 8259 PICs are masked; each
 //! CPU's local APIC takes timer interrupts and sends IPIs; the I/O APIC routes device IRQs.
 //!
-//! The timer: the LAPIC timer of every CPU is calibrated once against the PIT (channel 2, polled)
-//! to interrupt every 10 ms (`HZ` = 100). CPU 0's tick advances `ticks`.
+//! Time: the clock is the TSC, calibrated once at boot against the PIT, so [`ticks`] (10 ms
+//! each) is right whenever it is read, whichever CPU reads it and whatever the CPUs are doing.
+//! The LAPIC timer of every CPU (calibrated against the PIT as well) interrupts every 10 ms;
+//! the interrupt on any CPU wakes the sleepers when the clock has passed a tick, and makes a
+//! process in user mode give up its CPU. No CPU is special: one that sits in the kernel with
+//! interrupts off delays nobody's time, only its own interrupts.
 
 use crate::arch::{inb, outb};
 use crate::cpu::Spinlock;
@@ -15,8 +19,45 @@ static IOAPIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// LAPIC timer count for one tick.
 static TICK_COUNT: AtomicU32 = AtomicU32::new(0);
 
-/// Timer ticks since boot, and the lock `sleep` uses on it.
+/// The last tick some timer interrupt has seen (sleepers were woken for it), and the lock
+/// `sleep` holds while it checks the clock, so that no wakeup falls between its check and its
+/// sleep. Its address is the channel sleepers wait on.
 pub static TICKS: Spinlock<u64> = Spinlock::new("time", 0);
+/// TSC at boot (the clock's zero).
+static TSC0: AtomicU64 = AtomicU64::new(0);
+/// TSC counts per tick (10 ms); 0 until calibrated.
+static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
+
+/// Ticks (10 ms) since the clock was calibrated at boot, from the TSC: QEMU's TSCs run in step on
+/// every CPU, so any CPU may read it.
+pub fn ticks() -> u64 {
+    let per = TSC_PER_TICK.load(Ordering::Relaxed);
+    if per == 0 {
+        return 0;
+    }
+    crate::arch::rdtsc().saturating_sub(TSC0.load(Ordering::Relaxed)) / per
+}
+
+/// A timer interrupt (on any CPU): if the clock has passed a tick since the last one that woke
+/// the sleepers, wake them.
+fn clock_intr() {
+    let now = ticks();
+    let mut t = TICKS.lock();
+    if now > *t {
+        *t = now;
+        crate::proc::wakeup(&*t as *const u64 as usize);
+    }
+}
+
+/// Lets this CPU take the interrupts waiting for it, then turns them off again. For the
+/// scheduler, between two processes: a CPU that always finds a process to run must still take
+/// its timer and device interrupts (xv6-riscv's scheduler opens the same window on each pass).
+pub fn interrupt_window() {
+    // SAFETY: called only where the kernel may take an interrupt: on the scheduler's stack, in
+    // its own loop (compiled without a red zone), holding no lock. `sti` takes effect after the
+    // next instruction, so the `nop` is the window.
+    unsafe { core::arch::asm!("sti", "nop", "cli") };
+}
 
 const ID: u64 = 0x20;
 const TPR: u64 = 0x80;
@@ -96,6 +137,56 @@ pub fn calibrate_timer() {
     let elapsed = u32::MAX - lapic_read(TIMER_CUR);
     lapic_write(TIMER_INIT, 0);
     TICK_COUNT.store(elapsed.max(1000), Ordering::Relaxed);
+    calibrate_tsc();
+}
+
+/// PIT input clock (Hz).
+const PIT_HZ: u64 = 1_193_182;
+/// PIT counts in a tick (10 ms).
+const PIT_PER_TICK: u64 = PIT_HZ / 100;
+
+/// Reads PIT channel 2's current count (latched, so both bytes are of one moment).
+fn pit2_count() -> u64 {
+    outb(0x43, 0x80); // latch channel 2
+    let lo = inb(0x42) as u64;
+    let hi = inb(0x42) as u64;
+    hi << 8 | lo
+}
+
+/// Measures the TSC's rate against PIT channel 2 and starts the clock ([`ticks`]) at 0.
+///
+/// Each measurement reads the TSC and the PIT's own count at both ends of a ~45 ms window, so
+/// the time this loop takes to notice the end does not matter (a calibration that waited for
+/// the PIT's output to flip, as the LAPIC one does, counts that delay in: 68-73 Hz instead of 100
+/// was seen under a loaded host). A host that deschedules QEMU between the two reads of one end
+/// still skews one measurement; the median of three is taken.
+fn calibrate_tsc() {
+    let mut rates = [0u64; 3];
+    for r in rates.iter_mut() {
+        // Mode 0, full count (65536 counts, 55 ms); gate on, speaker off.
+        let p = inb(0x61) & !0x02;
+        outb(0x61, p & !0x01);
+        outb(0x43, 0xb0);
+        outb(0x42, 0xff);
+        outb(0x42, 0xff);
+        outb(0x61, p | 0x01);
+        let c0 = pit2_count();
+        let t0 = crate::arch::rdtsc();
+        let mut c1 = c0;
+        let mut t1 = t0;
+        let mut spins = 0u64;
+        // Until 4.5 ticks have passed (counts go down from 0xffff; mode 0 does not reload).
+        while c0.saturating_sub(c1) < PIT_PER_TICK * 9 / 2 && spins < 100_000_000 {
+            t1 = crate::arch::rdtsc();
+            c1 = pit2_count();
+            spins += 1;
+        }
+        let counts = c0.saturating_sub(c1).max(1);
+        *r = (t1 - t0) * PIT_PER_TICK / counts;
+    }
+    rates.sort_unstable();
+    TSC_PER_TICK.store(rates[1].max(1), Ordering::Relaxed);
+    TSC0.store(crate::arch::rdtsc(), Ordering::Relaxed);
 }
 
 /// Sets up this CPU's LAPIC: enabled, periodic 10 ms timer, LINTs masked, no pending EOI.
@@ -164,15 +255,11 @@ pub fn spin_us(us: u64) {
 pub fn handle(vector: u64) -> bool {
     match vector {
         v if v == T_IRQ0 + IRQ_TIMER => {
-            if crate::cpu::mycpu().id == 0 {
-                let mut t = TICKS.lock();
-                *t += 1;
-                crate::proc::wakeup(&*t as *const u64 as usize);
-            }
+            clock_intr();
             eoi();
         }
         v if v == T_IRQ0 + IRQ_COM1 => {
-            crate::file::console_intr();
+            crate::console::uart_intr();
             eoi();
         }
         v if v == T_IRQ0 + IRQ_IDE => {

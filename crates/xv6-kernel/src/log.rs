@@ -120,6 +120,16 @@ pub fn begin_op() {
     }
 }
 
+/// For power-off: waits until no operation is running or committing, then keeps new ones from
+/// starting (they wait for ever), so the disk holds only whole, installed transactions.
+pub fn shutdown() {
+    let mut l = LOG.lock();
+    while l.outstanding > 0 || l.committing {
+        l = proc::sleep(chan(), l);
+    }
+    l.committing = true;
+}
+
 /// Ends an operation; the last one out commits.
 pub fn end_op() {
     let mut l = LOG.lock();

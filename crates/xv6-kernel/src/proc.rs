@@ -77,6 +77,8 @@ pub struct Proc {
     pub name: [u8; 16],
     /// The first process: its first return to user space runs /init.
     pub is_init: bool,
+    /// It has made an unknown system call and been reported for it (once per process).
+    pub told_unknown_syscall: bool,
 }
 
 impl Proc {
@@ -97,6 +99,7 @@ impl Proc {
             cwd: None,
             name: [0; 16],
             is_init: false,
+            told_unknown_syscall: false,
         }
     }
 
@@ -243,6 +246,7 @@ fn alloc_proc() -> Option<*mut Proc> {
         p.killed = false;
         p.xstate = 0;
         p.is_init = false;
+        p.told_unknown_syscall = false;
         let Some(pt) = crate::uvm_alloc_table() else {
             p.state = State::Unused;
             p.lock.release();
@@ -592,6 +596,10 @@ pub fn scheduler() -> ! {
     c.proc = core::ptr::null_mut();
     let mut next = 0usize;
     loop {
+        // Take the interrupts that are waiting, even when there is always a process to run (one
+        // that gives up the CPU in the kernel, like a long console write, never goes through
+        // user mode, where interrupts are on).
+        crate::irq::interrupt_window();
         let mut found = false;
         for k in 0..NPROC {
             let i = (next + k) % NPROC;

@@ -92,8 +92,17 @@ macro_rules! dispatcher {
             match tf.rax {
                 $($no => handlers::$name(tf),)*
                 n => {
+                    // Said once per process, so no program can flood the console with it.
                     let p = proc::myproc();
-                    crate::println!("pid {} {}: unknown system call {}", p.pid, p.name_str(), n);
+                    if !p.told_unknown_syscall {
+                        p.told_unknown_syscall = true;
+                        crate::println!(
+                            "pid {} {}: unknown system call {} (reported once per process)",
+                            p.pid,
+                            p.name_str(),
+                            n
+                        );
+                    }
                     -1
                 }
             }
@@ -140,9 +149,10 @@ mod handlers {
 
     pub fn sleep(tf: &TrapFrame) -> i64 {
         let n = arg_int(tf, 0).max(0) as u64;
+        let t0 = crate::irq::ticks();
+        // The clock check happens under TICKS, which the timer interrupt takes to wake sleepers.
         let mut t = crate::irq::TICKS.lock();
-        let t0 = *t;
-        while *t - t0 < n {
+        while crate::irq::ticks() - t0 < n {
             if proc::myproc().is_killed() {
                 return -1;
             }
@@ -153,13 +163,16 @@ mod handlers {
     }
 
     pub fn uptime(_: &TrapFrame) -> i64 {
-        *crate::irq::TICKS.lock() as i64
+        crate::irq::ticks() as i64
     }
 
     pub fn poweroff(tf: &TrapFrame) -> i64 {
         if proc::myproc().pid != 1 {
             return -1; // only init may stop the machine
         }
+        // Let running file-system calls finish and commit, and start no more: the image is
+        // left consistent with nothing in the log.
+        crate::log::shutdown();
         crate::println!();
         crate::arch::poweroff(arg_int(tf, 0))
     }
