@@ -7,6 +7,7 @@
 //! wait, where it holds no lock, and interrupt handlers allocate nothing.
 
 use crate::arch;
+use core::sync::atomic::{AtomicU16, Ordering};
 use kalloc::{Frame, LockedFrameAllocator, PhysAddr};
 use kmalloc::LockedHeap;
 use xv6_kernel::bootinfo::{self, BootInfo, PhysRange};
@@ -45,6 +46,55 @@ unsafe impl TableFrames for KernelFrames {
     }
     fn table(&self, pa: u64) -> *mut [u64; 512] {
         p2v(pa) as *mut [u64; 512]
+    }
+    fn share(&mut self, pa: u64) {
+        // Relaxed: the sharer is the forking process itself, which holds the frame throughout.
+        let n = share_count(pa).fetch_add(1, Ordering::Relaxed);
+        assert!(n < u16::MAX, "frame {pa:#x} shared too often");
+    }
+    fn is_shared(&self, pa: u64) -> bool {
+        share_count(pa).load(Ordering::Acquire) != 0
+    }
+    unsafe fn release(&mut self, pa: u64) {
+        // One holder less: decrement the extra holders, or, if there are none, this was the last
+        // holder and the frame is freed. AcqRel orders every earlier use of the frame by the other
+        // holders before the free.
+        let last = share_count(pa)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_err();
+        if last {
+            // SAFETY: the caller's mapping is gone and no other holder is left.
+            unsafe { self.free(pa) };
+        }
+    }
+}
+
+/// Extra holders of each RAM frame (copy-on-write pages after fork), by frame number: 0 means
+/// one holder (or a free frame). Set once in [`init`] before other CPUs start, read-only (as a
+/// slice; the counts are atomics) afterwards.
+static mut SHARES: &[AtomicU16] = &[];
+
+fn share_count(pa: u64) -> &'static AtomicU16 {
+    // SAFETY: SHARES is written once at boot, before any page is shared (see its doc).
+    let table = unsafe { SHARES };
+    &table[(pa / 4096) as usize]
+}
+
+/// Allocates [`SHARES`] for every frame below `top`.
+fn init_shares(top: u64) {
+    let n = (top / 4096) as usize;
+    let bytes = n * core::mem::size_of::<AtomicU16>();
+    let frames = bytes.div_ceil(4096);
+    let first = FRAMES
+        .lock()
+        .allocate_contiguous(frames, 1)
+        .expect("no memory for the frame share counts");
+    let p = p2v(first.start().as_u64()) as *mut AtomicU16;
+    // SAFETY: `frames` contiguous frames are ours, mapped at p2v, enough for `n` counts; zero bytes
+    // are valid AtomicU16s; single CPU at boot, nothing reads SHARES yet.
+    unsafe {
+        core::ptr::write_bytes(p as *mut u8, 0, frames * 4096);
+        SHARES = core::slice::from_raw_parts(p, n);
     }
 }
 
@@ -137,6 +187,7 @@ pub fn init(bi: &BootInfo) {
     for r in &high[..nhigh] {
         add_range(r.start, r.end);
     }
+    init_shares(bi.top_of_ram());
     // xv6's morecore: the kernel heap takes a page at a time for small blocks and gives each page
     // back when it is wholly free, so memory flows back to user processes.
     HEAP.lock().set_growth_limit(1);

@@ -16,6 +16,9 @@
 //! Two processes that map the same file independently get separate objects (there is no page
 //! cache); they see each other's writes after `msync`, at their next first touch.
 //!
+//! Private pages (the program, heap, stack and private mappings) are shared copy-on-write by
+//! `fork` (see `uvm`'s module docs); a write fault on one is resolved here before anything else.
+//!
 //! Everything that changes a page table here either completes or leaves the table as it was.
 
 use crate::cpu::Spinlock;
@@ -248,8 +251,10 @@ impl MemState {
             Some(r) => Some(r.try_clone().map_err(|_| MemError::OutOfMemory)?),
             None => None,
         };
-        uvm::copy_range(pt, cpt, &mut KernelFrames, 0, USER_TOP)
-            .map_err(|_| MemError::OutOfMemory)?;
+        let copied = uvm::copy_range(pt, cpt, &mut KernelFrames, 0, USER_TOP);
+        // The parent's writable pages became copy-on-write: its TLB may still let it write them.
+        flush_if_current(pt);
+        copied.map_err(|_| MemError::OutOfMemory)?;
         // Shared frames are mapped BORROWED and belong to their MapObj, which the cloned regions
         // share: copying the entries is all the child needs.
         child.image_end = self.image_end;
@@ -283,6 +288,18 @@ impl MemState {
         exec: bool,
     ) -> Result<(), FaultError> {
         use FaultError::{Denied, FileRead, OutOfMemory};
+        if write {
+            // A write to a page shared since fork (private memory of any kind): copy it.
+            match uvm::break_cow(pt, &mut KernelFrames, addr) {
+                Ok(true) => {
+                    let page = addr & !(PAGE - 1);
+                    flush_range_if_current(pt, page, page + PAGE);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(_) => return Err(OutOfMemory),
+            }
+        }
         let Some(regions) = &self.regions else {
             return Err(Denied);
         };
@@ -352,10 +369,11 @@ impl MemState {
         Ok(())
     }
 
-    /// Makes sure every mapped page of `[addr, addr + len)` is present, so that a later copy
-    /// under a lock never has to read a file. Stops quietly at the first page that cannot be.
+    /// Makes sure every mapped page of `[addr, addr + len)` is present (and, for a write, has
+    /// its own frame if it was shared copy-on-write), so that a later copy under a lock never has
+    /// to read a file or allocate. Stops quietly at the first page that cannot be.
     pub fn prefault(&mut self, pt: PageTable, addr: u64, len: u64, write: bool) {
-        if self.regions.is_none() || len == 0 {
+        if len == 0 {
             return;
         }
         let Some(end) = addr.checked_add(len) else {
@@ -363,9 +381,11 @@ impl MemState {
         };
         let mut page = addr & !(PAGE - 1);
         while page < end.min(USER_TOP) {
-            if pt.lookup(&mut KernelFrames, page).is_none()
-                && self.handle_fault(pt, page, write, false).is_err()
-            {
+            let needed = match pt.lookup(&mut KernelFrames, page) {
+                None => self.regions.is_some(),
+                Some(e) => write && e & Pte::COW.bits() != 0,
+            };
+            if needed && self.handle_fault(pt, page, write, false).is_err() {
                 return;
             }
             page += PAGE;
@@ -389,7 +409,9 @@ impl MemState {
         let mut page = addr & !(PAGE - 1);
         while page < end {
             let ok = match pt.lookup(&mut KernelFrames, page) {
-                Some(e) => e & Pte::USER.bits() != 0 && (!write || e & Pte::WRITE.bits() != 0),
+                Some(e) => {
+                    e & Pte::USER.bits() != 0 && (!write || e & (Pte::WRITE | Pte::COW).bits() != 0)
+                }
                 None => self
                     .regions
                     .as_ref()
