@@ -212,6 +212,11 @@ pub fn kernel_pt() -> PageTable {
     unsafe { KERNEL_PT }
 }
 
+/// Frames free now.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().stats().free
+}
+
 /// Free frames, total frames, heap bytes in use, heap pages held.
 pub fn usage() -> (u64, u64, u64, u64) {
     let s = FRAMES.lock().stats();

@@ -1465,6 +1465,112 @@ fn cowoom(s: &str) {
     }
 }
 
+/// sbrk maps nothing until a page is touched, by the program or by the kernel on its behalf:
+/// system calls read from and write into untouched heap pages (a path spanning touched and
+/// untouched pages too), a child of a fork sees zeroes there, the heap never executes, and many
+/// rounds of growth, partial touching and shrinking leave every frame where it was.
+fn lazysbrk(s: &str) {
+    const PAGES: u64 = 64;
+    let m0 = meminfo();
+    let a = grow_pages(s, PAGES);
+    // The kernel writes into untouched pages (read from a pipe; copy_out).
+    let Ok([r, w]) = sys::pipe() else {
+        fail!(s, "pipe() failed")
+    };
+    // 300 bytes (the pipe holds 512) across the boundary of two untouched pages.
+    let msg = [0xabu8; 300];
+    let at = a + PG - 150;
+    if write(w, &msg) != msg.len() as i32 || r_read(r, at, msg.len() as i32) != msg.len() as i32 {
+        fail!(s, "read into untouched heap pages failed");
+    }
+    if (0..msg.len() as u64).any(|i| peek(at + i) != 0xab)
+        || peek(a) != 0
+        || peek(a + 2 * PG - 1) != 0
+    {
+        fail!(s, "read into untouched heap pages went wrong");
+    }
+    // ... and reads from untouched pages (write to a pipe; copy_in): zeroes.
+    if r_write(w, a + 10 * PG, 100) != 100 {
+        fail!(s, "write from an untouched heap page failed");
+    }
+    let mut back = [1u8; 100];
+    if read(r, &mut back) != 100 || back.iter().any(|&b| b != 0) {
+        fail!(s, "an untouched heap page did not read as zeroes");
+    }
+    // A path that starts in a touched page and ends in an untouched one.
+    let path = a + 12 * PG - 3;
+    for (i, &c) in b"lz".iter().enumerate() {
+        poke(path + i as u64, c);
+    }
+    poke(path + 2, b'!');
+    let fd = r_open(path, O_CREATE | O_RDWR);
+    if fd < 0 {
+        fail!(s, "open of a path ending in an untouched page failed");
+    }
+    close(fd);
+    if unlink(b"lz!") != 0 {
+        fail!(s, "the path was not read right");
+    }
+    close(r);
+    close(w);
+    // A child sees zeroes in pages nobody touched, and its touches are its own.
+    let pid = xfork(s);
+    if pid == 0 {
+        if peek(a + 20 * PG) != 0 || peek(at) != 0xab {
+            sys::exit(2);
+        }
+        poke(a + 20 * PG, 7);
+        sys::exit(0);
+    }
+    if wait_pid(s, pid) != 0 {
+        fail!(s, "the child saw wrong heap contents");
+    }
+    if peek(a + 20 * PG) != 0 {
+        fail!(s, "the child's touch reached the parent");
+    }
+    // The heap never executes, touched or not.
+    expect_killed(s, "jumping into an untouched heap page", || {
+        // SAFETY: not safe: the kernel must kill us.
+        let f: extern "C" fn() = unsafe { core::mem::transmute((a + 30 * PG) as usize) };
+        f();
+    });
+    if sbrk(-((PAGES * PG) as i32)) == SBRK_ERR {
+        fail!(s, "shrink failed");
+    }
+    // Many rounds of grow, touch some (a page read, a page written), shrink: memory that comes
+    // back below the break is always zero, and nothing is lost.
+    let mut seed = 12345u64;
+    for round in 0..300u64 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let n = 1 + (seed >> 33) % 40;
+        let a = grow_pages(s, n);
+        for p in 0..n {
+            match (seed >> (p % 60)) & 3 {
+                0 => poke(a + p * PG + round % PG, 0x5a),
+                1 if peek(a + p * PG + round % PG) != 0 => {
+                    fail!(s, "round {round}: a page below the break kept old data")
+                }
+                _ => {}
+            }
+        }
+        if sbrk(-((n * PG) as i32)) == SBRK_ERR {
+            fail!(s, "shrink failed");
+        }
+    }
+    // Page-table pages may stay until exit (one per 2 MiB of heap touched).
+    let m1 = meminfo();
+    if m1.free_frames + 4 + SLACK_FRAMES < m0.free_frames {
+        fail!(
+            s,
+            "frames lost: {} free before, {} after",
+            m0.free_frames,
+            m1.free_frames
+        );
+    }
+}
+
 /// When the system runs out of memory, the failed sbrk calls give back what they took.
 fn sbrkfail(s: &str) {
     let big = (total_bytes() / 4).min(0x7fff_f000) as i32;
@@ -3868,6 +3974,7 @@ static QUICK: &[(&str, TestFn)] = table![
     cowfork,
     cowrace,
     cowoom,
+    lazysbrk,
     kernmem,
     maxvaplus = "MAXVAplus",
     sbrkfail,
