@@ -540,6 +540,35 @@ pub fn svg(results: &Results, labels: &[&str]) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn command_line() {
+        use clap::Parser;
+        let parse = |a: &[&str]| crate::Cli::try_parse_from(a);
+        assert!(parse(&["xtask", "bench", "--quick"]).is_ok());
+        assert!(
+            parse(&["xtask", "bench", "--runs", "2"]).is_err(),
+            "--runs needs --kernel"
+        );
+        let Ok(crate::Cli {
+            command: crate::Cmd::Bench {
+                kernel, runs, only, ..
+            },
+        }) = parse(&[
+            "xtask",
+            "bench",
+            "--kernel",
+            "--linux",
+            "--only",
+            "getpid,fork_exit_wait",
+        ])
+        else {
+            panic!("bench --kernel parses");
+        };
+        assert!(kernel);
+        assert_eq!(runs, 3);
+        assert_eq!(only, ["getpid", "fork_exit_wait"]);
+    }
+
     const OUT: &str = "xv6 kernel is booting\r\nkbench system xv6 tsc_khz 2445403\r\n\
         kbench getpid 2479 2453 2574 3\r\nkbench fork_exit_wait 2902400 2657747 3067196 3\r\n\
         kbench done\r\n";
