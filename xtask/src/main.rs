@@ -3,6 +3,7 @@
 mod build;
 mod cprog;
 mod fsck;
+mod kbench;
 mod mkfs;
 mod qemu;
 mod tasks;
@@ -90,6 +91,25 @@ enum Cmd {
         /// A short run (about two minutes).
         #[arg(long)]
         quick: bool,
+        /// Benchmark the kernel instead: kbench in QEMU on 1 and 2 CPUs; writes
+        /// target/bench/kernel.{txt,csv,svg}.
+        #[arg(long)]
+        kernel: bool,
+        /// With --kernel: run the same benchmark under Linux (Debian's kernel, busybox, ext2) too.
+        #[arg(long, requires = "kernel")]
+        linux: bool,
+        /// With --kernel: rounds (boots of each system on each CPU count).
+        #[arg(long, default_value_t = 3, requires = "kernel")]
+        runs: u32,
+        /// With --kernel: only these benchmarks (comma-separated kbench names, e.g. getpid,fork_exit_wait).
+        #[arg(long, requires = "kernel", value_delimiter = ',')]
+        only: Vec<String>,
+        /// With --kernel: timed iterations per benchmark (default: kbench's own counts).
+        #[arg(long, default_value_t = 0, requires = "kernel", value_parser = clap::value_parser!(u32).range(0..=64))]
+        iters: u32,
+        /// With --kernel: also run xv6 with this kernel ELF, as system `xv6-base` (an A/B test).
+        #[arg(long, requires = "kernel")]
+        baseline_kernel: Option<PathBuf>,
     },
 }
 
@@ -116,7 +136,23 @@ fn main() -> ExitCode {
             seconds,
             asan,
         } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
-        Cmd::Bench { quick } => tasks::bench(quick).map(|_| 0),
+        Cmd::Bench {
+            kernel: true,
+            linux,
+            runs,
+            only,
+            iters,
+            baseline_kernel,
+            ..
+        } => kbench::bench(&kbench::Options {
+            runs,
+            only,
+            linux,
+            baseline_kernel,
+            iters,
+        })
+        .map(|_| 0),
+        Cmd::Bench { quick, .. } => tasks::bench(quick).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
