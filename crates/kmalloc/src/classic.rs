@@ -8,7 +8,8 @@
 //! `malloc` takes the first block big enough (first fit) and carves the request from its tail;
 //! `free` walks the list to the freed block's place and merges it with the blocks before and
 //! after it when they touch. `morecore` asks the source for at least [`NALLOC`] units and frees
-//! them into the list. K&R never gives memory back, and neither does this heap.
+//! them into the list. K&R never gives memory back; this heap does when asked
+//! ([`RawHeap::release_free_pages`]: chunks that one free block spans).
 //!
 //! Beyond K&R, and small: an alignment above 16 is served from the tail of a free block too (the
 //! piece after the aligned block stays free); each chunk starts with a one-unit record (its
@@ -91,7 +92,7 @@ impl<S: PageSource> ClassicHeap<S> {
 
     /// `malloc`: first fit from the roving pointer on.
     fn malloc(&mut self, nbytes: usize, align: usize) -> Option<NonNull<u8>> {
-        let nunits = nbytes.checked_add(UNIT - 1)? / UNIT + 1;
+        let nunits = nbytes.max(1).checked_add(UNIT - 1)? / UNIT + 1;
         let extra = align / UNIT;
         if nunits > isize::MAX as usize / UNIT / 4 || extra > isize::MAX as usize / UNIT / 4 {
             return None;
@@ -238,6 +239,26 @@ impl<S: PageSource> ClassicHeap<S> {
         }
     }
 
+    /// Takes listed block `b` off the list, walking it to `b`'s predecessor.
+    ///
+    /// # Safety
+    /// `b` is on the list.
+    unsafe fn unlist(&mut self, b: *mut Header) {
+        // SAFETY: list members are free blocks of the heap.
+        unsafe {
+            if (*b).ptr == b {
+                self.freep = ptr::null_mut();
+                return;
+            }
+            let mut p = b;
+            while (*p).ptr != b {
+                p = (*p).ptr;
+            }
+            (*p).ptr = (*b).ptr;
+            self.freep = p;
+        }
+    }
+
     /// The chunk record and header for payload `ptr`, walking the chunk's blocks.
     fn find(&self, ptr: NonNull<u8>) -> Result<*mut Header, FreeError> {
         let a = ptr.as_ptr().addr();
@@ -350,8 +371,41 @@ impl<S: PageSource> RawHeap for ClassicHeap<S> {
         }
     }
 
-    /// K&R keeps all it took: nothing goes back.
+    /// Beyond K&R, which keeps all it took: gives back each chunk that one free block spans
+    /// (a kernel's frames flow back to its processes). Walks the chunks and the list.
     fn release_free_pages(&mut self) -> usize {
+        let mut prevc: *mut Header = ptr::null_mut();
+        let mut c = self.chunks;
+        // SAFETY: chunk records, their first blocks and the list are the heap's; a chunk goes
+        // back only once no block of it is used or listed.
+        unsafe {
+            while !c.is_null() {
+                let next = (*c).ptr;
+                let (b, pages) = (add(c, 1), (*c).size);
+                let whole =
+                    (*b).ptr.addr() != tag(b.addr()) && (*b).size == pages * PAGE_SIZE / UNIT - 1;
+                if whole {
+                    self.unlist(b);
+                    if self
+                        .source
+                        .free_pages(NonNull::new_unchecked(c.cast()), pages)
+                    {
+                        if prevc.is_null() {
+                            self.chunks = next;
+                        } else {
+                            (*prevc).ptr = next;
+                        }
+                        self.pages -= pages;
+                        self.nchunks -= 1;
+                        c = next;
+                        continue;
+                    }
+                    self.insert(b);
+                }
+                prevc = c;
+                c = next;
+            }
+        }
         self.pages
     }
 

@@ -165,9 +165,42 @@ mod contract {
         assert_eq!(h.stats().bytes_in_use, 0);
     }
 
+    /// Once everything is freed, `release_free_pages` gives every page back.
+    pub fn pages_go_back<H: RawHeap>(mut h: H) {
+        let mut live = Vec::new();
+        for i in 0..300usize {
+            let l = layout(1 + i * 131 % 9000, 1 << (i % 8));
+            live.push((h.allocate(l).unwrap(), l));
+        }
+        assert!(h.stats().pages_held > 1);
+        for (i, &(p, l)) in live.iter().enumerate() {
+            if i % 2 == 0 {
+                free(&mut h, p, l);
+            }
+        }
+        h.release_free_pages();
+        h.check();
+        for (i, &(p, l)) in live.iter().enumerate() {
+            if i % 2 == 1 {
+                free(&mut h, p, l);
+            }
+        }
+        assert_eq!(h.release_free_pages(), 0);
+        h.check();
+        assert_eq!(h.stats().pages_held, 0);
+        assert_eq!(h.stats().chunks, 0);
+    }
+
     pub fn kmalloc_limits_and_checked_free<H: RawHeap>(mut h: H, mut other: H) {
         assert!(h.kmalloc(0).is_none());
         assert!(h.kmalloc(4097).is_none());
+        // A zero-size block is a real block: its pointer is inside the heap (found by the fuzz
+        // target: the classic heap's zero-size block had no payload, its pointer at the chunk's
+        // end).
+        for _ in 0..2 {
+            let z = h.allocate(layout(0, 1)).unwrap();
+            assert_eq!(h.kmfree(z), Ok(()));
+        }
         let one = h.kmalloc(1).unwrap();
         let page = h.kmalloc(4096).unwrap();
         fill(page, 4096, 5);
@@ -501,6 +534,10 @@ macro_rules! contract_tests {
             #[test]
             fn alloc_free_many_sizes() {
                 contract::alloc_free_many_sizes(heap(10_000));
+            }
+            #[test]
+            fn pages_go_back() {
+                contract::pages_go_back(heap(10_000));
             }
             #[test]
             fn kmalloc_limits_and_checked_free() {
