@@ -209,6 +209,26 @@ impl<S: PageSource> ClassicHeap<S> {
                 self.freep = bp;
                 return;
             }
+            let only = self.freep;
+            if (*only).ptr == only {
+                // One listed block (K&R always has its zero-size `base` on the list too, so
+                // there the block `bp` merges up into is never also the one before it).
+                if add(bp, (*bp).size) == only {
+                    (*bp).size += (*only).size;
+                    (*bp).ptr = bp;
+                    self.freep = bp;
+                } else if add(only, (*only).size) == bp {
+                    (*only).size += (*bp).size;
+                } else {
+                    assert!(
+                        bp >= add(only, (*only).size) || add(bp, (*bp).size) <= only,
+                        "kmalloc: double free in the classic heap"
+                    );
+                    (*bp).ptr = only;
+                    (*only).ptr = bp;
+                }
+                return;
+            }
             let mut p = self.freep;
             while !(bp > p && bp < (*p).ptr) {
                 self.steps += 1;

@@ -600,3 +600,22 @@ fn any_classic(s: HostSource) -> AnyHeap<HostSource> {
 }
 
 mod bounded_only;
+
+/// The classic heap with one listed block, just above the block being freed: the freed block
+/// absorbs it (found by the fuzz target: the list kept the absorbed block).
+#[test]
+fn classic_free_below_its_only_listed_block() {
+    let mut h = ClassicHeap::new(HostSource::new(100));
+    // The first chunk: 17 pages, blocks from its second unit. A page-aligned block of 256 units
+    // at the top leaves one unit after it; the rest below is then taken exactly.
+    let a = h.allocate(layout(4080, 4096)).unwrap();
+    assert_eq!(h.stats().pages_held, 17);
+    let below = h.allocate(layout(4093 * 16, 16)).unwrap();
+    assert_eq!(h.stats().free_blocks, 1, "only the unit above `a` is free");
+    free(&mut h, a, layout(4080, 4096));
+    h.check();
+    assert_eq!(h.stats().free_blocks, 1);
+    free(&mut h, below, layout(4093 * 16, 16));
+    h.check();
+    assert_eq!(h.stats().largest_free_block, 17 * 4096 - 32);
+}
