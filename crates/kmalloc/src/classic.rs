@@ -218,6 +218,7 @@ impl<S: PageSource> ClassicHeap<S> {
                     (*bp).ptr = bp;
                     self.freep = bp;
                 } else if add(only, (*only).size) == bp {
+                    (*bp).ptr = only; // no longer a used block's tag: a second free is caught
                     (*only).size += (*bp).size;
                 } else {
                     assert!(

@@ -318,6 +318,20 @@ mod contract {
         free(&mut h, p, l);
     }
 
+    /// In a fresh heap: the first block freed merges into the free rest of its chunk.
+    pub fn double_free_first_block<H: RawHeap>(mut h: H, realloc: bool) {
+        let l = layout(100, 16);
+        let a = h.allocate(l).unwrap();
+        free(&mut h, a, l);
+        h.check();
+        if realloc {
+            // SAFETY: deliberately broken: the panic is the test.
+            let _ = unsafe { h.reallocate(a, l, 5000) };
+        } else {
+            free(&mut h, a, l);
+        }
+    }
+
     pub fn realloc_after_free<H: RawHeap>(mut h: H) {
         warm(&mut h);
         let l = layout(5000, 16);
@@ -560,6 +574,16 @@ macro_rules! contract_tests {
             #[should_panic(expected = "double free")]
             fn double_free_small() {
                 contract::double_free_small(heap(1000));
+            }
+            #[test]
+            #[should_panic(expected = "double free")]
+            fn double_free_first_block() {
+                contract::double_free_first_block(heap(1000), false);
+            }
+            #[test]
+            #[should_panic(expected = "realloc of a freed")]
+            fn realloc_of_freed_first_block() {
+                contract::double_free_first_block(heap(1000), true);
             }
             #[test]
             #[should_panic(expected = "realloc of a freed")]
