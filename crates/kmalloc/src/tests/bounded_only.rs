@@ -224,6 +224,7 @@ fn declined_pages_stay_usable() {
 /// alignments over a live set of about a thousand blocks: the heap stays consistent, contents
 /// intact, and everything goes back at the end.
 #[test]
+#[cfg_attr(miri, ignore = "millions of operations: too slow under Miri")]
 fn a_million_frees_stay_consistent() {
     let mut h = Heap::new(HostSource::new(100_000));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -309,6 +310,7 @@ fn steps_of(h: &mut Heap<HostSource>, big: NonNull<u8>) -> usize {
 /// nothing walks the fragments. (The same measure on the classic heap grows with them: see the
 /// next test, which shows the counter does see walks.)
 #[test]
+#[cfg_attr(miri, ignore = "millions of operations: too slow under Miri")]
 fn fragmentation_does_not_slow_free_or_alloc() {
     let (mut small, big_s) = fragmented(Heap::new(HostSource::new(100_000)), 1_000);
     let (mut large, big_l) = fragmented(Heap::new(HostSource::new(100_000)), 100_000);
@@ -321,6 +323,7 @@ fn fragmentation_does_not_slow_free_or_alloc() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "millions of operations: too slow under Miri")]
 fn the_step_counter_sees_the_classic_heaps_walks() {
     let mut steps = Vec::new();
     for n in [100, 10_000] {
