@@ -47,6 +47,9 @@ enum Cmd {
         /// Wait for gdb on localhost:1234 before starting.
         #[arg(long)]
         gdb: bool,
+        /// The kernel heap: `bounded` (kmalloc's default) or `classic` (K&R's).
+        #[arg(long, default_value = "bounded", value_parser = ["bounded", "classic"])]
+        heap: String,
     },
     /// Boot, run one command line in the shell, print its output, power off, and exit with its status.
     Run {
@@ -59,6 +62,9 @@ enum Cmd {
         /// Give up (and fail) after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// The kernel heap: `bounded` (kmalloc's default) or `classic` (K&R's).
+        #[arg(long, default_value = "bounded", value_parser = ["bounded", "classic"])]
+        heap: String,
         /// The command line, e.g. `-- usertests` or `-- "echo hi | wc"`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -119,13 +125,19 @@ fn main() -> ExitCode {
         Cmd::Build => tasks::build_all().map(|_| 0),
         Cmd::Image => build::image().map(|_| 0),
         Cmd::Fsck { image } => tasks::fsck(&image),
-        Cmd::Qemu { cpus, mem_mib, gdb } => tasks::qemu(cpus, mem_mib, gdb),
+        Cmd::Qemu {
+            cpus,
+            mem_mib,
+            gdb,
+            heap,
+        } => tasks::qemu(cpus, mem_mib, gdb, &heap),
         Cmd::Run {
             cpus,
             mem_mib,
             timeout,
+            heap,
             command,
-        } => tasks::run(cpus, mem_mib, timeout, &command),
+        } => tasks::run(cpus, mem_mib, timeout, &heap, &command),
         Cmd::Test {
             host_only,
             fuzz_seconds,

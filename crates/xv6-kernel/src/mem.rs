@@ -2,6 +2,10 @@
 //! over `kalloc` (and is the global allocator, so `alloc::{Box, Vec}` work), and the kernel's page
 //! table maps the kernel image with the rights each section needs and all RAM at PHYS_OFFSET.
 //!
+//! The heap is `kmalloc`'s bounded heap unless the command line starts with `heap=classic`
+//! (K&R's heap, for comparison; `heap=bounded` names the default): one kernel build runs on
+//! either, chosen in [`init`] before anything is allocated.
+//!
 //! The frame allocator and heap locks are `spin` mutexes that do not disable interrupts. That is
 //! sound here because the kernel runs with interrupts off everywhere except the scheduler's idle
 //! wait, where it holds no lock, and interrupt handlers allocate nothing.
@@ -9,7 +13,7 @@
 use crate::arch;
 use core::sync::atomic::{AtomicU16, Ordering};
 use kalloc::{Frame, LockedFrameAllocator, PhysAddr};
-use kmalloc::LockedHeap;
+use kmalloc::{AnyHeap, HeapKind, LockedHeap, RawHeap};
 use xv6_kernel::bootinfo::{self, BootInfo, PhysRange};
 use xv6_kernel::layout::{p2v, v2p, KERNBASE, PHYS_OFFSET};
 use xv6_kernel::paging::{PageTable, Pte, TableFrames};
@@ -17,9 +21,10 @@ use xv6_kernel::paging::{PageTable, Pte, TableFrames};
 /// Every free physical frame.
 pub static FRAMES: LockedFrameAllocator = LockedFrameAllocator::new(PHYS_OFFSET as usize);
 
-/// The kernel heap: K&R's allocator over frames from [`FRAMES`].
+/// The kernel heap over frames from [`FRAMES`]: the bounded heap, or K&R's (see the module docs).
 #[global_allocator]
-pub static HEAP: LockedHeap<&'static LockedFrameAllocator> = LockedHeap::new(&FRAMES);
+pub static HEAP: LockedHeap<AnyHeap<&'static LockedFrameAllocator>> =
+    LockedHeap::new(AnyHeap::new(HeapKind::Bounded, &FRAMES));
 
 /// The kernel's page table; every process's table shares its upper half.
 pub static mut KERNEL_PT: PageTable = PageTable { root: 0 };
@@ -114,8 +119,24 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-/// Hands RAM to the frame allocator, builds the kernel's page table and switches to it.
+/// Chooses the heap from the command line, hands RAM to the frame allocator, builds the kernel's
+/// page table and switches to it.
 pub fn init(bi: &BootInfo) {
+    if let Some(name) = bi.heap_option().0 {
+        match HeapKind::from_name(name) {
+            Some(kind) => {
+                assert!(
+                    HEAP.lock().switch_to(kind, &FRAMES),
+                    "the heap was used before the command line was read"
+                );
+                crate::println!("kmalloc: running on the {kind:?} heap");
+            }
+            None => crate::println!(
+                "kmalloc: unknown heap `{}` (bounded or classic): keeping the bounded heap",
+                core::str::from_utf8(name).unwrap_or("?")
+            ),
+        }
+    }
     // SAFETY: linker-script symbols; only their addresses are used.
     let (text, etext, erodata, end) = unsafe {
         (
@@ -188,8 +209,8 @@ pub fn init(bi: &BootInfo) {
         add_range(r.start, r.end);
     }
     init_shares(bi.top_of_ram());
-    // xv6's morecore: the kernel heap takes a page at a time for small blocks and gives each page
-    // back when it is wholly free, so memory flows back to user processes.
+    // xv6's morecore: the bounded heap takes a page at a time for small blocks and gives each page
+    // back when it is wholly free (but one spare), so memory flows back to user processes.
     HEAP.lock().set_growth_limit(1);
 }
 

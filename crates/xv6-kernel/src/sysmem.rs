@@ -7,6 +7,7 @@ use crate::proc;
 use crate::syscall::{arg, arg_int, copy_out};
 use crate::trap::TrapFrame;
 use core::ptr::NonNull;
+use kmalloc::RawHeap;
 use xv6_abi::param::KMALLOC_CAP;
 
 /// `kmalloc(n)`: a block of the kernel heap, or 0 for n outside 1..=4096, when the process holds
