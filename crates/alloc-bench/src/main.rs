@@ -11,6 +11,7 @@
 
 mod frames;
 mod heaps;
+mod kmheap;
 mod regions;
 mod report;
 
