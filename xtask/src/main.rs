@@ -85,11 +85,17 @@ enum Cmd {
         #[arg(long)]
         asan: bool,
     },
-    /// Benchmark the allocators against their peers; writes target/bench/allocators.{csv,svg}.
+    /// Benchmark the allocators against their peers; writes CSV and SVG files to target/bench.
     Bench {
-        /// A short run (about two minutes).
+        /// A short, CI-sized run.
         #[arg(long)]
         quick: bool,
+        /// Rounds per workload (default 7, or 3 with --quick).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Run only the workloads whose name starts with this (a name that fits none lists them).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -116,7 +122,11 @@ fn main() -> ExitCode {
             seconds,
             asan,
         } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
-        Cmd::Bench { quick } => tasks::bench(quick).map(|_| 0),
+        Cmd::Bench {
+            quick,
+            rounds,
+            only,
+        } => tasks::bench(quick, rounds, only.as_deref()).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

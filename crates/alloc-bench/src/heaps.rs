@@ -23,23 +23,29 @@ pub trait BenchHeap {
     }
 }
 
-/// The arena every allocator gets: one aligned block of host memory.
+/// The arena every allocator gets: one block of host memory, aligned to [`Arena::ALIGN`].
 pub struct Arena {
     buf: Vec<u8>,
     pub size: usize,
 }
 
 impl Arena {
+    /// 2 MiB: the same alignment in every run. A heap whose page source hands out naturally
+    /// aligned runs (kmalloc over kalloc's buddy frames) lays out its chunks by the arena's
+    /// address; with only page alignment its figures changed from run to run with where the
+    /// host's allocator put the buffer.
+    pub const ALIGN: usize = 2 << 20;
+
     pub fn new(size: usize) -> Arena {
         // Filled (not zeroed) so every page is touched before timing.
         Arena {
-            buf: vec![0x5au8; size + 4096],
+            buf: vec![0x5au8; size + Self::ALIGN],
             size,
         }
     }
     pub fn base(&mut self) -> *mut u8 {
         let p = self.buf.as_mut_ptr() as usize;
-        p.next_multiple_of(4096) as *mut u8
+        p.next_multiple_of(Self::ALIGN) as *mut u8
     }
 }
 
@@ -61,6 +67,13 @@ pub const PEERS: [&str; 5] = [
     "linked_list_allocator",
     "buddy_system_allocator",
 ];
+
+/// The address range heap `name` hands out blocks from, when built over `arena`: the arena's,
+/// except for the system heap's.
+pub fn bounds(name: &str, arena: &mut Arena) -> Option<(usize, usize)> {
+    let base = arena.base() as usize;
+    (name != "system").then_some((base, base + arena.size))
+}
 
 /// Builds allocator `name` over `arena` (reinitialised; the arena must outlive the heap).
 pub fn make(name: &str, arena: &mut Arena) -> Box<dyn BenchHeap> {
