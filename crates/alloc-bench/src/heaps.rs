@@ -203,9 +203,11 @@ impl BenchHeap for Dl {
     }
 }
 
-/// rlsf at its best measured configuration: SLLEN 64 (64 second-level lists per power of two,
-/// the most its bitmaps allow; faster and fuller than 32 in talc's random actions), FLLEN 28
-/// (blocks up to 16 << 28 = 4 GiB, above every arena here).
+/// rlsf at its best configuration: SLLEN 64 (64 second-level lists per power of two, the most
+/// its bitmaps allow; talc 5's benchmark uses it too) and FLLEN 28 (blocks up to 16 << 28 = 4 GiB,
+/// above every arena here). Measured in talc's heap efficiency (5 rounds of 6 trials): 97.3 %,
+/// against 97.1 % with SLLEN 32; usize bitmaps with FLLEN 52 (talc's choice) gave the same 97.3 %;
+/// the speeds of the three were within this machine's noise of each other.
 type Rlsf = rlsf::Tlsf<'static, u32, u64, 28, 64>;
 struct RlsfHeap(Rlsf);
 impl BenchHeap for RlsfHeap {
