@@ -92,9 +92,9 @@ enum Cmd {
         #[arg(long)]
         asan: bool,
     },
-    /// Benchmark the allocators against their peers; writes target/bench/allocators.{csv,svg}.
+    /// Benchmark the allocators against their peers; writes CSV and SVG files to target/bench.
     Bench {
-        /// A short run (about two minutes).
+        /// A short, CI-sized run.
         #[arg(long)]
         quick: bool,
         /// Benchmark the kernel instead: kbench in QEMU on 1 and 2 CPUs; writes
@@ -107,15 +107,20 @@ enum Cmd {
         /// With --kernel: rounds (boots of each system on each CPU count).
         #[arg(long, default_value_t = 3, requires = "kernel")]
         runs: u32,
-        /// With --kernel: only these benchmarks (comma-separated kbench names, e.g. getpid,fork_exit_wait).
-        #[arg(long, requires = "kernel", value_delimiter = ',')]
-        only: Vec<String>,
         /// With --kernel: timed iterations per benchmark (default: kbench's own counts).
         #[arg(long, default_value_t = 0, requires = "kernel", value_parser = clap::value_parser!(u32).range(0..=64))]
         iters: u32,
         /// With --kernel: also run xv6 with this kernel ELF, as system `xv6-base` (an A/B test).
         #[arg(long, requires = "kernel")]
         baseline_kernel: Option<PathBuf>,
+        /// Allocators: rounds per workload (default 7, or 3 with --quick).
+        #[arg(long, conflicts_with = "kernel")]
+        rounds: Option<usize>,
+        /// Allocators: only the workloads whose name starts with this (a name that fits none lists
+        /// them). With --kernel: only these benchmarks (comma-separated kbench names, e.g.
+        /// getpid,fork_exit_wait).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -158,13 +163,20 @@ fn main() -> ExitCode {
             ..
         } => kbench::bench(&kbench::Options {
             runs,
-            only,
+            only: only
+                .map(|o| o.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
             linux,
             baseline_kernel,
             iters,
         })
         .map(|_| 0),
-        Cmd::Bench { quick, .. } => tasks::bench(quick).map(|_| 0),
+        Cmd::Bench {
+            quick,
+            rounds,
+            only,
+            ..
+        } => tasks::bench(quick, rounds, only.as_deref()).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

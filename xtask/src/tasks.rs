@@ -386,14 +386,20 @@ pub fn fuzz(target: Option<&str>, seconds: u64, asan: bool) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--quick]`.
-pub fn bench(quick: bool) -> Result<()> {
+/// `cargo xtask bench [--quick] [--rounds N] [--only WORKLOAD]`.
+pub fn bench(quick: bool, rounds: Option<usize>, only: Option<&str>) -> Result<()> {
     let out = util::root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     let mut c = cargo();
     c.args(["run", "--release", "-p", "alloc-bench", "--"]);
     if quick {
         c.arg("--quick");
+    }
+    if let Some(n) = rounds {
+        c.arg("--rounds").arg(n.to_string());
+    }
+    if let Some(w) = only {
+        c.arg("--only").arg(w);
     }
     c.arg("--out-dir").arg(&out);
     util::run(&mut c)

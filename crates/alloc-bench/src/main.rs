@@ -1,24 +1,35 @@
 //! Benchmarks the project's allocators against their peers, in one process, with the same arena,
-//! seed and workload for each: `cargo xtask bench [--quick]`.
+//! seed and workload for each: `cargo xtask bench [--quick] [--rounds N] [--only WORKLOAD]`.
 //!
-//! Prints a table, and writes `allocators.csv` (`workload,allocator,ops_per_sec,efficiency_pct`)
-//! and `allocators.svg` into the output directory.
+//! Workloads: the project's own (random actions at 200 and 30 000 bytes, a kernel-like trace, a
+//! fill to the first failure), talc's published method ([`talc_method`]: random actions at five
+//! max sizes, heap efficiency), cost versus fragmentation ([`fragmentation`]), and the frame
+//! allocators and region lists against theirs.
 //!
-//! How it measures, so that the machine's noise hits every allocator alike: each figure is the
-//! best of several runs (3 with `--quick`, 9 without; 10 times that for the short heap-efficiency
-//! fill); the allocators take turns within each round, in an order rotated every round; and every
-//! run starts on a fresh heap over the same arena, after a 64 MiB write has evicted the caches.
+//! How it measures, so that the machine's noise hits every allocator alike ([`measure`]): each
+//! workload runs for several rounds (7, `--rounds N`; 3 with `--quick`); within a round the
+//! allocators take turns in an order rotated every round, each on a fresh heap over the same
+//! arena after a 64 MiB write has evicted the caches. kmalloc's speed is compared with each peer
+//! round by round (the two runs of a round are minutes apart at most, so drift in the machine's
+//! load hits both), and the median of those ratios is reported with their least and greatest.
+//!
+//! Prints the tables and the goals of issue 11 as met or not, and writes into the output
+//! directory (`target/bench` from xtask): `allocators.csv` (a row per workload and allocator),
+//! `runs.csv` (every run), `ratios.csv` (kmalloc against each peer), `fragmentation.csv`, and
+//! the charts `allocators.svg` and `fragmentation.svg`.
 
+mod fragmentation;
 mod frames;
 mod heaps;
+mod kmheap;
+mod measure;
 mod regions;
 mod report;
+mod talc_method;
+mod workloads;
 
-use heaps::{Arena, BenchHeap};
-use std::alloc::Layout;
+use measure::{Outcome, Series};
 use std::path::PathBuf;
-use std::ptr::NonNull;
-use std::time::Instant;
 
 /// xorshift64*: a fixed-seed generator, so every allocator sees the same sequence.
 #[derive(Clone, Debug)]
@@ -40,7 +51,7 @@ impl Rng {
     }
 }
 
-/// One result row.
+/// One result of the frame and region workloads (their modules report a best-of figure).
 #[derive(Clone, Debug)]
 pub struct Row {
     pub workload: String,
@@ -49,321 +60,277 @@ pub struct Row {
     pub efficiency_pct: Option<f64>,
 }
 
-struct Block {
-    p: NonNull<u8>,
-    l: Layout,
-    tag: u8,
+#[derive(Debug)]
+pub struct Config {
+    pub quick: bool,
+    pub rounds: usize,
+    pub only: Option<String>,
+    pub out_dir: PathBuf,
 }
 
-fn mark(b: &Block) {
-    // SAFETY: a live block of at least one byte.
-    unsafe {
-        *b.p.as_ptr() = b.tag;
-        *b.p.as_ptr().add(b.l.size() - 1) = b.tag;
-    }
-}
+/// The workloads `--only` chooses from (a prefix chooses every workload it starts: `talc`
+/// is talc's whole method).
+const WORKLOADS: [&str; 13] = [
+    "random_actions_200",
+    "random_actions_30000",
+    "kernel_trace",
+    "heap_efficiency",
+    "talc_random_actions_200",
+    "talc_random_actions_1000",
+    "talc_random_actions_3000",
+    "talc_random_actions_10000",
+    "talc_random_actions_30000",
+    "talc_heap_efficiency",
+    "fragmentation",
+    "frames",
+    "regions",
+];
 
-fn verify(b: &Block, who: &str) {
-    // SAFETY: a live block.
-    let (first, last) = unsafe { (*b.p.as_ptr(), *b.p.as_ptr().add(b.l.size() - 1)) };
-    assert!(
-        first == b.tag && last == b.tag,
-        "{who}: a live block was overwritten: the allocator is broken"
-    );
-}
+const USAGE: &str = "alloc-bench [--quick] [--rounds N] [--only WORKLOAD] [--out-dir DIR]
 
-/// talc's random-actions shape: random allocate / free / reallocate with sizes up to `max`,
-/// freeing a random block when an allocation fails. Returns ops/s.
-fn random_actions(h: &mut dyn BenchHeap, who: &str, max: u64, ops: usize, seed: u64) -> f64 {
-    let mut rng = Rng::new(seed);
-    let mut live: Vec<Block> = Vec::with_capacity(4096);
-    let start = Instant::now();
-    for i in 0..ops {
-        let tag = i as u8;
-        match rng.next_u64() % 4 {
-            0 | 1 => {
-                let size = rng.range(1, max) as usize;
-                let l = Layout::from_size_align(size, 8).unwrap();
-                match h.alloc(l) {
-                    Some(p) => {
-                        let b = Block { p, l, tag };
-                        mark(&b);
-                        live.push(b);
-                    }
-                    None if !live.is_empty() => {
-                        let b = live.swap_remove(rng.next_u64() as usize % live.len());
-                        verify(&b, who);
-                        // SAFETY: live block.
-                        unsafe { h.free(b.p, b.l) };
-                    }
-                    None => {}
-                }
-            }
-            2 if !live.is_empty() => {
-                let b = live.swap_remove(rng.next_u64() as usize % live.len());
-                verify(&b, who);
-                // SAFETY: live block.
-                unsafe { h.free(b.p, b.l) };
-            }
-            3 if !live.is_empty() => {
-                let k = rng.next_u64() as usize % live.len();
-                let size = rng.range(1, max) as usize;
-                verify(&live[k], who);
-                let b = &mut live[k];
-                // SAFETY: live block.
-                if let Some(p) = unsafe { h.realloc(b.p, b.l, size) } {
-                    b.p = p;
-                    b.l = Layout::from_size_align(size, 8).unwrap();
-                    mark(b);
-                }
-            }
-            _ => {}
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    for b in live {
-        verify(&b, who);
-        // SAFETY: live block.
-        unsafe { h.free(b.p, b.l) };
-    }
-    ops as f64 / secs
-}
+  --quick          a CI-sized run: 3 rounds, shorter talc-method runs, fragmentation at 1 k
+                   and 10 k fragments only
+  --rounds N       rounds per workload (default 7, or 3 with --quick)
+  --only WORKLOAD  run only the workloads whose name starts with WORKLOAD, one of:
+                   random_actions_200 random_actions_30000 kernel_trace heap_efficiency
+                   talc_random_actions_{200,1000,3000,10000,30000} talc_heap_efficiency
+                   fragmentation frames regions (a prefix such as `talc` picks several)
+  --out-dir DIR    where the CSV and SVG files go (default target/bench)";
 
-/// Fill the arena with random sizes (and random frees) until the first failure; returns the
-/// share of the arena in live blocks at that moment, and ops/s.
-fn heap_efficiency(h: &mut dyn BenchHeap, who: &str, arena: usize, seed: u64) -> (f64, f64) {
-    let mut rng = Rng::new(seed);
-    let mut live: Vec<Block> = Vec::new();
-    let mut bytes = 0usize;
-    let mut ops = 0usize;
-    let start = Instant::now();
-    let pct = loop {
-        ops += 1;
-        if rng.next_u64() % 10 < 8 || live.is_empty() {
-            let size = rng.range(1, 2000) as usize;
-            let l = Layout::from_size_align(size, 8).unwrap();
-            match h.alloc(l) {
-                Some(p) => {
-                    let b = Block {
-                        p,
-                        l,
-                        tag: ops as u8,
-                    };
-                    mark(&b);
-                    bytes += size;
-                    live.push(b);
-                }
-                None => break bytes as f64 * 100.0 / arena as f64,
-            }
-        } else {
-            let b = live.swap_remove(rng.next_u64() as usize % live.len());
-            verify(&b, who);
-            bytes -= b.l.size();
-            // SAFETY: live block.
-            unsafe { h.free(b.p, b.l) };
-        }
-        if ops > 50_000_000 {
-            break 100.0;
-        }
-    };
-    let secs = start.elapsed().as_secs_f64();
-    for b in live {
-        // SAFETY: live block.
-        unsafe { h.free(b.p, b.l) };
-    }
-    (pct, ops as f64 / secs)
-}
-
-/// A kernel-like trace: bursts of small blocks of a few sizes (inodes, buffers, pipes, procs),
-/// freed in mixed order.
-fn kernel_trace(h: &mut dyn BenchHeap, who: &str, rounds: usize, seed: u64) -> f64 {
-    const SIZES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 4096];
-    const WEIGHTS: [u64; 8] = [20, 25, 20, 15, 8, 6, 4, 2];
-    let total: u64 = WEIGHTS.iter().sum();
-    let mut rng = Rng::new(seed);
-    let mut live: Vec<Block> = Vec::new();
-    let mut ops = 0usize;
-    let start = Instant::now();
-    for r in 0..rounds {
-        let burst = rng.range(50, 300) as usize;
-        for _ in 0..burst {
-            let mut x = rng.next_u64() % total;
-            let mut k = 0;
-            while x >= WEIGHTS[k] {
-                x -= WEIGHTS[k];
-                k += 1;
-            }
-            let l = Layout::from_size_align(SIZES[k], 8).unwrap();
-            if let Some(p) = h.alloc(l) {
-                let b = Block { p, l, tag: r as u8 };
-                mark(&b);
-                live.push(b);
-            }
-            ops += 1;
-        }
-        let frees = live.len() * rng.range(40, 70) as usize / 100;
-        for _ in 0..frees {
-            let b = live.swap_remove(rng.next_u64() as usize % live.len());
-            verify(&b, who);
-            // SAFETY: live block.
-            unsafe { h.free(b.p, b.l) };
-            ops += 1;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    for b in live {
-        // SAFETY: live block.
-        unsafe { h.free(b.p, b.l) };
-    }
-    ops as f64 / secs
-}
-
-struct Config {
-    quick: bool,
-    out_dir: PathBuf,
-}
-
-fn parse_args() -> Result<Config, String> {
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
     let mut quick = false;
+    let mut rounds = None;
+    let mut only = None;
     let mut out_dir = PathBuf::from("target/bench");
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--rounds" => {
+                let n = args.next().ok_or("--rounds needs a number")?;
+                match n.parse::<usize>() {
+                    Ok(n) if n > 0 => rounds = Some(n),
+                    _ => return Err(format!("--rounds needs a positive number, not `{n}`")),
+                }
+            }
+            "--only" => {
+                let w = args.next().ok_or("--only needs a workload")?;
+                if !WORKLOADS.iter().any(|n| n.starts_with(w.as_str())) {
+                    return Err(format!(
+                        "--only `{w}` names no workload; the workloads are: {}",
+                        WORKLOADS.join(" ")
+                    ));
+                }
+                only = Some(w);
+            }
             "--out-dir" => {
                 out_dir = PathBuf::from(args.next().ok_or("--out-dir needs a directory")?)
             }
             "-h" | "--help" => {
-                println!("alloc-bench [--quick] [--out-dir DIR]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
-    Ok(Config { quick, out_dir })
+    let rounds = rounds.unwrap_or(if quick { 3 } else { 7 });
+    Ok(Config {
+        quick,
+        rounds,
+        only,
+        out_dir,
+    })
 }
 
-/// Writes through a buffer larger than the last-level cache, so that every run starts from the
-/// same cold caches instead of from what the previous allocator left (the bump allocator, for
-/// one, sweeps the whole arena just before the next round's first run).
-fn evict_caches(scratch: &mut [u8]) {
-    for (i, b) in scratch.iter_mut().enumerate().step_by(64) {
-        *b = b.wrapping_add(i as u8);
+impl Config {
+    fn runs(&self, workload: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| workload.starts_with(o))
     }
-    std::hint::black_box(&scratch);
 }
 
-/// A buffer for [`evict_caches`]: 64 MiB, twice the largest last-level cache of the machines the
-/// benchmark runs on.
-fn eviction_buffer() -> Vec<u8> {
-    vec![1u8; 64 << 20]
+/// The project's own heap workloads.
+fn own_workloads(cfg: &Config, out: &mut Vec<Series>, seed: u64) {
+    let names = &heaps::NAMES[..];
+    let arena = 32 << 20;
+    let speed = |ops_per_sec| Outcome {
+        ops_per_sec,
+        efficiency_pct: None,
+    };
+    if cfg.runs("random_actions_200") {
+        measure::rounds(
+            out,
+            "random_actions_200",
+            names,
+            arena,
+            cfg.rounds,
+            |h, w, _, _| speed(workloads::random_actions(h, w, 200, 200_000, seed)),
+        );
+    }
+    if cfg.runs("random_actions_30000") {
+        measure::rounds(
+            out,
+            "random_actions_30000",
+            names,
+            arena,
+            cfg.rounds,
+            |h, w, _, _| speed(workloads::random_actions(h, w, 30_000, 60_000, seed)),
+        );
+    }
+    if cfg.runs("kernel_trace") {
+        measure::rounds(
+            out,
+            "kernel_trace",
+            names,
+            arena,
+            cfg.rounds,
+            |h, w, _, _| speed(workloads::kernel_trace(h, w, 400, seed)),
+        );
+    }
+    if cfg.runs("heap_efficiency") {
+        // A smaller arena so the first-fit peers finish. A run is short (a few thousand
+        // operations, well under a millisecond for most), so ten runs per round; the efficiency
+        // is the same in every run (same seed, fresh heap).
+        let arena = 4 << 20;
+        let names: Vec<&str> = names.iter().copied().filter(|n| *n != "system").collect();
+        measure::rounds(
+            out,
+            "heap_efficiency",
+            &names,
+            arena,
+            10 * cfg.rounds,
+            |h, w, _, _| {
+                let (pct, ops) = workloads::heap_efficiency(h, w, arena, seed);
+                Outcome {
+                    ops_per_sec: ops,
+                    efficiency_pct: Some(pct),
+                }
+            },
+        );
+    }
 }
 
-/// The order of the allocators in round `rep`: rotated each round, so that no allocator always
-/// runs first (on caches the previous round's last allocator filled) or after the same one.
-fn round_order(n: usize, rep: usize) -> impl Iterator<Item = usize> {
-    (0..n).map(move |i| (i + rep) % n)
-}
-
-/// Best of `reps` runs, allocators interleaved per round so drift in machine load hits all alike.
-fn heap_workload(
-    rows: &mut Vec<Row>,
-    workload: &str,
-    reps: usize,
-    mut run: impl FnMut(&mut dyn BenchHeap, &str) -> (f64, Option<f64>),
-) {
-    let arena_size = 32 << 20;
-    let mut arena = Arena::new(arena_size);
-    let mut scratch = eviction_buffer();
-    let mut best: Vec<(f64, Option<f64>)> = vec![(0.0, None); heaps::NAMES.len()];
-    for rep in 0..reps {
-        for i in round_order(heaps::NAMES.len(), rep) {
-            let name = heaps::NAMES[i];
-            evict_caches(&mut scratch);
-            let mut h = heaps::make(name, &mut arena);
-            let (ops, eff) = run(h.as_mut(), name);
-            if ops > best[i].0 {
-                best[i] = (ops, eff);
+/// talc's published method (see [`talc_method`]).
+fn talc_workloads(cfg: &Config, out: &mut Vec<Series>, seed: u64) {
+    // Not bump: it never frees, and reallocations up to 3 x max exhaust any arena.
+    let names: Vec<&str> = heaps::NAMES.into_iter().filter(|n| *n != "bump").collect();
+    let actions = if cfg.quick { 20_000 } else { 200_000 };
+    for max in talc_method::MAX_SIZES {
+        let workload = format!("talc_random_actions_{max}");
+        if !cfg.runs(&workload) {
+            continue;
+        }
+        let arena = talc_method::ARENA;
+        measure::rounds(
+            out,
+            &workload,
+            &names,
+            arena,
+            cfg.rounds,
+            |h, w, round, bounds| {
+                talc_method::random_actions(h, w, max, actions, seed + round as u64, bounds)
+            },
+        );
+    }
+    if cfg.runs("talc_heap_efficiency") {
+        let names: Vec<&str> = heaps::NAMES
+            .into_iter()
+            .filter(|n| *n != "system")
+            .collect();
+        let trials = talc_method::efficiency_trials(cfg.quick);
+        let mut arena = heaps::Arena::new(talc_method::ARENA);
+        let mut effs = vec![Vec::new(); names.len()];
+        for round in 0..cfg.rounds {
+            for i in measure::round_order(names.len(), round) {
+                for t in 0..trials {
+                    let bounds = heaps::bounds(names[i], &mut arena);
+                    let mut h = heaps::make(names[i], &mut arena);
+                    let trial_seed = seed ^ ((round * trials + t) as u64 + 1) << 20;
+                    effs[i].push(talc_method::heap_efficiency(
+                        h.as_mut(),
+                        names[i],
+                        talc_method::ARENA,
+                        trial_seed,
+                        bounds,
+                    ));
+                }
             }
         }
+        for (name, efficiency) in names.into_iter().zip(effs) {
+            out.push(Series {
+                workload: "talc_heap_efficiency".into(),
+                allocator: name.into(),
+                ops: Vec::new(),
+                efficiency,
+                compared: true,
+            });
+        }
+        eprintln!("  talc_heap_efficiency: done");
     }
-    for (i, name) in heaps::NAMES.iter().enumerate() {
-        let eff = if *name == "system" { None } else { best[i].1 };
-        rows.push(Row {
-            workload: workload.into(),
-            allocator: (*name).into(),
-            ops_per_sec: best[i].0,
-            efficiency_pct: eff,
-        });
-    }
-    eprintln!("  {workload}: done");
 }
 
 fn main() {
-    let cfg = match parse_args() {
+    let cfg = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("alloc-bench: {e}");
             std::process::exit(2);
         }
     };
-    // The full run repeats more rather than running longer: two of the peers free in time
-    // proportional to their free lists (linked_list_allocator, buddy_system_allocator), so four
-    // times the operations took them over sixteen times as long (the full run did not finish in
-    // twenty minutes); more rounds also steady the best-of figures on a shared machine.
-    let reps = if cfg.quick { 3 } else { 9 };
     let seed = 0x5eed_1234_abcd;
+    let mut series = Vec::new();
+    eprintln!(
+        "heap allocators (seed {seed:#x}, {} rounds{}):",
+        cfg.rounds,
+        if cfg.quick { ", quick" } else { "" }
+    );
+    own_workloads(&cfg, &mut series, seed);
+    talc_workloads(&cfg, &mut series, seed);
+    let frag = if cfg.runs("fragmentation") {
+        eprintln!("cost versus fragmentation:");
+        fragmentation::run(cfg.quick, cfg.rounds, seed)
+    } else {
+        Vec::new()
+    };
     let mut rows = Vec::new();
-    eprintln!("heap allocators (32 MiB arena, seed {seed:#x}, best of {reps}):");
-    heap_workload(&mut rows, "random_actions_200", reps, |h, w| {
-        (random_actions(h, w, 200, 200_000, seed), None)
-    });
-    heap_workload(&mut rows, "random_actions_30000", reps, |h, w| {
-        (random_actions(h, w, 30_000, 60_000, seed), None)
-    });
-    heap_workload(&mut rows, "kernel_trace", reps, |h, w| {
-        (kernel_trace(h, w, 400, seed), None)
-    });
-    {
-        // Efficiency on a smaller arena so the first-fit peers finish. A run is short (a few
-        // thousand operations, well under a millisecond for most), so its speed is the best of
-        // 10 * `reps` runs, interleaved; the efficiency is the same in every run (same seed,
-        // fresh heap).
-        let arena_size = 4 << 20;
-        let mut arena = Arena::new(arena_size);
-        let names: Vec<&str> = heaps::NAMES
-            .into_iter()
-            .filter(|n| *n != "system")
-            .collect();
-        let mut best = vec![(0.0f64, 0.0f64); names.len()];
-        let mut scratch = eviction_buffer();
-        for rep in 0..10 * reps {
-            for i in round_order(names.len(), rep) {
-                let name = names[i];
-                evict_caches(&mut scratch);
-                let mut h = heaps::make(name, &mut arena);
-                let (pct, ops) = heap_efficiency(h.as_mut(), name, arena_size, seed);
-                if ops > best[i].1 {
-                    best[i] = (pct, ops);
-                }
-            }
-        }
-        for (name, (pct, ops)) in names.into_iter().zip(best) {
-            rows.push(Row {
-                workload: "heap_efficiency".into(),
-                allocator: name.into(),
-                ops_per_sec: ops,
-                efficiency_pct: Some(pct),
-            });
-        }
-        eprintln!("  heap_efficiency: done");
+    if cfg.runs("frames") {
+        eprintln!("frame allocators:");
+        frames::run(&mut rows, cfg.rounds, seed);
     }
-    eprintln!("frame allocators:");
-    frames::run(&mut rows, reps, seed);
-    eprintln!("region lists:");
-    regions::run(&mut rows, reps, cfg.quick, seed);
-    if let Err(e) = report::write(&rows, &cfg.out_dir) {
+    if cfg.runs("regions") {
+        eprintln!("region lists:");
+        regions::run(&mut rows, cfg.rounds, cfg.quick, seed);
+    }
+    series.extend(rows.into_iter().map(|r| Series {
+        workload: r.workload,
+        allocator: r.allocator,
+        ops: vec![r.ops_per_sec],
+        efficiency: r.efficiency_pct.into_iter().collect(),
+        compared: false,
+    }));
+    if let Err(e) = report::write(&cfg, &series, &frag) {
         eprintln!("alloc-bench: cannot write results: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn rounds_default_by_mode_and_only_must_name_a_workload() {
+        assert_eq!(parse_args(args("")).unwrap().rounds, 7);
+        assert_eq!(parse_args(args("--quick")).unwrap().rounds, 3);
+        assert_eq!(parse_args(args("--quick --rounds 5")).unwrap().rounds, 5);
+        assert!(parse_args(args("--rounds 0")).is_err());
+        assert!(parse_args(args("--only nothing")).is_err());
+        let c = parse_args(args("--only talc")).unwrap();
+        assert!(c.runs("talc_random_actions_200") && c.runs("talc_heap_efficiency"));
+        assert!(!c.runs("random_actions_200") && !c.runs("fragmentation"));
+        assert!(parse_args(args("")).unwrap().runs("regions"));
     }
 }
