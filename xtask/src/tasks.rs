@@ -460,7 +460,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
                             "test",
                             "--release",
                             "-p",
-                            "kalloc",
+                            "xv6-kalloc",
                             "-p",
                             "kmalloc",
                             "--test",
