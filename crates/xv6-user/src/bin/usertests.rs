@@ -1477,7 +1477,7 @@ fn lazysbrk(s: &str) {
     let Ok([r, w]) = sys::pipe() else {
         fail!(s, "pipe() failed")
     };
-    // 300 bytes (the pipe holds 512) across the boundary of two untouched pages.
+    // 300 bytes across the boundary of two untouched pages.
     let msg = [0xabu8; 300];
     let at = a + PG - 150;
     if write(w, &msg) != msg.len() as i32 || r_read(r, at, msg.len() as i32) != msg.len() as i32 {
@@ -2256,6 +2256,64 @@ fn killsleep(s: &str) {
 // ---------------------------------------------------------------------------------------------
 
 /// A child writes numbered bytes, the parent reads them in growing chunks and checks them.
+/// 1 MiB through a pipe in writes and reads of random sizes (1 byte to 20 000, so every way of
+/// wrapping the ring and every partial read happens), each byte checked against its position.
+fn pipewrap(s: &str) {
+    const TOTAL: usize = 1 << 20;
+    let Ok([r, w]) = sys::pipe() else {
+        fail!(s, "pipe() failed")
+    };
+    let mut buf = vec![0u8; 20_000];
+    let next = |x: &mut u64| {
+        *x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        1 + (*x >> 33) as usize % 20_000
+    };
+    let pid = xfork(s);
+    if pid == 0 {
+        close(r);
+        let (mut sent, mut x) = (0usize, 7u64);
+        while sent < TOTAL {
+            let n = next(&mut x).min(TOTAL - sent);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((sent + i) % 251) as u8;
+            }
+            if write(w, &buf[..n]) != n as i32 {
+                println!("{s}: write of {n} failed");
+                sys::exit(1);
+            }
+            sent += n;
+        }
+        sys::exit(0);
+    }
+    close(w);
+    let (mut got, mut x) = (0usize, 99u64);
+    loop {
+        let n = next(&mut x);
+        let k = read(r, &mut buf[..n]);
+        if k < 0 {
+            fail!(s, "read failed");
+        }
+        if k == 0 {
+            break;
+        }
+        for (i, &b) in buf[..k as usize].iter().enumerate() {
+            if b != ((got + i) % 251) as u8 {
+                fail!(s, "byte {} is {b}", got + i);
+            }
+        }
+        got += k as usize;
+    }
+    close(r);
+    if got != TOTAL {
+        fail!(s, "read {got} bytes of {TOTAL}");
+    }
+    if wait_pid(s, pid) != 0 {
+        fail!(s, "writer failed");
+    }
+}
+
 fn pipe1(s: &str) {
     const N: usize = 5;
     const SZ: usize = 1033;
@@ -3939,6 +3997,7 @@ static QUICK: &[(&str, TestFn)] = table![
     execargs,
     execbad,
     pipe1,
+    pipewrap,
     pipekill,
     killstatus,
     killzero,
