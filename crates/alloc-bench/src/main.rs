@@ -240,6 +240,7 @@ fn talc_workloads(cfg: &Config, out: &mut Vec<Series>, seed: u64) {
         let mut arena = heaps::Arena::new(talc_method::ARENA);
         let mut effs = vec![Vec::new(); names.len()];
         for round in 0..cfg.rounds {
+            arena.place(round);
             for i in measure::round_order(names.len(), round) {
                 for t in 0..trials {
                     let bounds = heaps::bounds(names[i], &mut arena);
@@ -332,5 +333,34 @@ mod tests {
         assert!(c.runs("talc_random_actions_200") && c.runs("talc_heap_efficiency"));
         assert!(!c.runs("random_actions_200") && !c.runs("fragmentation"));
         assert!(parse_args(args("")).unwrap().runs("regions"));
+    }
+
+    /// Every heap through a little of every heap workload, in a small arena: proves the harness
+    /// and each heap's adapter work (a block handed out twice, misaligned or outside the arena
+    /// panics in the workloads' checks).
+    #[test]
+    fn every_heap_runs_every_workload_briefly() {
+        let mut arena = heaps::Arena::new(4 << 20);
+        let seed = 42;
+        for name in heaps::NAMES {
+            let bounds = heaps::bounds(name, &mut arena);
+            let mut fresh = || heaps::make(name, &mut arena);
+            assert!(workloads::random_actions(fresh().as_mut(), name, 2000, 2000, seed) > 0.0);
+            assert!(workloads::kernel_trace(fresh().as_mut(), name, 5, seed) > 0.0);
+            if name != "bump" {
+                let o =
+                    talc_method::random_actions(fresh().as_mut(), name, 1000, 2000, seed, bounds);
+                assert!(o.ops_per_sec > 0.0);
+            }
+            if name != "system" {
+                let (pct, _) = workloads::heap_efficiency(fresh().as_mut(), name, 4 << 20, seed);
+                assert!(pct > 40.0 && pct <= 100.0, "{name}: {pct}");
+                let pct =
+                    talc_method::heap_efficiency(fresh().as_mut(), name, 4 << 20, seed, bounds);
+                assert!(pct > 30.0 && pct <= 100.0, "{name}: {pct}");
+            }
+        }
+        let points = fragmentation::smoke(300, seed);
+        assert_eq!(points.len(), fragmentation::NAMES.len());
     }
 }
