@@ -326,6 +326,98 @@ mod tests {
         }
     }
 
+    /// The C library's memset, memcpy and memmove against byte-at-a-time references, on the host:
+    /// c/lib/ulib.c compiled with the programs' flags, its symbols renamed `ulib_*` (objcopy) so
+    /// that they cannot meet the host's libc, linked with a harness that stubs the system calls.
+    #[test]
+    fn c_library_copies_and_fills_every_alignment() {
+        if gcc_missing() {
+            return;
+        }
+        let ws = crate::util::root();
+        let out = ws.join("target/cprog-test-ulib");
+        std::fs::create_dir_all(&out).unwrap();
+        let src = ws.join("crates/xv6-user/c");
+        let obj = out.join("ulib.o");
+        run(Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-I")
+            .arg(src.join("include"))
+            .arg("-c")
+            .arg(src.join("lib/ulib.c"))
+            .arg("-o")
+            .arg(&obj))
+        .unwrap();
+        run(Command::new("objcopy")
+            .arg("--prefix-symbols=ulib_")
+            .arg(&obj))
+        .unwrap();
+        let harness = out.join("harness.c");
+        std::fs::write(
+            &harness,
+            r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+void *ulib_memset(void *, int, size_t);
+void *ulib_memcpy(void *, const void *, size_t);
+void *ulib_memmove(void *, const void *, size_t);
+#define STUB(name) int ulib_##name() { abort(); }
+STUB(close) STUB(fstat) STUB(open) STUB(read) STUB(write) STUB(sbrk)
+static unsigned char a[9000], b[9000], want[9000];
+static void fillpat(unsigned char *p, int seed) {
+  for (int i = 0; i < 9000; i++) p[i] = (unsigned char)(i * 31 + seed) ^ (i >> 8);
+}
+static void check(const char *what, size_t n, int x, int y) {
+  if (memcmp(a, want, sizeof a) != 0) { printf("%s n=%zu %d %d wrong\n", what, n, x, y); exit(1); }
+}
+int main(void) {
+  size_t lens[80]; int nl = 0;
+  for (int i = 0; i <= 64; i++) lens[nl++] = i;
+  size_t big[] = {65, 127, 128, 129, 4095, 4096, 4101, 8000};
+  for (int i = 0; i < 8; i++) lens[nl++] = big[i];
+  for (int l = 0; l < nl; l++) {
+    size_t n = lens[l];
+    for (int x = 0; x < 8; x++) {
+      for (int y = 0; y < 8; y++) {
+        fillpat(a, 99); fillpat(b, 7); memcpy(want, a, sizeof a);
+        for (size_t i = 0; i < n; i++) want[y + i] = b[x + i];
+        if (ulib_memcpy(a + y, b + x, n) != a + y) { puts("memcpy result"); return 1; }
+        check("memcpy", n, x, y);
+        int dist = (x > y ? x - y : y - x) + 8 * (int)(n % 5);
+        for (int up = 0; up < 2; up++) {
+          int s = up ? x : x + dist, d = up ? x + dist : x;
+          fillpat(a, 3); memcpy(want, a, sizeof a);
+          unsigned char tmp[9000];
+          for (size_t i = 0; i < n; i++) tmp[i] = a[s + i];
+          for (size_t i = 0; i < n; i++) want[d + i] = tmp[i];
+          if (ulib_memmove(a + d, a + s, n) != a + d) { puts("memmove result"); return 1; }
+          check("memmove", n, s, d);
+        }
+      }
+      fillpat(a, 1); memcpy(want, a, sizeof a);
+      for (size_t i = 0; i < n; i++) want[x + i] = 0xa5;
+      if (ulib_memset(a + x, 0x3a5, n) != a + x) { puts("memset result"); return 1; }
+      check("memset", n, x, 0);
+    }
+  }
+  puts("ulib mem ok");
+  return 0;
+}
+"#,
+        )
+        .unwrap();
+        let exe = out.join("harness");
+        run(Command::new("gcc")
+            .args(["-O1", "-no-pie", "-o"])
+            .arg(&exe)
+            .arg(&harness)
+            .arg(&obj))
+        .unwrap();
+        let r = Command::new(&exe).output().unwrap();
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(r.status.success() && text.contains("ulib mem ok"), "{text}");
+    }
+
     /// A program written as xv6's own are (its headers by their xv6 paths, init.c's set among
     /// them) builds and passes the ELF check, though it has no constants or globals and so
     /// leaves the linker script's read-only and data segments empty.

@@ -3,6 +3,7 @@
 mod build;
 mod cprog;
 mod fsck;
+mod kbench;
 mod mkfs;
 mod qemu;
 mod tasks;
@@ -46,6 +47,9 @@ enum Cmd {
         /// Wait for gdb on localhost:1234 before starting.
         #[arg(long)]
         gdb: bool,
+        /// The kernel heap: `bounded` (kmalloc's default) or `classic` (K&R's).
+        #[arg(long, default_value = "bounded", value_parser = ["bounded", "classic"])]
+        heap: String,
     },
     /// Boot, run one command line in the shell, print its output, power off, and exit with its status.
     Run {
@@ -58,6 +62,9 @@ enum Cmd {
         /// Give up (and fail) after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// The kernel heap: `bounded` (kmalloc's default) or `classic` (K&R's).
+        #[arg(long, default_value = "bounded", value_parser = ["bounded", "classic"])]
+        heap: String,
         /// The command line, e.g. `-- usertests` or `-- "echo hi | wc"`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -90,10 +97,28 @@ enum Cmd {
         /// A short, CI-sized run.
         #[arg(long)]
         quick: bool,
-        /// Rounds per workload (default 7, or 3 with --quick).
+        /// Benchmark the kernel instead: kbench in QEMU on 1 and 2 CPUs; writes
+        /// target/bench/kernel.{txt,csv,svg}.
         #[arg(long)]
+        kernel: bool,
+        /// With --kernel: run the same benchmark under Linux (Debian's kernel, busybox, ext2) too.
+        #[arg(long, requires = "kernel")]
+        linux: bool,
+        /// With --kernel: rounds (boots of each system on each CPU count).
+        #[arg(long, default_value_t = 3, requires = "kernel")]
+        runs: u32,
+        /// With --kernel: timed iterations per benchmark (default: kbench's own counts).
+        #[arg(long, default_value_t = 0, requires = "kernel", value_parser = clap::value_parser!(u32).range(0..=64))]
+        iters: u32,
+        /// With --kernel: also run xv6 with this kernel ELF, as system `xv6-base` (an A/B test).
+        #[arg(long, requires = "kernel")]
+        baseline_kernel: Option<PathBuf>,
+        /// Allocators: rounds per workload (default 7, or 3 with --quick).
+        #[arg(long, conflicts_with = "kernel")]
         rounds: Option<usize>,
-        /// Run only the workloads whose name starts with this (a name that fits none lists them).
+        /// Allocators: only the workloads whose name starts with this (a name that fits none lists
+        /// them). With --kernel: only these benchmarks (comma-separated kbench names, e.g.
+        /// getpid,fork_exit_wait).
         #[arg(long)]
         only: Option<String>,
     },
@@ -105,13 +130,19 @@ fn main() -> ExitCode {
         Cmd::Build => tasks::build_all().map(|_| 0),
         Cmd::Image => build::image().map(|_| 0),
         Cmd::Fsck { image } => tasks::fsck(&image),
-        Cmd::Qemu { cpus, mem_mib, gdb } => tasks::qemu(cpus, mem_mib, gdb),
+        Cmd::Qemu {
+            cpus,
+            mem_mib,
+            gdb,
+            heap,
+        } => tasks::qemu(cpus, mem_mib, gdb, &heap),
         Cmd::Run {
             cpus,
             mem_mib,
             timeout,
+            heap,
             command,
-        } => tasks::run(cpus, mem_mib, timeout, &command),
+        } => tasks::run(cpus, mem_mib, timeout, &heap, &command),
         Cmd::Test {
             host_only,
             fuzz_seconds,
@@ -123,9 +154,28 @@ fn main() -> ExitCode {
             asan,
         } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
         Cmd::Bench {
+            kernel: true,
+            linux,
+            runs,
+            only,
+            iters,
+            baseline_kernel,
+            ..
+        } => kbench::bench(&kbench::Options {
+            runs,
+            only: only
+                .map(|o| o.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
+            linux,
+            baseline_kernel,
+            iters,
+        })
+        .map(|_| 0),
+        Cmd::Bench {
             quick,
             rounds,
             only,
+            ..
         } => tasks::bench(quick, rounds, only.as_deref()).map(|_| 0),
     };
     match result {

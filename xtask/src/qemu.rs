@@ -93,7 +93,20 @@ impl Machine {
         quiet: bool,
         stop: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<Run> {
-        let mut c = self.command(false);
+        run_command(self.command(false), timeout, quiet, stop)
+    }
+}
+
+/// Runs a QEMU command line as [`Machine::run_until`] does (console captured, and copied to our
+/// stdout unless `quiet`; killed when `stop` says so or after `timeout`), for machines that
+/// [`Machine`] does not describe (another kernel, an initramfs).
+pub fn run_command(
+    mut c: Command,
+    timeout: Duration,
+    quiet: bool,
+    stop: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<Run> {
+    {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -53,9 +53,21 @@ fn machine(
     })
 }
 
+/// The kernel command line for `line` on `heap`: the kernel reads a leading `heap=NAME` word
+/// (only given when not the default, so plain runs keep their command lines).
+fn with_heap(heap: &str, line: Option<String>) -> Option<String> {
+    if heap == "bounded" {
+        return line;
+    }
+    Some(match line {
+        Some(l) => format!("heap={heap} {l}"),
+        None => format!("heap={heap}"),
+    })
+}
+
 /// `cargo xtask qemu`: the interactive system on this terminal.
-pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool) -> Result<i32> {
-    let m = machine(cpus, mem_mib, None, gdb, "qemu-fs")?;
+pub fn qemu(cpus: u32, mem_mib: u32, gdb: bool, heap: &str) -> Result<i32> {
+    let m = machine(cpus, mem_mib, with_heap(heap, None), gdb, "qemu-fs")?;
     errln!("booting xv6: {}", qemu::describe(&m));
     match m.interactive()? {
         Some(status) => {
@@ -82,13 +94,14 @@ fn check_command_line(line: &str) -> Result<()> {
 }
 
 /// `cargo xtask run -- CMD ARGS...`.
-pub fn run(cpus: u32, mem_mib: u32, timeout: u64, command: &[String]) -> Result<i32> {
+pub fn run(cpus: u32, mem_mib: u32, timeout: u64, heap: &str, command: &[String]) -> Result<i32> {
     let line = command.join(" ");
     if line.trim().is_empty() {
         return Err(fail!("nothing to run: give a command after `--`"));
     }
-    check_command_line(&line)?;
-    let m = machine(cpus, mem_mib, Some(line.clone()), false, "run-fs")?;
+    let full = with_heap(heap, Some(line.clone())).unwrap_or_default();
+    check_command_line(&full)?;
+    let m = machine(cpus, mem_mib, Some(full), false, "run-fs")?;
     let r = m.run_captured(Duration::from_secs(timeout), false)?;
     if r.timed_out {
         return Err(fail!(
@@ -447,7 +460,7 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
                             "test",
                             "--release",
                             "-p",
-                            "kalloc",
+                            "xv6-kalloc",
                             "-p",
                             "kmalloc",
                             "--test",
@@ -514,6 +527,23 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
                         "cpuattack: all ok",
                     ],
                     Duration::from_secs(600),
+                    false,
+                )
+                .map(drop)
+            }),
+        ));
+        steps.push((
+            "usertests and kmalloctest on the classic heap, 1 CPU",
+            Box::new(|| {
+                boot_check(
+                    1,
+                    "heap=classic usertests; kmalloctest",
+                    &[
+                        "kmalloc: running on the Classic heap",
+                        "ALL TESTS PASSED",
+                        "kmalloctest: all ok",
+                    ],
+                    Duration::from_secs(900),
                     false,
                 )
                 .map(drop)

@@ -15,7 +15,8 @@
 //! - Optional junk fill on free and on allocation ([`Junk::XV6`] is xv6's 1 and 5) to catch
 //!   dangling references.
 //! - [`FrameStats`]: total, free, largest contiguous free run. [`LockedFrameAllocator`] for SMP,
-//!   which is also a [`kmalloc::PageSource`], so a `kmalloc` heap can live on it.
+//!   which with the `kmalloc` feature (on by default) is also a `kmalloc::PageSource`, so a
+//!   `kmalloc` heap can live on it.
 //!
 //! The allocator reaches physical memory through a linear "direct map": physical address `p` is
 //! at virtual address `p + phys_offset`.

@@ -18,7 +18,7 @@ const UNKNOWN: usize = usize::MAX;
 
 /// A [`FrameAllocator`] behind a spin lock, for use from several CPUs.
 ///
-/// `&LockedFrameAllocator` is a [`kmalloc::PageSource`]: a heap over it gets direct-map pointers
+/// With the `kmalloc` feature (on by default), `&LockedFrameAllocator` is a `kmalloc::PageSource`: a heap over it gets direct-map pointers
 /// to contiguous frames. Its [`pages_available_hint`](kmalloc::PageSource::pages_available_hint)
 /// reads, without the lock, the size of the largest free buddy block as the last page-source call
 /// left it, so an out-of-memory heap fails without taking the lock.
@@ -87,6 +87,7 @@ impl LockedFrameAllocator {
     }
 }
 
+#[cfg(feature = "kmalloc")]
 // SAFETY: frames come from the allocator, which hands each out once until it is freed; the
 // pointers are their direct-map addresses, aligned as asked (alignment in frames = align / 4096,
 // and the direct-map offset must itself be aligned at least that much — kernels map at a 1 GiB or

@@ -266,6 +266,7 @@ fn junk_fill_on_free_and_alloc() {
     );
 }
 
+#[cfg(feature = "kmalloc")]
 #[test]
 fn page_source_feeds_a_kmalloc_heap() {
     let ram = Ram::new(200);
@@ -295,6 +296,7 @@ fn page_source_feeds_a_kmalloc_heap() {
     assert_eq!(locked.lock().stats().free, total, "every frame back");
 }
 
+#[cfg(feature = "kmalloc")]
 #[test]
 fn page_source_hint_is_exact_or_unknown() {
     use kmalloc::PageSource;

@@ -1,5 +1,5 @@
 //! loom model check of `LockedFrameAllocator` used from two threads. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p kalloc --release --test loom`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p xv6-kalloc --release --test loom`.
 #![cfg(loom)]
 
 use kalloc::{LockedFrameAllocator, PhysAddr, FRAME_SIZE};

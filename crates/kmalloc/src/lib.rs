@@ -1,23 +1,24 @@
-//! A K&R free-list heap for kernels and user space, fed with pages through a [`PageSource`].
+//! Kernel heaps fed with pages through a [`PageSource`]: a bounded heap for real use and K&R's
+//! classic one for teaching, behind one trait, [`RawHeap`].
 //!
-//! This is xv6's `umalloc.c` (Kernighan and Ritchie's `malloc`) grown into an allocator a kernel can
-//! live on: blocks with a `Header` in an address-ordered circular free list, `morecore` asking
-//! a source for pages, and `free` coalescing with the block before, after or both. Beyond K&R:
+//! - [`Heap`], the default, keeps xv6's `kmalloc` contract (header-prefixed blocks, `morecore`
+//!   asking a source for pages, coalescing on free, wholly free chunks back to the source) with
+//!   every operation in O(1) time, whatever the heap holds: blocks carry boundary tags so a free
+//!   merges with both neighbours without a search, and free blocks sit in TLSF's two-level
+//!   segregated lists, where bitmaps find a good fit in two bit scans. Any power-of-two
+//!   alignment, `realloc` in place, and a tag in each used block's header so that double frees
+//!   and wild pointers are refused (the [`heap`] module says exactly what the tag cannot catch).
+//! - [`ClassicHeap`] is the heap of K&R's `malloc` as xv6's `umalloc.c` has it: one
+//!   address-ordered circular free list, a roving pointer, first fit. Small and readable, and a
+//!   baseline: its operations walk the list.
+//! - [`LockedHeap`] puts either behind a spin lock and implements
+//!   [`GlobalAlloc`](core::alloc::GlobalAlloc); [`AnyHeap`] is either one, chosen at run time
+//!   (a kernel picks from its command line).
 //!
-//! - any size (a request larger than a page takes a contiguous run from the source) and any
-//!   power-of-two alignment, through [`Layout`](core::alloc::Layout);
-//! - [`Heap::reallocate`] grows or shrinks in place when it can;
-//! - chunks that become wholly free go back to the source;
-//! - size-class quick lists in front of the K&R list make small allocations O(1), and size bins
-//!   indexing the K&R list turn its next-fit walk into a good-fit lookup for any size;
-//! - new blocks are carved in address order from the free tail of the newest chunk (the "top
-//!   block"), a bump of two headers;
-//! - the heap grows by geometrically larger chunks, so few chunk edges cut the free space;
-//! - a checked free, [`Heap::kmfree`], that refuses pointers the heap never handed out and double
-//!   frees, changing nothing; the unchecked [`Heap::deallocate`] detects both too (by a tag in each
-//!   block header) and panics rather than corrupt the heap;
-//! - statistics ([`Heap::stats`]) and [`LockedHeap`], a spin-locked heap that implements
-//!   [`GlobalAlloc`](core::alloc::GlobalAlloc).
+//! How the bounded heap's modules fit: [`block`] is the header and its boundary tags, `index`
+//! the size classes and bitmaps that find free blocks, `chunks` the memory from the source,
+//! [`heap`] allocation and free, `realloc` resizing, `check` the invariant checker used by the
+//! tests and fuzz targets, `locked` the lock.
 //!
 //! The crate is `no_std`, needs no `alloc`, and knows nothing of any kernel: the memory comes from
 //! whatever implements [`PageSource`] — a kernel's frame allocator, `sbrk` in a user program, or the
@@ -30,7 +31,7 @@
 //!
 //! ```
 //! use core::ptr::NonNull;
-//! use kmalloc::{LockedHeap, PageSource, PAGE_SIZE};
+//! use kmalloc::{Heap, LockedHeap, PageSource, PAGE_SIZE};
 //!
 //! /// Hands out pages of a fixed arena, like a kernel's frame allocator behind its direct map.
 //! struct Frames {
@@ -62,7 +63,8 @@
 //!
 //! // In the kernel this line is `#[global_allocator] static HEAP: ...`, after which
 //! // `alloc::{Box, Vec}` work everywhere.
-//! static HEAP: LockedHeap<Frames> = LockedHeap::new(Frames { next: 0 });
+//! // `ClassicHeap::new` in place of `Heap::new` gives K&R's heap instead.
+//! static HEAP: LockedHeap<Heap<Frames>> = LockedHeap::new(Heap::new(Frames { next: 0 }));
 //!
 //! use core::alloc::{GlobalAlloc, Layout};
 //! let layout = Layout::from_size_align(100, 8).unwrap();
@@ -91,13 +93,73 @@
 #[cfg(test)]
 extern crate std;
 
-mod heap;
+mod any;
+pub mod block;
+mod check;
+mod chunks;
+mod classic;
+pub mod heap;
+mod index;
 mod locked;
+mod realloc;
 
+pub use any::{AnyHeap, HeapKind};
+pub use classic::ClassicHeap;
 pub use heap::Heap;
 pub use locked::LockedHeap;
 
+use core::alloc::Layout;
 use core::ptr::NonNull;
+
+/// A heap: what [`LockedHeap`], a kernel, the benchmark and the fuzz targets need of one.
+/// Implemented by the bounded [`Heap`], K&R's [`ClassicHeap`], and [`AnyHeap`].
+pub trait RawHeap {
+    /// A block for `layout` (any size, any power-of-two alignment), or an error when the source
+    /// has no memory or the layout is absurd.
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError>;
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` came from this heap's `allocate` (or `reallocate`) with `layout` and was not freed
+    /// since. An implementation may panic when it detects that this does not hold.
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout);
+
+    /// Resizes a block to `new_size` bytes (same alignment), keeping its contents up to the
+    /// smaller size; on error the block is unchanged.
+    ///
+    /// # Safety
+    /// As [`RawHeap::deallocate`] for `ptr` and `old`.
+    unsafe fn reallocate(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError>;
+
+    /// The seed's kernel interface: 1 to 4096 bytes, 16-byte aligned; `None` for other sizes or
+    /// no memory.
+    fn kmalloc(&mut self, nbytes: usize) -> Option<NonNull<u8>> {
+        if nbytes == 0 || nbytes > KMALLOC_MAX {
+            return None;
+        }
+        self.allocate(Layout::from_size_align(nbytes, 16).ok()?)
+            .ok()
+    }
+
+    /// Checked free: frees `ptr` if it is the start of a live block, else says why not and
+    /// changes nothing.
+    fn kmfree(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError>;
+
+    /// Statistics.
+    fn stats(&self) -> HeapStats;
+
+    /// Gives wholly free memory back to the source where the heap can; returns the pages held.
+    fn release_free_pages(&mut self) -> usize;
+
+    /// Checks the heap's invariants, panicking on a violation (tests and fuzzing; O(heap)).
+    fn check(&self);
+}
 
 /// The page size the heap works in.
 pub const PAGE_SIZE: usize = 4096;
@@ -213,19 +275,18 @@ impl core::fmt::Display for FreeError {
 pub struct HeapStats {
     /// Bytes in allocated blocks (headers included).
     pub bytes_in_use: usize,
-    /// Bytes in free blocks (on the free list, in quick lists, or the top block).
+    /// Bytes in free blocks.
     pub bytes_free: usize,
     /// Pages held from the source.
     pub pages_held: usize,
     /// Runs of pages (chunks) held from the source.
     pub chunks: usize,
-    /// The largest request that could be served without asking the source for more.
+    /// A request this large is served without asking the source for more (see each heap's
+    /// `stats`).
     pub largest_free_block: usize,
-    /// Blocks on the K&R free list.
+    /// Free blocks.
     pub free_blocks: usize,
-    /// Blocks in the quick lists.
-    pub quick_blocks: usize,
-    /// Bytes of chunk records.
+    /// Bytes of chunk records and sentinels.
     pub overhead_bytes: usize,
 }
 

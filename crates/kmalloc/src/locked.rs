@@ -1,6 +1,6 @@
-//! [`LockedHeap`]: a heap behind a spin lock, usable as `#[global_allocator]`.
+//! [`LockedHeap`]: any [`RawHeap`] behind a spin lock, usable as `#[global_allocator]`.
 
-use crate::{Heap, PageSource};
+use crate::RawHeap;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
@@ -10,32 +10,34 @@ use spin::{Mutex, MutexGuard};
 #[cfg(loom)]
 use loom::sync::{Mutex, MutexGuard};
 
-/// A [`Heap`] behind a spin lock, shareable between CPUs (or threads) and usable as the global
-/// allocator. Under `--cfg loom` the lock is loom's, so the tests can model-check it.
-pub struct LockedHeap<S: PageSource> {
-    heap: Mutex<Heap<S>>,
+/// A heap behind a spin lock, shareable between CPUs (or threads) and usable as the global
+/// allocator. `H` is the bounded [`Heap`](crate::Heap), K&R's [`ClassicHeap`](crate::ClassicHeap)
+/// or [`AnyHeap`](crate::AnyHeap). Under `--cfg loom` the lock is loom's, so the tests can
+/// model-check it.
+pub struct LockedHeap<H> {
+    heap: Mutex<H>,
 }
 
-impl<S: PageSource> core::fmt::Debug for LockedHeap<S> {
+impl<H> core::fmt::Debug for LockedHeap<H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("LockedHeap").finish_non_exhaustive()
     }
 }
 
-impl<S: PageSource> LockedHeap<S> {
-    /// An empty heap over `source`.
+impl<H> LockedHeap<H> {
+    /// `heap` behind a lock.
     #[cfg(not(loom))]
-    pub const fn new(source: S) -> Self {
+    pub const fn new(heap: H) -> Self {
         LockedHeap {
-            heap: Mutex::new(Heap::new(source)),
+            heap: Mutex::new(heap),
         }
     }
 
-    /// An empty heap over `source`.
+    /// `heap` behind a lock.
     #[cfg(loom)]
-    pub fn new(source: S) -> Self {
+    pub fn new(heap: H) -> Self {
         LockedHeap {
-            heap: Mutex::new(Heap::new(source)),
+            heap: Mutex::new(heap),
         }
     }
 
@@ -44,7 +46,7 @@ impl<S: PageSource> LockedHeap<S> {
     /// A kernel must not take this lock in an interrupt handler that can interrupt a holder of it
     /// on the same CPU (it would spin forever): disable interrupts around heap use, as xv6's
     /// spinlocks do.
-    pub fn lock(&self) -> MutexGuard<'_, Heap<S>> {
+    pub fn lock(&self) -> MutexGuard<'_, H> {
         #[cfg(not(loom))]
         return self.heap.lock();
         #[cfg(loom)]
@@ -52,9 +54,9 @@ impl<S: PageSource> LockedHeap<S> {
     }
 }
 
-// SAFETY: every method hands the request to `Heap`, whose blocks satisfy the layout's size and
-// alignment and stay valid until freed; the lock makes each call exclusive.
-unsafe impl<S: PageSource + Send> GlobalAlloc for LockedHeap<S> {
+// SAFETY: every method hands the request to the heap, whose blocks satisfy the layout's size and
+// alignment and stay valid until freed (RawHeap's contract); the lock makes each call exclusive.
+unsafe impl<H: RawHeap + Send> GlobalAlloc for LockedHeap<H> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.lock()
             .allocate(layout)

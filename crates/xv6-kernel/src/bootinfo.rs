@@ -90,6 +90,12 @@ impl BootInfo {
     pub fn cmdline(&self) -> &[u8] {
         &self.cmdline[..self.cmdline_len]
     }
+    /// The value of a leading `heap=NAME` word of the command line (the kernel heap to run on),
+    /// and the rest of the line, which goes to /init: `heap=classic usertests` gives
+    /// `(Some(b"classic"), b"usertests")`; a line without it gives `(None, line)`.
+    pub fn heap_option(&self) -> (Option<&[u8]>, &[u8]) {
+        split_heap_option(self.cmdline())
+    }
     /// Highest RAM address + 1.
     pub fn top_of_ram(&self) -> u64 {
         self.ram().iter().map(|r| r.end).max().unwrap_or(0)
@@ -165,6 +171,17 @@ pub fn parse(pa: u64, mut read: impl FnMut(u64, &mut [u8])) -> Result<BootInfo, 
         cmdline_len,
         rsdp,
     })
+}
+
+/// See [`BootInfo::heap_option`].
+pub fn split_heap_option(line: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let Some(rest) = line.strip_prefix(b"heap=") else {
+        return (None, line);
+    };
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let after = &rest[end..];
+    let skip = after.iter().take_while(|&&b| b == b' ').count();
+    (Some(&rest[..end]), &after[skip..])
 }
 
 /// Sorts ranges by start and merges overlapping or touching ones; returns how many remain at the
@@ -294,6 +311,24 @@ mod tests {
             parse(0, m.reader()),
             Err(BootInfoError::TooManyRegions(1000))
         ));
+    }
+
+    #[test]
+    fn heap_option_is_split_off_the_command_line() {
+        assert_eq!(
+            split_heap_option(b"heap=classic usertests -a"),
+            (Some(&b"classic"[..]), &b"usertests -a"[..])
+        );
+        assert_eq!(
+            split_heap_option(b"heap=bounded"),
+            (Some(&b"bounded"[..]), &b""[..])
+        );
+        assert_eq!(split_heap_option(b"usertests"), (None, &b"usertests"[..]));
+        assert_eq!(
+            split_heap_option(b"echo heap=x"),
+            (None, &b"echo heap=x"[..])
+        );
+        assert_eq!(split_heap_option(b""), (None, &b""[..]));
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod bootinfo;
 pub mod elf;
 pub mod layout;
 pub mod paging;
+pub mod string;
 pub mod uvm;

@@ -94,8 +94,9 @@ extern "C" fn kmain(start_info: u64) -> ! {
     proc::init();
     {
         let mut c = proc::CMDLINE.lock();
-        let n = bi.cmdline().len().min(c.0.len());
-        c.0[..n].copy_from_slice(&bi.cmdline()[..n]);
+        let line = bi.heap_option().1;
+        let n = line.len().min(c.0.len());
+        c.0[..n].copy_from_slice(&line[..n]);
         c.1 = n;
     }
     proc::user_init();

@@ -2,13 +2,18 @@
 //! over `kalloc` (and is the global allocator, so `alloc::{Box, Vec}` work), and the kernel's page
 //! table maps the kernel image with the rights each section needs and all RAM at PHYS_OFFSET.
 //!
+//! The heap is `kmalloc`'s bounded heap unless the command line starts with `heap=classic`
+//! (K&R's heap, for comparison; `heap=bounded` names the default): one kernel build runs on
+//! either, chosen in [`init`] before anything is allocated.
+//!
 //! The frame allocator and heap locks are `spin` mutexes that do not disable interrupts. That is
 //! sound here because the kernel runs with interrupts off everywhere except the scheduler's idle
 //! wait, where it holds no lock, and interrupt handlers allocate nothing.
 
 use crate::arch;
+use core::sync::atomic::{AtomicU16, Ordering};
 use kalloc::{Frame, LockedFrameAllocator, PhysAddr};
-use kmalloc::LockedHeap;
+use kmalloc::{AnyHeap, HeapKind, LockedHeap, RawHeap};
 use xv6_kernel::bootinfo::{self, BootInfo, PhysRange};
 use xv6_kernel::layout::{p2v, v2p, KERNBASE, PHYS_OFFSET};
 use xv6_kernel::paging::{PageTable, Pte, TableFrames};
@@ -16,9 +21,10 @@ use xv6_kernel::paging::{PageTable, Pte, TableFrames};
 /// Every free physical frame.
 pub static FRAMES: LockedFrameAllocator = LockedFrameAllocator::new(PHYS_OFFSET as usize);
 
-/// The kernel heap: K&R's allocator over frames from [`FRAMES`].
+/// The kernel heap over frames from [`FRAMES`]: the bounded heap, or K&R's (see the module docs).
 #[global_allocator]
-pub static HEAP: LockedHeap<&'static LockedFrameAllocator> = LockedHeap::new(&FRAMES);
+pub static HEAP: LockedHeap<AnyHeap<&'static LockedFrameAllocator>> =
+    LockedHeap::new(AnyHeap::new(HeapKind::Bounded, &FRAMES));
 
 /// The kernel's page table; every process's table shares its upper half.
 pub static mut KERNEL_PT: PageTable = PageTable { root: 0 };
@@ -46,6 +52,55 @@ unsafe impl TableFrames for KernelFrames {
     fn table(&self, pa: u64) -> *mut [u64; 512] {
         p2v(pa) as *mut [u64; 512]
     }
+    fn share(&mut self, pa: u64) {
+        // Relaxed: the sharer is the forking process itself, which holds the frame throughout.
+        let n = share_count(pa).fetch_add(1, Ordering::Relaxed);
+        assert!(n < u16::MAX, "frame {pa:#x} shared too often");
+    }
+    fn is_shared(&self, pa: u64) -> bool {
+        share_count(pa).load(Ordering::Acquire) != 0
+    }
+    unsafe fn release(&mut self, pa: u64) {
+        // One holder less: decrement the extra holders, or, if there are none, this was the last
+        // holder and the frame is freed. AcqRel orders every earlier use of the frame by the other
+        // holders before the free.
+        let last = share_count(pa)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_err();
+        if last {
+            // SAFETY: the caller's mapping is gone and no other holder is left.
+            unsafe { self.free(pa) };
+        }
+    }
+}
+
+/// Extra holders of each RAM frame (copy-on-write pages after fork), by frame number: 0 means
+/// one holder (or a free frame). Set once in [`init`] before other CPUs start, read-only (as a
+/// slice; the counts are atomics) afterwards.
+static mut SHARES: &[AtomicU16] = &[];
+
+fn share_count(pa: u64) -> &'static AtomicU16 {
+    // SAFETY: SHARES is written once at boot, before any page is shared (see its doc).
+    let table = unsafe { SHARES };
+    &table[(pa / 4096) as usize]
+}
+
+/// Allocates [`SHARES`] for every frame below `top`.
+fn init_shares(top: u64) {
+    let n = (top / 4096) as usize;
+    let bytes = n * core::mem::size_of::<AtomicU16>();
+    let frames = bytes.div_ceil(4096);
+    let first = FRAMES
+        .lock()
+        .allocate_contiguous(frames, 1)
+        .expect("no memory for the frame share counts");
+    let p = p2v(first.start().as_u64()) as *mut AtomicU16;
+    // SAFETY: `frames` contiguous frames are ours, mapped at p2v, enough for `n` counts; zero bytes
+    // are valid AtomicU16s; single CPU at boot, nothing reads SHARES yet.
+    unsafe {
+        core::ptr::write_bytes(p as *mut u8, 0, frames * 4096);
+        SHARES = core::slice::from_raw_parts(p, n);
+    }
 }
 
 /// A zeroed frame; its physical address.
@@ -64,8 +119,24 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-/// Hands RAM to the frame allocator, builds the kernel's page table and switches to it.
+/// Chooses the heap from the command line, hands RAM to the frame allocator, builds the kernel's
+/// page table and switches to it.
 pub fn init(bi: &BootInfo) {
+    if let Some(name) = bi.heap_option().0 {
+        match HeapKind::from_name(name) {
+            Some(kind) => {
+                assert!(
+                    HEAP.lock().switch_to(kind, &FRAMES),
+                    "the heap was used before the command line was read"
+                );
+                crate::println!("kmalloc: running on the {kind:?} heap");
+            }
+            None => crate::println!(
+                "kmalloc: unknown heap `{}` (bounded or classic): keeping the bounded heap",
+                core::str::from_utf8(name).unwrap_or("?")
+            ),
+        }
+    }
     // SAFETY: linker-script symbols; only their addresses are used.
     let (text, etext, erodata, end) = unsafe {
         (
@@ -137,8 +208,9 @@ pub fn init(bi: &BootInfo) {
     for r in &high[..nhigh] {
         add_range(r.start, r.end);
     }
-    // xv6's morecore: the kernel heap takes a page at a time for small blocks and gives each page
-    // back when it is wholly free, so memory flows back to user processes.
+    init_shares(bi.top_of_ram());
+    // xv6's morecore: the bounded heap takes a page at a time for small blocks and gives each page
+    // back when it is wholly free (but one spare), so memory flows back to user processes.
     HEAP.lock().set_growth_limit(1);
 }
 
@@ -159,6 +231,11 @@ fn add_range(start: u64, end: u64) {
 pub fn kernel_pt() -> PageTable {
     // SAFETY: written once in `init` before other CPUs start; read-only afterwards.
     unsafe { KERNEL_PT }
+}
+
+/// Frames free now.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().stats().free
 }
 
 /// Free frames, total frames, heap bytes in use, heap pages held.

@@ -16,6 +16,16 @@
 //! Two processes that map the same file independently get separate objects (there is no page
 //! cache); they see each other's writes after `msync`, at their next first touch.
 //!
+//! # The heap
+//!
+//! `sbrk` maps nothing: a heap page gets a zeroed frame when first touched (by the program, or by
+//! the kernel copying into or out of it). Growth is still refused up front when free memory
+//! cannot cover every untouched heap page of every process (see [`promise`]), so a program sees
+//! sbrk fail as before rather than dying later, in all but a race with other allocations.
+//!
+//! Private pages (the program, heap, stack and private mappings) are shared copy-on-write by
+//! `fork` (see `uvm`'s module docs); a write fault on one is resolved here before anything else.
+//!
 //! Everything that changes a page table here either completes or leaves the table as it was.
 
 use crate::cpu::Spinlock;
@@ -24,7 +34,7 @@ use crate::log;
 use crate::mem::KernelFrames;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use vmregions::{Backing, Prot, Region, RegionList, Sharing};
 use xv6_abi::layout::{HEAP_LIMIT, USER_STACK_BOTTOM, USER_STACK_TOP, USER_TOP};
 use xv6_abi::param::NMMAP;
@@ -176,6 +186,49 @@ pub struct MemState {
     pub kbytes: usize,
     /// mmap regions (created at the first mmap).
     pub regions: Option<RegionList<MapObj>>,
+    /// Heap pages below the break not mapped yet (zero-fill on demand); frames for them are
+    /// promised in [`PROMISED`].
+    pub heap_unmapped: u64,
+}
+
+/// Frames promised to heap pages not yet touched, over all processes (see [`promise`]).
+static PROMISED: AtomicU64 = AtomicU64::new(0);
+
+/// Frames promised to untouched heap pages now.
+pub fn promised() -> u64 {
+    PROMISED.load(Ordering::Relaxed)
+}
+
+/// Frames promised for `pages` untouched heap pages: the pages, and the page-table pages that
+/// mapping them may need (one per 512 pages, plus the upper levels).
+fn promise_for(pages: u64) -> u64 {
+    if pages == 0 {
+        0
+    } else {
+        pages + pages.div_ceil(512) + 3
+    }
+}
+
+/// Moves a process's untouched heap pages from `old` to `new`, changing what is promised. A
+/// growth is refused (nothing changes) unless the free frames cover every promise, this one
+/// included: sbrk fails up front when memory is out, as it did when it mapped everything at
+/// once. The promise is a check, not a hold: kernel allocations (the kernel heap, page tables,
+/// copy-on-write copies, mmap pages) are not refused for it, so a heap page touched when memory
+/// has run out anyway kills its process ("out of memory on a page fault"), like an mmap page.
+fn promise(old: u64, new: u64) -> Result<(), MemError> {
+    let (was, will) = (promise_for(old), promise_for(new));
+    if will <= was {
+        PROMISED.fetch_sub(was - will, Ordering::Relaxed);
+        return Ok(());
+    }
+    let more = will - was;
+    let free = crate::mem::free_frames();
+    PROMISED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+            p.checked_add(more).filter(|&total| total <= free)
+        })
+        .map(drop)
+        .map_err(|_| MemError::OutOfMemory)
 }
 
 fn pte_flags(prot: Prot) -> Pte {
@@ -198,10 +251,18 @@ impl MemState {
             kblocks: Vec::new(),
             kbytes: 0,
             regions: None,
+            heap_unmapped: 0,
         }
     }
 
-    /// Moves the break to `new`, mapping or unmapping heap pages. All or nothing.
+    /// Whether `page` is a heap page (below the break; mapped or not).
+    fn in_heap(&self, page: u64) -> bool {
+        page >= self.image_end && page_up(self.brk).is_some_and(|top| page < top)
+    }
+
+    /// Moves the break to `new`. Growing maps nothing (pages are zero-filled when first touched,
+    /// see [`MemState::handle_fault`]) but is refused when free memory cannot cover it (see
+    /// [`promise`]); shrinking unmaps and releases what was touched. All or nothing.
     pub fn set_brk(&mut self, pt: PageTable, new: u64) -> Result<(), MemError> {
         if new < self.image_end || new > HEAP_LIMIT {
             return Err(MemError::Invalid);
@@ -209,17 +270,17 @@ impl MemState {
         let old_top = page_up(self.brk).ok_or(MemError::Invalid)?;
         let new_top = page_up(new).ok_or(MemError::Invalid)?;
         if new_top > old_top {
-            uvm::alloc_range(
-                pt,
-                &mut KernelFrames,
-                old_top,
-                new_top,
-                Pte::WRITE | Pte::NO_EXECUTE,
-            )
-            .map_err(|_| MemError::OutOfMemory)?;
+            let more = (new_top - old_top) / PAGE;
+            promise(self.heap_unmapped, self.heap_unmapped + more)?;
+            self.heap_unmapped += more;
         } else if new_top < old_top {
-            uvm::dealloc_range(pt, &mut KernelFrames, new_top, old_top);
+            let gone = (old_top - new_top) / PAGE;
+            let touched = uvm::dealloc_range(pt, &mut KernelFrames, new_top, old_top);
             flush_range_if_current(pt, new_top, old_top);
+            let untouched = gone - touched;
+            let left = self.heap_unmapped - untouched;
+            let _ = promise(self.heap_unmapped, left);
+            self.heap_unmapped = left;
         }
         self.brk = new;
         Ok(())
@@ -244,16 +305,30 @@ impl MemState {
         child: &mut MemState,
         cpt: PageTable,
     ) -> Result<(), MemError> {
+        // The child's untouched heap pages need their own promise.
+        promise(0, self.heap_unmapped)?;
         let regions = match &self.regions {
-            Some(r) => Some(r.try_clone().map_err(|_| MemError::OutOfMemory)?),
+            Some(r) => match r.try_clone() {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    let _ = promise(self.heap_unmapped, 0);
+                    return Err(MemError::OutOfMemory);
+                }
+            },
             None => None,
         };
-        uvm::copy_range(pt, cpt, &mut KernelFrames, 0, USER_TOP)
-            .map_err(|_| MemError::OutOfMemory)?;
+        let copied = uvm::copy_range(pt, cpt, &mut KernelFrames, 0, USER_TOP);
+        // The parent's writable pages became copy-on-write: its TLB may still let it write them.
+        flush_if_current(pt);
+        if copied.is_err() {
+            let _ = promise(self.heap_unmapped, 0);
+            return Err(MemError::OutOfMemory);
+        }
         // Shared frames are mapped BORROWED and belong to their MapObj, which the cloned regions
         // share: copying the entries is all the child needs.
         child.image_end = self.image_end;
         child.brk = self.brk;
+        child.heap_unmapped = self.heap_unmapped;
         child.regions = regions;
         Ok(())
     }
@@ -269,6 +344,8 @@ impl MemState {
             uvm::dealloc_range(pt, &mut KernelFrames, 0, USER_TOP);
             flush_if_current(pt);
         }
+        let _ = promise(self.heap_unmapped, 0);
+        self.heap_unmapped = 0;
         self.brk = 0;
         self.image_end = 0;
     }
@@ -283,6 +360,40 @@ impl MemState {
         exec: bool,
     ) -> Result<(), FaultError> {
         use FaultError::{Denied, FileRead, OutOfMemory};
+        if write {
+            // A write to a page shared since fork (private memory of any kind): copy it.
+            match uvm::break_cow(pt, &mut KernelFrames, addr) {
+                Ok(true) => {
+                    let page = addr & !(PAGE - 1);
+                    flush_range_if_current(pt, page, page + PAGE);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(_) => return Err(OutOfMemory),
+            }
+        }
+        let page = addr & !(PAGE - 1);
+        if self.in_heap(page) {
+            // First touch of a heap page: a zeroed frame (never executable).
+            if exec || pt.lookup(&mut KernelFrames, page).is_some() {
+                return Err(Denied);
+            }
+            let f = &mut KernelFrames;
+            let Some(pa) = f.alloc() else {
+                return Err(OutOfMemory);
+            };
+            if pt
+                .map(f, page, pa, Pte::USER | Pte::WRITE | Pte::NO_EXECUTE)
+                .is_err()
+            {
+                // SAFETY: never mapped.
+                unsafe { f.free(pa) };
+                return Err(OutOfMemory);
+            }
+            let _ = promise(self.heap_unmapped, self.heap_unmapped - 1);
+            self.heap_unmapped -= 1;
+            return Ok(());
+        }
         let Some(regions) = &self.regions else {
             return Err(Denied);
         };
@@ -295,7 +406,6 @@ impl MemState {
         {
             return Err(Denied);
         }
-        let page = addr & !(PAGE - 1);
         let f = &mut KernelFrames;
         if pt.lookup(f, page).is_some() {
             return Err(Denied); // present: a protection fault
@@ -352,10 +462,11 @@ impl MemState {
         Ok(())
     }
 
-    /// Makes sure every mapped page of `[addr, addr + len)` is present, so that a later copy
-    /// under a lock never has to read a file. Stops quietly at the first page that cannot be.
+    /// Makes sure every mapped page of `[addr, addr + len)` is present (and, for a write, has
+    /// its own frame if it was shared copy-on-write), so that a later copy under a lock never has
+    /// to read a file or allocate. Stops quietly at the first page that cannot be.
     pub fn prefault(&mut self, pt: PageTable, addr: u64, len: u64, write: bool) {
-        if self.regions.is_none() || len == 0 {
+        if len == 0 {
             return;
         }
         let Some(end) = addr.checked_add(len) else {
@@ -363,9 +474,11 @@ impl MemState {
         };
         let mut page = addr & !(PAGE - 1);
         while page < end.min(USER_TOP) {
-            if pt.lookup(&mut KernelFrames, page).is_none()
-                && self.handle_fault(pt, page, write, false).is_err()
-            {
+            let needed = match pt.lookup(&mut KernelFrames, page) {
+                None => self.regions.is_some() || self.in_heap(page),
+                Some(e) => write && e & Pte::COW.bits() != 0,
+            };
+            if needed && self.handle_fault(pt, page, write, false).is_err() {
                 return;
             }
             page += PAGE;
@@ -389,7 +502,10 @@ impl MemState {
         let mut page = addr & !(PAGE - 1);
         while page < end {
             let ok = match pt.lookup(&mut KernelFrames, page) {
-                Some(e) => e & Pte::USER.bits() != 0 && (!write || e & Pte::WRITE.bits() != 0),
+                Some(e) => {
+                    e & Pte::USER.bits() != 0 && (!write || e & (Pte::WRITE | Pte::COW).bits() != 0)
+                }
+                None if self.in_heap(page) => true,
                 None => self
                     .regions
                     .as_ref()

@@ -31,6 +31,10 @@ bitflags! {
         /// Software: the frame is not owned by this mapping (device memory, shared pages); unmapping
         /// does not free it.
         const BORROWED = 1 << 9;
+        /// Software: a private page shared with another address space since `fork` and mapped
+        /// read-only in both; the first write copies it (or, for its last holder, makes it
+        /// writable again). Only user leaves that were writable carry it.
+        const COW = 1 << 10;
         /// Execution forbidden (needs EFER.NXE).
         const NO_EXECUTE = 1 << 63;
     }
@@ -57,6 +61,16 @@ pub unsafe trait TableFrames {
     unsafe fn free(&mut self, pa: u64);
     /// The entries of the table frame at `pa`.
     fn table(&self, pa: u64) -> *mut [u64; 512];
+    /// One more mapping holds the page frame at `pa` (fork sharing a private page).
+    fn share(&mut self, pa: u64);
+    /// Whether more than one mapping holds the page frame at `pa`.
+    fn is_shared(&self, pa: u64) -> bool;
+    /// A mapping lets go of the page frame at `pa`: the frame is freed when that was its last
+    /// holder. Every owned (not BORROWED) leaf frame is given back this way.
+    ///
+    /// # Safety
+    /// The caller's mapping of the frame is gone (and flushed before the frame can be reused).
+    unsafe fn release(&mut self, pa: u64);
 }
 
 /// Why a mapping could not be made.
@@ -248,6 +262,22 @@ impl PageTable {
         true
     }
 
+    /// Points the present 4 KiB leaf at `va` to frame `pa` with `flags`, returning the old entry
+    /// (None, and nothing changed, if no page is mapped there). The caller deals with the old frame
+    /// and flushes the TLB.
+    pub fn replace(&self, f: &mut impl TableFrames, va: u64, pa: u64, flags: Pte) -> Option<u64> {
+        let pte = self.walk(f, va, false).ok()??;
+        // SAFETY: `walk` returned a pointer to an entry of a live table.
+        unsafe {
+            let e = *pte;
+            if e & Pte::PRESENT.bits() == 0 {
+                return None;
+            }
+            *pte = (pa & ADDR_MASK) | (flags | Pte::PRESENT).bits();
+            Some(e)
+        }
+    }
+
     /// Calls `each(va, entry)` for every present 4 KiB leaf in `[lo, hi)`, in address order
     /// (huge pages skipped).
     pub fn for_each(
@@ -344,8 +374,8 @@ impl PageTable {
             }
             if level == 0 {
                 if e & Pte::BORROWED.bits() == 0 {
-                    // SAFETY: the leaf owned its frame, and the whole tree is being torn down.
-                    unsafe { f.free(e & ADDR_MASK) };
+                    // SAFETY: the leaf held its frame, and the whole tree is being torn down.
+                    unsafe { f.release(e & ADDR_MASK) };
                 }
             } else if e & Pte::HUGE.bits() == 0 {
                 Self::free_level(f, e & ADDR_MASK, level - 1);
@@ -375,6 +405,8 @@ pub(crate) mod tests {
         pub pages: BTreeMap<u64, Box<[u64; 512]>>,
         pub next: u64,
         pub limit: Option<usize>,
+        /// Extra holders of shared page frames (absent: one holder).
+        pub shares: BTreeMap<u64, usize>,
     }
 
     // SAFETY: every frame is a separate zeroed Box, reachable while in the map.
@@ -388,7 +420,25 @@ pub(crate) mod tests {
             Some(self.next)
         }
         unsafe fn free(&mut self, pa: u64) {
+            assert!(!self.shares.contains_key(&pa), "freeing shared {pa:#x}");
             assert!(self.pages.remove(&pa).is_some(), "double free of {pa:#x}");
+        }
+        fn share(&mut self, pa: u64) {
+            assert!(self.pages.contains_key(&pa), "sharing a free frame {pa:#x}");
+            *self.shares.entry(pa).or_insert(0) += 1;
+        }
+        fn is_shared(&self, pa: u64) -> bool {
+            self.shares.contains_key(&pa)
+        }
+        unsafe fn release(&mut self, pa: u64) {
+            match self.shares.get_mut(&pa) {
+                Some(1) => {
+                    self.shares.remove(&pa);
+                }
+                Some(n) => *n -= 1,
+                // SAFETY: the last holder let go.
+                None => unsafe { self.free(pa) },
+            }
         }
         fn table(&self, pa: u64) -> *mut [u64; 512] {
             let b = self.pages.get(&pa).expect("not a frame");

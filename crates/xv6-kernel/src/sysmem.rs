@@ -7,6 +7,7 @@ use crate::proc;
 use crate::syscall::{arg, arg_int, copy_out};
 use crate::trap::TrapFrame;
 use core::ptr::NonNull;
+use kmalloc::RawHeap;
 use xv6_abi::param::KMALLOC_CAP;
 
 /// `kmalloc(n)`: a block of the kernel heap, or 0 for n outside 1..=4096, when the process holds
@@ -72,6 +73,9 @@ pub fn meminfo(tf: &TrapFrame) -> i64 {
     // between runs.
     HEAP.lock().release_free_pages();
     let (free, total, heap_used, heap_pages) = crate::mem::usage();
+    // Frames promised to heap pages that sbrk granted and nobody touched yet are not counted as
+    // free: they are spoken for, and this way touching them leaves the figure unchanged.
+    let free = free.saturating_sub(crate::mm::promised());
     let vals = [total, free, heap_used, heap_pages, proc::count()];
     let mut b = [0u8; 40];
     for (i, v) in vals.iter().enumerate() {

@@ -1,6 +1,15 @@
 //! User address spaces on top of [`crate::paging`]: growing and shrinking, copying for `fork`, and
 //! moving bytes between the kernel and user memory with every access checked against the page
 //! tables (present, user-accessible, writable for writes). Nothing here trusts a user address.
+//!
+//! # Copy-on-write
+//!
+//! `fork` copies no page: [`copy_range`] maps each owned page into the child too and counts the
+//! extra holder ([`TableFrames::share`]); a writable one becomes read-only with [`Pte::COW`] in
+//! both tables. The first write to it faults (in user mode, or in [`copy_out`] for the kernel),
+//! and [`break_cow`] gives the writer its own copy, or, when the writer is the last holder, makes
+//! the page writable again in place. Unmapping an owned page [releases](TableFrames::release) it:
+//! the frame goes back to the allocator with its last holder, so free-frame counts stay exact.
 
 use crate::paging::{MapError, PageTable, Pte, TableFrames, ADDR_MASK};
 use xv6_abi::layout::USER_TOP;
@@ -57,19 +66,23 @@ pub fn alloc_range(
     Ok(())
 }
 
-/// Unmaps every page in `[lo, hi)`, freeing the frames the mappings own (not BORROWED ones).
-/// Pages not mapped are skipped. The caller flushes the TLB.
-pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) {
+/// Unmaps every page in `[lo, hi)`, releasing the frames the mappings hold (not BORROWED ones:
+/// a frame is freed with its last holder). Pages not mapped are skipped. Returns how many pages
+/// were unmapped. The caller flushes the TLB.
+pub fn dealloc_range(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) -> u64 {
+    let mut n = 0;
     let done: Result<(), core::convert::Infallible> = for_each_mapped(pt, f, lo, hi, |f, va, _| {
         if let Some(e) = pt.unmap(f, va) {
+            n += 1;
             if e & Pte::BORROWED.bits() == 0 {
-                // SAFETY: the mapping owned this frame and is gone.
-                unsafe { f.free(e & ADDR_MASK) };
+                // SAFETY: this mapping held the frame and is gone.
+                unsafe { f.release(e & ADDR_MASK) };
             }
         }
         Ok(())
     });
     let Ok(()) = done;
+    n
 }
 
 /// Calls `each(f, va, entry)` for every present 4 KiB leaf of `pt` in `[lo, hi)`, in address
@@ -133,9 +146,11 @@ fn mapped_pages(pt: PageTable, f: &mut impl TableFrames, lo: u64, hi: u64) -> Ba
     b
 }
 
-/// Copies the mappings of `[lo, hi)` from `src` into `dst` (for `fork`): owned pages are copied
-/// into new frames; BORROWED pages (shared memory) are mapped again, still borrowed. On failure
-/// `dst`'s range is cleaned up.
+/// Copies the mappings of `[lo, hi)` from `src` into `dst` (for `fork`), copying no page: owned
+/// pages are shared copy-on-write (writable ones become read-only with [`Pte::COW`] in both
+/// tables; see the module docs); BORROWED pages (shared memory) are mapped again, still borrowed.
+/// On failure `dst`'s range is cleaned up (`src` may keep COW marks, which only cost a fault).
+/// The caller flushes `src`'s TLB: its pages may have lost their write right.
 pub fn copy_range(
     src: PageTable,
     dst: PageTable,
@@ -144,23 +159,58 @@ pub fn copy_range(
     hi: u64,
 ) -> Result<(), MapError> {
     let result = for_each_mapped(src, f, lo, hi, |f, va, e| {
-        let flags = Pte::from_bits_truncate(e & !ADDR_MASK);
+        let mut flags = Pte::from_bits_truncate(e & !ADDR_MASK);
+        let pa = e & ADDR_MASK;
         if e & Pte::BORROWED.bits() != 0 {
-            return dst.map(f, va, e & ADDR_MASK, flags);
+            return dst.map(f, va, pa, flags);
         }
-        let pa = f.alloc().ok_or(MapError::OutOfMemory)?;
-        let (s, d) = (f.table(e & ADDR_MASK), f.table(pa));
-        // SAFETY: both are live, distinct 4 KiB frames.
-        unsafe { *d = *s };
+        if flags.intersects(Pte::WRITE | Pte::COW) {
+            flags = (flags - Pte::WRITE) | Pte::COW;
+            src.protect(f, va, flags);
+        }
+        f.share(pa);
         dst.map(f, va, pa, flags).inspect_err(|_| {
-            // SAFETY: never mapped.
-            unsafe { f.free(pa) }
+            // SAFETY: the child never mapped it; the parent still holds it.
+            unsafe { f.release(pa) }
         })
     });
     if result.is_err() {
         dealloc_range(dst, f, lo, hi);
     }
     result
+}
+
+/// Gives the user page at `va` its own writable frame if it is a copy-on-write page (see the
+/// module docs): Ok(true) when it was one and is now writable, Ok(false) when it is not one (not
+/// mapped, not a user page, or not COW), and an error when no frame is left for the copy (nothing
+/// changed then). The caller flushes the page from the TLB.
+pub fn break_cow(pt: PageTable, f: &mut impl TableFrames, va: u64) -> Result<bool, MapError> {
+    let page = va & !(PAGE - 1);
+    if va >= USER_TOP {
+        return Ok(false);
+    }
+    let Some(e) = pt.lookup(f, page) else {
+        return Ok(false);
+    };
+    if e & Pte::COW.bits() == 0 || e & Pte::USER.bits() == 0 || e & Pte::BORROWED.bits() != 0 {
+        return Ok(false);
+    }
+    let old = e & ADDR_MASK;
+    let flags = (Pte::from_bits_truncate(e & !ADDR_MASK) - Pte::COW - Pte::DIRTY) | Pte::WRITE;
+    if !f.is_shared(old) {
+        // The last holder: nobody else sees this frame any more (only a fork of this same address
+        // space could share it again, and that cannot run while this one is faulting).
+        pt.protect(f, page, flags);
+        return Ok(true);
+    }
+    let new = f.alloc().ok_or(MapError::OutOfMemory)?;
+    let (s, d) = (f.table(old), f.table(new));
+    // SAFETY: both are live, distinct 4 KiB frames; the old one is held by this mapping.
+    unsafe { *d = *s };
+    pt.replace(f, page, new, flags);
+    // SAFETY: this mapping no longer refers to the old frame.
+    unsafe { f.release(old) };
+    Ok(true)
 }
 
 /// The frame behind user page `va` for an access, checking USER (and WRITE for writes).
@@ -372,15 +422,121 @@ mod tests {
             assert_eq!(u64::from_le_bytes(b), i);
         }
         let before = f.pages.len();
-        dealloc_range(child, &mut f, 0, USER_TOP);
+        assert_eq!(dealloc_range(child, &mut f, 0, USER_TOP), n);
+        assert_eq!(f.pages.len(), before, "the parent still holds every page");
+        assert!(f.shares.is_empty());
+        assert_eq!(dealloc_range(pt, &mut f, 0, USER_TOP), n);
         assert_eq!(
             f.pages.len(),
             before - n as usize,
-            "every copied page freed"
+            "every page freed with its last holder"
         );
         let mut left = 0;
         child.for_each(&mut f, 0, USER_TOP, |_, _| left += 1);
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn fork_shares_pages_until_the_first_write() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        alloc_range(pt, &mut f, base, base + 3 * PAGE, Pte::WRITE).unwrap();
+        alloc_range(pt, &mut f, base + 4 * PAGE, base + 5 * PAGE, Pte::empty()).unwrap();
+        copy_out(pt, &mut f, base, b"parent").unwrap();
+        let k = PageTable::new(&mut f).unwrap();
+        let child = new_user_table(&mut f, k).unwrap();
+        let before = f.pages.len();
+        copy_range(pt, child, &mut f, 0, USER_TOP).unwrap();
+        let tables = f.pages.len() - before;
+        assert!(tables <= 3, "fork copied pages: {tables} new frames");
+        for t in [pt, child] {
+            let e = t.lookup(&mut f, base).unwrap();
+            assert_eq!(e & Pte::WRITE.bits(), 0, "shared page still writable");
+            assert_ne!(e & Pte::COW.bits(), 0);
+            let ro = t.lookup(&mut f, base + 4 * PAGE).unwrap();
+            assert_eq!(
+                ro & Pte::COW.bits(),
+                0,
+                "a read-only page never becomes writable"
+            );
+        }
+        // A write needs break_cow first; the copy is the writer's alone.
+        let e = copy_out(child, &mut f, base, b"child!").unwrap_err();
+        assert!(e.present && e.write);
+        assert_eq!(break_cow(child, &mut f, base), Ok(true));
+        copy_out(child, &mut f, base, b"child!").unwrap();
+        let mut b = [0u8; 6];
+        copy_in(pt, &mut f, &mut b, base).unwrap();
+        assert_eq!(&b, b"parent");
+        copy_in(child, &mut f, &mut b, base).unwrap();
+        assert_eq!(&b, b"child!");
+        // The parent is now the page's last holder: made writable in place, no new frame.
+        let pa = pt.lookup(&mut f, base).unwrap() & ADDR_MASK;
+        let n = f.pages.len();
+        assert_eq!(break_cow(pt, &mut f, base), Ok(true));
+        assert_eq!(f.pages.len(), n);
+        assert_eq!(pt.lookup(&mut f, base).unwrap() & ADDR_MASK, pa);
+        copy_out(pt, &mut f, base, b"again!").unwrap();
+        assert_eq!(break_cow(pt, &mut f, base), Ok(false), "not COW any more");
+        assert_eq!(break_cow(pt, &mut f, base + 4 * PAGE), Ok(false));
+        assert_eq!(break_cow(pt, &mut f, base + 9 * PAGE), Ok(false));
+        // The read-only page cannot be written even after break_cow is asked.
+        assert!(copy_out(child, &mut f, base + 4 * PAGE, b"x").is_err());
+        // Out of frames: the copy fails and nothing changes.
+        let pa1 = child.lookup(&mut f, base + PAGE).unwrap() & ADDR_MASK;
+        f.limit = Some(f.pages.len());
+        assert_eq!(
+            break_cow(child, &mut f, base + PAGE),
+            Err(MapError::OutOfMemory)
+        );
+        f.limit = None;
+        assert_eq!(child.lookup(&mut f, base + PAGE).unwrap() & ADDR_MASK, pa1);
+        // Both exit: every frame comes back exactly once (HostFrames panics on a double free).
+        let mut data = std::vec::Vec::new();
+        for t in [pt, child] {
+            t.for_each(&mut f, 0, USER_TOP, |_, e| data.push(e & ADDR_MASK));
+        }
+        child.free_user(&mut f);
+        assert!(f.shares.is_empty());
+        pt.free_user(&mut f);
+        assert!(data.iter().all(|pa| !f.pages.contains_key(pa)));
+    }
+
+    #[test]
+    fn a_fork_of_a_fork_shares_three_ways() {
+        let (mut f, pt) = setup();
+        let base = 0x40_0000;
+        alloc_range(pt, &mut f, base, base + PAGE, Pte::WRITE).unwrap();
+        copy_out(pt, &mut f, base, b"A").unwrap();
+        let start = f.pages.len();
+        let mut kids = std::vec::Vec::new();
+        let mut from = pt;
+        for _ in 0..2 {
+            let k = PageTable::new(&mut f).unwrap();
+            let c = new_user_table(&mut f, k).unwrap();
+            copy_range(from, c, &mut f, 0, USER_TOP).unwrap();
+            kids.push((k, c));
+            from = c;
+        }
+        let pa = pt.lookup(&mut f, base).unwrap() & ADDR_MASK;
+        assert_eq!(f.shares.get(&pa), Some(&2));
+        // The middle one writes: it copies; the other two still share.
+        assert_eq!(break_cow(kids[0].1, &mut f, base), Ok(true));
+        assert_eq!(f.shares.get(&pa), Some(&1));
+        kids[1].1.free_user(&mut f);
+        assert!(f.shares.is_empty());
+        assert!(f.pages.contains_key(&pa), "the parent still holds it");
+        kids[0].1.free_user(&mut f);
+        pt.free_user(&mut f);
+        assert!(!f.pages.contains_key(&pa));
+        for (k, c) in kids {
+            // SAFETY: both roots are unused now.
+            unsafe {
+                f.free(c.root);
+                f.free(k.root);
+            }
+        }
+        assert!(f.pages.len() < start);
     }
 
     #[test]
@@ -394,6 +550,7 @@ mod tests {
         let k = PageTable::new(&mut f).unwrap();
         let child = new_user_table(&mut f, k).unwrap();
         copy_range(pt, child, &mut f, 0, USER_TOP).unwrap();
+        assert_eq!(break_cow(child, &mut f, base), Ok(true));
         copy_out(child, &mut f, base, b"child!").unwrap();
         let mut b = [0u8; 6];
         copy_in(pt, &mut f, &mut b, base).unwrap();

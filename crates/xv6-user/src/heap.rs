@@ -1,8 +1,8 @@
-//! The user heap: the `kmalloc` crate's K&R heap fed by `sbrk`.
+//! The user heap: the `kmalloc` crate's bounded heap fed by `sbrk`.
 //!
 //! [`SbrkSource`] is a [`PageSource`] over anything that moves a program break ([`Break`]); with
 //! the `user` feature the library declares
-//! `#[global_allocator] static HEAP: LockedHeap<SbrkSource<SysBreak>>`, so `Box`, `Vec` and
+//! `#[global_allocator] static HEAP: LockedHeap<Heap<SbrkSource<SysBreak>>>`, so `Box`, `Vec` and
 //! `String` allocate from it. Pages come from growing the break (aligned as the heap asks, the
 //! break first rounded up); pages go back only when they are the top of the break, since `sbrk` can
 //! shrink the heap only there.
@@ -112,8 +112,8 @@ impl Break for SysBreak {
 /// The program's heap: `malloc` and `free` for Rust's `alloc`.
 #[cfg(feature = "user")]
 #[global_allocator]
-pub static HEAP: kmalloc::LockedHeap<SbrkSource<SysBreak>> =
-    kmalloc::LockedHeap::new(SbrkSource::new(SysBreak));
+pub static HEAP: kmalloc::LockedHeap<kmalloc::Heap<SbrkSource<SysBreak>>> =
+    kmalloc::LockedHeap::new(kmalloc::Heap::new(SbrkSource::new(SysBreak)));
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@
 //! - [`print!`], [`println!`], [`eprint!`], [`eprintln!`], [`fprint!`] and [`fprintln!`], each
 //!   formatting into a buffer and writing it with as few `write` calls as it can;
 //! - a panic handler printing `panic: <message>` on descriptor 2 and exiting with -1;
-//! - the global allocator: the `kmalloc` crate's K&R heap over `sbrk` ([`heap`]), so that
+//! - the global allocator: the `kmalloc` crate's bounded heap over `sbrk` ([`heap`]), so that
 //!   `alloc::{vec, string, boxed}` work;
 //! - `memcpy`, `memmove`, `memset`, `memcmp`, `bcmp` and `rust_eh_personality`, which the host
 //!   target's `compiler_builtins` leaves to a libc.

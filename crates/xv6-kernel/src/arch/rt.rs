@@ -1,9 +1,7 @@
-//! The symbols the precompiled `core` and `compiler_builtins` expect from a C library.
-//!
-//! Written with `rep movsb` / `rep stosb` so that LLVM cannot recognise the loops and turn them back
-//! into calls to these very functions.
+//! The symbols the precompiled `core` and `compiler_builtins` expect from a C library. The copies
+//! and fills are `xv6_kernel::string`'s (host-tested there).
 
-use core::arch::asm;
+use xv6_kernel::string;
 
 /// C `memcpy`.
 ///
@@ -11,11 +9,8 @@ use core::arch::asm;
 /// As C's: `dst` and `src` valid for `n` bytes and not overlapping.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges are valid for `n` bytes.
-    unsafe {
-        asm!("rep movsb", inout("rdi") dst => _, inout("rsi") src => _, inout("rcx") n => _,
-             options(nostack, preserves_flags))
-    };
+    // SAFETY: the caller guarantees both ranges and that they do not overlap.
+    unsafe { string::copy_forward(dst, src, n) };
     dst
 }
 
@@ -25,18 +20,9 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 /// As C's: both ranges valid for `n` bytes; they may overlap.
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize).wrapping_add(n) {
-        // SAFETY: a forward copy is correct when dst is below src or the ranges do not overlap.
-        unsafe { memcpy(dst, src, n) }
-    } else {
-        // SAFETY: copy backwards (direction flag set, restored after) over the same valid ranges.
-        unsafe {
-            asm!("std", "rep movsb", "cld",
-                 inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
-                 inout("rcx") n => _, options(nostack))
-        };
-        dst
-    }
+    // SAFETY: the caller guarantees both ranges.
+    unsafe { string::copy(dst, src, n) };
+    dst
 }
 
 /// C `memset`.
@@ -46,10 +32,7 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 #[no_mangle]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller guarantees `dst` is valid for `n` bytes.
-    unsafe {
-        asm!("rep stosb", inout("rdi") dst => _, inout("rcx") n => _, in("al") c as u8,
-             options(nostack, preserves_flags))
-    };
+    unsafe { string::fill(dst, c as u8, n) };
     dst
 }
 

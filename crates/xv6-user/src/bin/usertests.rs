@@ -1265,6 +1265,312 @@ fn sbrkhuge_child(s: &str) {
     poke(a + 100, 1);
 }
 
+/// Grows the heap by `pages` pages, page-aligned; their address.
+fn grow_pages(s: &str, pages: u64) -> u64 {
+    let a = align_break(s);
+    if sbrk((pages * PG) as i32) != a {
+        fail!(s, "sbrk of {pages} pages failed");
+    }
+    a
+}
+
+/// The byte a process tagged `tag` keeps at offset `i` of page `p`.
+fn cow_byte(tag: u8, p: u64, i: u64) -> u8 {
+    tag ^ (p as u8).wrapping_mul(31) ^ (i as u8)
+}
+
+fn cow_fill(a: u64, pages: u64, tag: u8) {
+    for p in 0..pages {
+        for i in [0, 1, 2049, PG - 1] {
+            poke(a + p * PG + i, cow_byte(tag, p, i));
+        }
+    }
+}
+
+fn cow_intact(a: u64, pages: u64, tag: u8) -> bool {
+    (0..pages).all(|p| {
+        [0, 1, 2049, PG - 1]
+            .iter()
+            .all(|&i| peek(a + p * PG + i) == cow_byte(tag, p, i))
+    })
+}
+
+/// fork shares memory copy-on-write: a child of a process with a large heap costs a few frames
+/// until it writes; what each side writes (by a store or by the kernel, through read) the other
+/// never sees; and every frame comes back when the last holder lets go.
+fn cowfork(s: &str) {
+    const PAGES: u64 = 1024;
+    let m0 = meminfo();
+    let a = grow_pages(s, PAGES);
+    cow_fill(a, PAGES, 0x5a);
+    let Ok([r, w]) = sys::pipe() else {
+        fail!(s, "pipe() failed")
+    };
+    let before = meminfo().free_frames;
+    let pid = xfork(s);
+    if pid == 0 {
+        // Sharing: the fork took far fewer frames than the heap holds.
+        let used = before.saturating_sub(meminfo().free_frames);
+        if used > PAGES / 4 {
+            println!("{s}: fork of a {PAGES}-page heap took {used} frames");
+            sys::exit(2);
+        }
+        if !cow_intact(a, PAGES, 0x5a) {
+            println!("{s}: the child does not see the parent's heap");
+            sys::exit(3);
+        }
+        // Half the pages by stores, the other half by the kernel (read from a pipe).
+        cow_fill(a, PAGES / 2, 0xc3);
+        for p in PAGES / 2..PAGES {
+            let b: [u8; 2] = [cow_byte(0xc3, p, 0), cow_byte(0xc3, p, 1)];
+            if write(w, &b) != 2 || r_read(r, a + p * PG, 2) != 2 {
+                println!("{s}: pipe transfer failed");
+                sys::exit(4);
+            }
+            poke(a + p * PG + 2049, cow_byte(0xc3, p, 2049));
+            poke(a + p * PG + PG - 1, cow_byte(0xc3, p, PG - 1));
+        }
+        if !cow_intact(a, PAGES, 0xc3) {
+            println!("{s}: the child's own writes did not stick");
+            sys::exit(5);
+        }
+        sys::exit(0);
+    }
+    if wait_pid(s, pid) != 0 {
+        fail!(s, "child failed");
+    }
+    if !cow_intact(a, PAGES, 0x5a) {
+        fail!(s, "the child's writes reached the parent");
+    }
+    // The parent is the last holder now: writes need no copy and lose nothing.
+    let f0 = meminfo().free_frames;
+    cow_fill(a, PAGES, 0x11);
+    if !cow_intact(a, PAGES, 0x11) || meminfo().free_frames + SLACK_FRAMES < f0 {
+        fail!(s, "the last holder's writes copied pages or lost data");
+    }
+    close(r);
+    close(w);
+    if sbrk(-((PAGES * PG) as i32)) == SBRK_ERR {
+        fail!(s, "shrink failed");
+    }
+    let m1 = meminfo();
+    if m1.free_frames + SLACK_FRAMES < m0.free_frames {
+        fail!(
+            s,
+            "frames lost: {} free before, {} after",
+            m0.free_frames,
+            m1.free_frames
+        );
+    }
+}
+
+/// Four children and their parent write the same shared pages at once (on several CPUs), and
+/// grandchildren fork from children mid-way: each sees only its own writes, and all memory comes
+/// back.
+fn cowrace(s: &str) {
+    const PAGES: u64 = 64;
+    let m0 = meminfo();
+    let a = grow_pages(s, PAGES);
+    cow_fill(a, PAGES, 1);
+    let mut pids = [0i32; 4];
+    for (k, pid) in pids.iter_mut().enumerate() {
+        *pid = xfork(s);
+        if *pid == 0 {
+            let tag = 0x20 + k as u8;
+            for round in 0..20u8 {
+                cow_fill(a, PAGES, tag ^ round);
+                if round == 10 {
+                    let g = fork();
+                    if g == 0 {
+                        cow_fill(a, PAGES, 0x77);
+                        sys::exit(if cow_intact(a, PAGES, 0x77) { 0 } else { 7 });
+                    }
+                    if g < 0 || wait_pid(s, g) != 0 {
+                        sys::exit(8);
+                    }
+                }
+                if !cow_intact(a, PAGES, tag ^ round) {
+                    sys::exit(9);
+                }
+            }
+            sys::exit(0);
+        }
+    }
+    for round in 0..20u8 {
+        cow_fill(a, PAGES, 0x40 ^ round);
+        if !cow_intact(a, PAGES, 0x40 ^ round) {
+            fail!(s, "the parent's writes were disturbed");
+        }
+    }
+    for _ in pids {
+        let (pid, st) = wait();
+        if pid < 0 || st != 0 {
+            fail!(s, "child {pid} saw others' writes (status {st})");
+        }
+    }
+    if sbrk(-((PAGES * PG) as i32)) == SBRK_ERR {
+        fail!(s, "shrink failed");
+    }
+    let m1 = meminfo();
+    if m1.free_frames + SLACK_FRAMES < m0.free_frames {
+        fail!(
+            s,
+            "frames lost: {} free before, {} after",
+            m0.free_frames,
+            m1.free_frames
+        );
+    }
+}
+
+/// A child that writes more shared memory than the machine has left is killed on the fault
+/// that finds no frame (not the kernel, not the parent), and everything comes back.
+fn cowoom(s: &str) {
+    let m0 = meminfo();
+    let pages = m0.free_frames * 6 / 10;
+    let a = grow_pages(s, pages);
+    let mut p = 0;
+    while p < pages {
+        poke(a + p * PG, 1);
+        p += 1;
+    }
+    let pid = xfork(s);
+    if pid == 0 {
+        let mut p = 0;
+        while p < pages {
+            poke(a + p * PG, 2);
+            p += 1;
+        }
+        println!("{s}: the child wrote {pages} pages with too little memory for them");
+        sys::exit(1);
+    }
+    let st = wait_pid(s, pid);
+    if st != -1 {
+        fail!(s, "child status {st}, expected killed (-1)");
+    }
+    if (0..pages).any(|p| peek(a + p * PG) != 1) {
+        fail!(s, "the parent's pages changed");
+    }
+    if sbrk(-((pages * PG) as i32)) == SBRK_ERR {
+        fail!(s, "shrink failed");
+    }
+    // The shrunk heap may keep its empty page-table pages until exit (one per 2 MiB).
+    let m1 = meminfo();
+    if m1.free_frames + pages / 512 + 1 + SLACK_FRAMES < m0.free_frames {
+        fail!(
+            s,
+            "frames lost: {} free before, {} after",
+            m0.free_frames,
+            m1.free_frames
+        );
+    }
+}
+
+/// sbrk maps nothing until a page is touched, by the program or by the kernel on its behalf:
+/// system calls read from and write into untouched heap pages (a path spanning touched and
+/// untouched pages too), a child of a fork sees zeroes there, the heap never executes, and many
+/// rounds of growth, partial touching and shrinking leave every frame where it was.
+fn lazysbrk(s: &str) {
+    const PAGES: u64 = 64;
+    let m0 = meminfo();
+    let a = grow_pages(s, PAGES);
+    // The kernel writes into untouched pages (read from a pipe; copy_out).
+    let Ok([r, w]) = sys::pipe() else {
+        fail!(s, "pipe() failed")
+    };
+    // 300 bytes (the pipe holds 512) across the boundary of two untouched pages.
+    let msg = [0xabu8; 300];
+    let at = a + PG - 150;
+    if write(w, &msg) != msg.len() as i32 || r_read(r, at, msg.len() as i32) != msg.len() as i32 {
+        fail!(s, "read into untouched heap pages failed");
+    }
+    if (0..msg.len() as u64).any(|i| peek(at + i) != 0xab)
+        || peek(a) != 0
+        || peek(a + 2 * PG - 1) != 0
+    {
+        fail!(s, "read into untouched heap pages went wrong");
+    }
+    // ... and reads from untouched pages (write to a pipe; copy_in): zeroes.
+    if r_write(w, a + 10 * PG, 100) != 100 {
+        fail!(s, "write from an untouched heap page failed");
+    }
+    let mut back = [1u8; 100];
+    if read(r, &mut back) != 100 || back.iter().any(|&b| b != 0) {
+        fail!(s, "an untouched heap page did not read as zeroes");
+    }
+    // A path that starts in a touched page and ends in an untouched one.
+    let path = a + 12 * PG - 3;
+    for (i, &c) in b"lz".iter().enumerate() {
+        poke(path + i as u64, c);
+    }
+    poke(path + 2, b'!');
+    let fd = r_open(path, O_CREATE | O_RDWR);
+    if fd < 0 {
+        fail!(s, "open of a path ending in an untouched page failed");
+    }
+    close(fd);
+    if unlink(b"lz!") != 0 {
+        fail!(s, "the path was not read right");
+    }
+    close(r);
+    close(w);
+    // A child sees zeroes in pages nobody touched, and its touches are its own.
+    let pid = xfork(s);
+    if pid == 0 {
+        if peek(a + 20 * PG) != 0 || peek(at) != 0xab {
+            sys::exit(2);
+        }
+        poke(a + 20 * PG, 7);
+        sys::exit(0);
+    }
+    if wait_pid(s, pid) != 0 {
+        fail!(s, "the child saw wrong heap contents");
+    }
+    if peek(a + 20 * PG) != 0 {
+        fail!(s, "the child's touch reached the parent");
+    }
+    // The heap never executes, touched or not.
+    expect_killed(s, "jumping into an untouched heap page", || {
+        // SAFETY: not safe: the kernel must kill us.
+        let f: extern "C" fn() = unsafe { core::mem::transmute((a + 30 * PG) as usize) };
+        f();
+    });
+    if sbrk(-((PAGES * PG) as i32)) == SBRK_ERR {
+        fail!(s, "shrink failed");
+    }
+    // Many rounds of grow, touch some (a page read, a page written), shrink: memory that comes
+    // back below the break is always zero, and nothing is lost.
+    let mut seed = 12345u64;
+    for round in 0..300u64 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let n = 1 + (seed >> 33) % 40;
+        let a = grow_pages(s, n);
+        for p in 0..n {
+            match (seed >> (p % 60)) & 3 {
+                0 => poke(a + p * PG + round % PG, 0x5a),
+                1 if peek(a + p * PG + round % PG) != 0 => {
+                    fail!(s, "round {round}: a page below the break kept old data")
+                }
+                _ => {}
+            }
+        }
+        if sbrk(-((n * PG) as i32)) == SBRK_ERR {
+            fail!(s, "shrink failed");
+        }
+    }
+    // Page-table pages may stay until exit (one per 2 MiB of heap touched).
+    let m1 = meminfo();
+    if m1.free_frames + 4 + SLACK_FRAMES < m0.free_frames {
+        fail!(
+            s,
+            "frames lost: {} free before, {} after",
+            m0.free_frames,
+            m1.free_frames
+        );
+    }
+}
+
 /// When the system runs out of memory, the failed sbrk calls give back what they took.
 fn sbrkfail(s: &str) {
     let big = (total_bytes() / 4).min(0x7fff_f000) as i32;
@@ -3665,6 +3971,10 @@ static QUICK: &[(&str, TestFn)] = table![
     sbrkmuch,
     sbrkfree,
     sbrkhuge,
+    cowfork,
+    cowrace,
+    cowoom,
+    lazysbrk,
     kernmem,
     maxvaplus = "MAXVAplus",
     sbrkfail,

@@ -1,0 +1,88 @@
+//! Resizing a block of the bounded heap, in place when it can.
+//!
+//! Shrinking splits off the tail as a free block (merged with a free block after it) when the
+//! tail can be a block. Growing takes the free block after it when that is enough, splitting off
+//! what is left. Otherwise the block moves: allocate, copy, free. Each case is a fixed number
+//! of header reads and writes; only the copy grows with the size.
+
+use crate::block::{self, FREE, MIN_BLOCK, PREV_FREE, UNIT};
+use crate::heap::{block_len, Heap};
+use crate::{AllocError, PageSource};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+impl<S: PageSource> Heap<S> {
+    /// Resizes a block, in place when it can: shrinking splits off the tail, growing absorbs a
+    /// free block that follows; otherwise it allocates, copies and frees. On error the block is
+    /// left as it was.
+    ///
+    /// # Safety
+    /// As [`Heap::deallocate`] for `ptr` and `old`.
+    ///
+    /// # Panics
+    /// As [`Heap::deallocate`], if `ptr` is not a used block.
+    pub unsafe fn reallocate(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let h = block::header_of(ptr.as_ptr());
+        // SAFETY: per the contract `ptr` is a used block of this heap (checked by its tag); its
+        // successor in memory is a block or the sentinel of its chunk.
+        unsafe {
+            assert!(
+                ptr.as_ptr().addr() % UNIT == 0 && block::is_used(h),
+                "kmalloc: realloc of a freed or invalid pointer {:p}",
+                ptr.as_ptr()
+            );
+            let new = block_len(new_size).ok_or(AllocError)?;
+            let cur = block::size(h);
+            let keep = block::flags(h);
+            let next = block::offset(h, cur);
+            if new == cur {
+                return Ok(ptr);
+            }
+            if new < cur {
+                let mut tail = cur - new;
+                if block::flags(next) & FREE != 0 {
+                    let n = block::size(next);
+                    self.unlist(next, n);
+                    tail += n;
+                } else if tail < MIN_BLOCK {
+                    return Ok(ptr);
+                }
+                let t = block::offset(h, new);
+                block::set_free(t, tail, 0);
+                self.index.insert(t, tail);
+                (*h).size = new | keep;
+                self.in_use -= cur - new;
+                return Ok(ptr);
+            }
+            if block::flags(next) & FREE != 0 {
+                let n = block::size(next);
+                if cur + n >= new {
+                    self.unlist(next, n);
+                    let total = cur + n;
+                    let used = if total - new >= MIN_BLOCK {
+                        let rest = block::offset(h, new);
+                        block::set_free(rest, total - new, 0);
+                        self.index.insert(rest, total - new);
+                        new
+                    } else {
+                        (*block::offset(h, total)).size &= !PREV_FREE;
+                        total
+                    };
+                    (*h).size = used | keep;
+                    self.in_use += used - cur;
+                    return Ok(ptr);
+                }
+            }
+            let layout = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
+            let p = self.allocate(layout)?;
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size().min(new_size));
+            self.release(h);
+            Ok(p)
+        }
+    }
+}
