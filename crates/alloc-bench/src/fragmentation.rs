@@ -39,8 +39,9 @@ const MEASURE_BUDGET: Duration = Duration::from_secs(3);
 
 /// The heaps measured: every arena heap that frees (not the system's, whose heap is shared with
 /// the benchmark itself, nor bump).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "kmalloc",
+    "kmalloc_classic",
     "talc",
     "rlsf",
     "dlmalloc",

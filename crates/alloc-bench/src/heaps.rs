@@ -65,8 +65,9 @@ impl Arena {
     }
 }
 
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "kmalloc",
+    "kmalloc_classic",
     "talc",
     "rlsf",
     "dlmalloc",
@@ -97,6 +98,7 @@ pub fn make(name: &str, arena: &mut Arena) -> Box<dyn BenchHeap> {
     let size = arena.size;
     match name {
         "kmalloc" => crate::kmheap::make(base, size),
+        "kmalloc_classic" => crate::kmheap::make_classic(base, size),
         "talc" => {
             let mut t = talc::base::Talc::new(talc::source::Manual);
             // SAFETY: the arena is ours for the heap's life.
