@@ -566,7 +566,7 @@ mod tests {
         };
         assert!(kernel);
         assert_eq!(runs, 3);
-        assert_eq!(only, ["getpid", "fork_exit_wait"]);
+        assert_eq!(only.as_deref(), Some("getpid,fork_exit_wait"));
     }
 
     const OUT: &str = "xv6 kernel is booting\r\nkbench system xv6 tsc_khz 2445403\r\n\

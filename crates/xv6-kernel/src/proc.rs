@@ -17,7 +17,7 @@ use crate::mem::{self, KernelFrames};
 use crate::mm::MemState;
 use crate::trap::{TrapFrame, T_IRQ0, T_SYSCALL};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use xv6_abi::param::{NOFILE, NPROC};
 use xv6_kernel::layout::PAGE;
 use xv6_kernel::paging::{PageTable, Pte};
@@ -541,13 +541,45 @@ pub fn yield_cpu() {
     p.lock.release();
 }
 
+/// Wait channels: which process slots may be sleeping on a channel that hashes to each bucket.
+///
+/// A sleeper sets its slot's bit in its channel's bucket while holding its own lock, before it
+/// lets go of the condition's lock; `wakeup` visits only the slots whose bits are set in the
+/// channel's bucket (instead of locking every slot) and, holding each one's lock, wakes it if it
+/// sleeps on the channel. A bit whose slot no longer sleeps on a channel of that bucket (it was
+/// woken, or killed awake) is cleared by the next `wakeup` that finds it, also under the slot's
+/// lock, so a bit is only ever set or cleared under its slot's lock. No wakeup is lost: a waker
+/// changes the condition under the condition's lock and then reads the bucket, and the sleeper's
+/// bit was set before it released that lock (xv6's argument, with the bucket standing in for the
+/// scan of the table).
+static WAIT_BUCKETS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+const _: () = assert!(NPROC <= 64, "a bucket is one bit per process slot");
+
+fn bucket(chan: usize) -> &'static AtomicU64 {
+    // Fibonacci hashing of the channel (usually an address).
+    let h = (chan as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
+    &WAIT_BUCKETS[h as usize]
+}
+
+/// The slot number of process `p`.
+fn slot_index(p: *const Proc) -> usize {
+    (p as usize - PROCS.0.as_ptr() as usize) / core::mem::size_of::<UnsafeCell<Proc>>()
+}
+
+/// Marks `p` (whose lock the caller holds) as sleeping on `chan`.
+fn enter_sleep(p: &mut Proc, chan: usize) {
+    bucket(chan).fetch_or(1 << slot_index(p), Ordering::AcqRel);
+    p.chan = chan;
+    p.state = State::Sleeping;
+}
+
 /// Sleeps on `chan`, releasing `lk` (held on entry) while asleep and holding it again on return.
 pub fn sleep_raw(chan: usize, lk: &RawSpinlock) {
     let p = myproc();
     p.lock.acquire();
+    enter_sleep(p, chan);
     lk.release();
-    p.chan = chan;
-    p.state = State::Sleeping;
     sched();
     p.chan = 0;
     p.lock.release();
@@ -562,19 +594,23 @@ pub fn sleep<'a, T>(
     let lock = guard.lock_ref();
     let p = myproc();
     p.lock.acquire();
+    enter_sleep(p, chan);
     drop(guard);
-    p.chan = chan;
-    p.state = State::Sleeping;
     sched();
     p.chan = 0;
     p.lock.release();
     lock.lock()
 }
 
-/// Wakes every process sleeping on `chan`. Must be called without any process lock held.
+/// Wakes every process sleeping on `chan`, visiting only the slots its wait bucket names (see
+/// [`WAIT_BUCKETS`]). Must be called without any process lock held.
 pub fn wakeup(chan: usize) {
     let me = myproc_ptr();
-    for i in 0..NPROC {
+    let b = bucket(chan);
+    let mut mask = b.load(Ordering::Acquire);
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
         let pp = slot(i);
         if pp == me {
             continue;
@@ -582,8 +618,13 @@ pub fn wakeup(chan: usize) {
         // SAFETY: state and chan read and written under the slot's lock.
         let p = unsafe { &mut *pp };
         p.lock.acquire();
-        if p.state == State::Sleeping && p.chan == chan {
+        let sleeping = p.state == State::Sleeping;
+        if sleeping && p.chan == chan {
             p.state = State::Runnable;
+            b.fetch_and(!(1 << i), Ordering::AcqRel);
+        } else if !(sleeping && core::ptr::eq(bucket(p.chan), b)) {
+            // Stale: woken otherwise (kill) or gone; its next sleep sets the bit again.
+            b.fetch_and(!(1 << i), Ordering::AcqRel);
         }
         p.lock.release();
     }
