@@ -16,6 +16,10 @@
 //! range over the batches (at least `--rounds`, up to five times as many within 3 s) of the time
 //! per operation; the CSV has the mean too, which counts a rare long walk in full.
 //!
+//! Every point is measured with the arena at two placements ([`PLACEMENTS`]: 2 MiB-aligned and
+//! 129 pages above), since a heap's layout can depend on its addresses; the tables and the chart
+//! show, for each operation, the placement where it costs more.
+//!
 //! A heap whose setup passes 20 s at some level is skipped there and at every level above; the
 //! output says so.
 
@@ -35,8 +39,9 @@ const MEASURE_BUDGET: Duration = Duration::from_secs(3);
 
 /// The heaps measured: every arena heap that frees (not the system's, whose heap is shared with
 /// the benchmark itself, nor bump).
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "kmalloc",
+    "kmalloc_classic",
     "talc",
     "rlsf",
     "dlmalloc",
@@ -52,12 +57,48 @@ pub fn levels(quick: bool) -> &'static [usize] {
     }
 }
 
-/// One heap at one level.
+/// One heap at one level and arena placement.
 #[derive(Clone, Debug)]
 pub struct Point {
     pub allocator: String,
     pub fragments: usize,
+    /// The arena's offset from a 2 MiB boundary, in pages ([`Arena::place`]).
+    pub offset_pages: usize,
     pub result: Result<Measured, String>,
+}
+
+/// The arena placements every heap is measured at: 2 MiB-aligned, and 129 pages above.
+pub const PLACEMENTS: [usize; 2] = [0, 1];
+
+/// A heap's figures at one level over the placements: for each operation, the spread of the
+/// placement with the higher median (the heap's cost where it is worse). `None` if the point was
+/// not run, `Err` if it was skipped.
+pub fn worst(
+    frag: &[Point],
+    allocator: &str,
+    n: usize,
+) -> Option<Result<(Spread, Spread), String>> {
+    let mut pts = frag
+        .iter()
+        .filter(|p| p.allocator == allocator && p.fragments == n)
+        .peekable();
+    pts.peek()?;
+    let mut free: Option<Spread> = None;
+    let mut alloc: Option<Spread> = None;
+    for p in pts {
+        let m = match &p.result {
+            Ok(m) => m,
+            Err(why) => return Some(Err(why.clone())),
+        };
+        let (f, a) = (m.free(), m.alloc());
+        if free.is_none_or(|x| f.median > x.median) {
+            free = Some(f);
+        }
+        if alloc.is_none_or(|x| a.median > x.median) {
+            alloc = Some(a);
+        }
+    }
+    Some(Ok((free?, alloc?)))
 }
 
 #[derive(Clone, Debug)]
@@ -213,8 +254,9 @@ fn measure(h: &mut dyn BenchHeap, who: &str, n: usize, min_batches: usize, seed:
     }
 }
 
-/// Runs every level for every heap (in rotated order per level); `rounds` sets the batches per
-/// point (at least `rounds`, up to five times as many within the time budget).
+/// Runs every level for every heap (in rotated order per level) at each of [`PLACEMENTS`];
+/// `rounds` sets the batches per point (at least `rounds`, up to five times as many within the
+/// time budget).
 pub fn run(quick: bool, rounds: usize, seed: u64) -> Vec<Point> {
     let levels = levels(quick);
     let mut arena = Arena::new(arena_size(*levels.last().unwrap()));
@@ -223,35 +265,66 @@ pub fn run(quick: bool, rounds: usize, seed: u64) -> Vec<Point> {
     for (li, &n) in levels.iter().enumerate() {
         for i in round_order(NAMES.len(), li) {
             let who = NAMES[i];
-            if let Some(why) = &skipped[i] {
+            for place in PLACEMENTS {
+                arena.place(place);
+                let offset_pages = Arena::offset_pages(place);
+                if let Some(why) = &skipped[i] {
+                    points.push(Point {
+                        allocator: who.into(),
+                        fragments: n,
+                        offset_pages,
+                        result: Err(why.clone()),
+                    });
+                    continue;
+                }
+                let mut h = heaps::make(who, &mut arena);
+                let result = match setup(h.as_mut(), who, n, seed) {
+                    Ok(secs) => {
+                        let mut m = measure(h.as_mut(), who, n, rounds, seed ^ 0xba7c);
+                        m.setup_secs = secs;
+                        Ok(m)
+                    }
+                    Err(why) => {
+                        skipped[i] = Some(format!("skipped: {why} at {n} fragments"));
+                        Err(format!("skipped: {why}"))
+                    }
+                };
+                eprintln!(
+                    "  fragmentation {who} {n} (arena +{offset_pages} pages): {}",
+                    describe(&result)
+                );
                 points.push(Point {
                     allocator: who.into(),
                     fragments: n,
-                    result: Err(why.clone()),
+                    offset_pages,
+                    result,
                 });
-                continue;
             }
-            let mut h = heaps::make(who, &mut arena);
-            let result = match setup(h.as_mut(), who, n, seed) {
-                Ok(secs) => {
-                    let mut m = measure(h.as_mut(), who, n, rounds, seed ^ 0xba7c);
-                    m.setup_secs = secs;
-                    Ok(m)
-                }
-                Err(why) => {
-                    skipped[i] = Some(format!("skipped: {why} at {n} fragments"));
-                    Err(format!("skipped: {why}"))
-                }
-            };
-            eprintln!("  fragmentation {who} {n}: {}", describe(&result));
-            points.push(Point {
-                allocator: who.into(),
-                fragments: n,
-                result,
-            });
         }
     }
     points
+}
+
+/// Every heap at `n` fragments, one small batch each: for the harness's own test.
+#[cfg(test)]
+pub fn smoke(n: usize, seed: u64) -> Vec<Measured> {
+    let mut arena = Arena::new(arena_size(n));
+    NAMES
+        .iter()
+        .map(|who| {
+            let mut h = heaps::make(who, &mut arena);
+            let secs = setup(h.as_mut(), who, n, seed).expect("setup within the limit");
+            let mut rng = Rng::new(seed);
+            let (f, a) = batch(h.as_mut(), who, 8, &mut rng);
+            assert!(f > 0.0 && a > 0.0);
+            Measured {
+                setup_secs: secs,
+                free_ns: vec![f],
+                alloc_ns: vec![a],
+                per_batch: 8,
+            }
+        })
+        .collect()
 }
 
 fn describe(r: &Result<Measured, String>) -> String {

@@ -23,34 +23,51 @@ pub trait BenchHeap {
     }
 }
 
-/// The arena every allocator gets: one block of host memory, aligned to [`Arena::ALIGN`].
+/// The arena every allocator gets: one block of host memory, page-aligned at a chosen offset
+/// from a 2 MiB boundary ([`Arena::place`]).
 pub struct Arena {
     buf: Vec<u8>,
     pub size: usize,
+    offset: usize,
 }
 
 impl Arena {
-    /// 2 MiB: the same alignment in every run. A heap whose page source hands out naturally
-    /// aligned runs (kmalloc over kalloc's buddy frames) lays out its chunks by the arena's
-    /// address; with only page alignment its figures changed from run to run with where the
-    /// host's allocator put the buffer.
-    pub const ALIGN: usize = 2 << 20;
+    const ALIGN: usize = 2 << 20;
 
     pub fn new(size: usize) -> Arena {
         // Filled (not zeroed) so every page is touched before timing.
         Arena {
-            buf: vec![0x5au8; size + Self::ALIGN],
+            buf: vec![0x5au8; size + 2 * Self::ALIGN],
             size,
+            offset: 0,
         }
     }
+
+    /// Places the arena `Arena::offset_pages(k)` pages above a 2 MiB boundary. A heap whose page
+    /// source hands out naturally aligned runs (kmalloc over kalloc's buddy frames) lays out its
+    /// chunks by the arena's address, and its figures depended on it: with the arena wherever the
+    /// host put the buffer, kmalloc's free at 100 k fragments took 60 ns in one run and 25-66 us
+    /// in others. So the placement is chosen, not left to chance, and varied (by round in the
+    /// timed workloads, two placements in the fragmentation one), the same for every heap.
+    pub fn place(&mut self, k: usize) {
+        self.offset = Self::offset_pages(k) * 4096;
+    }
+
+    /// Placement `k`'s offset in pages: 0 (2 MiB-aligned) for `k` = 0, then steps of 129 pages
+    /// modulo 512 (2 MiB): a different offset for each of 512 placements.
+    pub fn offset_pages(k: usize) -> usize {
+        (k * 129) % 512
+    }
+
     pub fn base(&mut self) -> *mut u8 {
         let p = self.buf.as_mut_ptr() as usize;
-        p.next_multiple_of(Self::ALIGN) as *mut u8
+        (p.next_multiple_of(Self::ALIGN) + self.offset) as *mut u8
     }
 }
 
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "kmalloc",
+    "kmalloc_classic",
     "talc",
     "rlsf",
     "dlmalloc",
@@ -81,6 +98,7 @@ pub fn make(name: &str, arena: &mut Arena) -> Box<dyn BenchHeap> {
     let size = arena.size;
     match name {
         "kmalloc" => crate::kmheap::make(base, size),
+        "kmalloc_classic" => crate::kmheap::make_classic(base, size),
         "talc" => {
             let mut t = talc::base::Talc::new(talc::source::Manual);
             // SAFETY: the arena is ours for the heap's life.

@@ -1,13 +1,17 @@
-//! Every call into kmalloc, in one place: the heap over the benchmark's arena, behind
-//! [`BenchHeap`].
+//! Every call into kmalloc, in one place: its heaps over the benchmark's arena, behind
+//! [`BenchHeap`]. Both implement kmalloc's `RawHeap`: `kmalloc` is the bounded default heap,
+//! `kmalloc_classic` K&R's list heap (shown as a baseline, not compared against the goals).
 
 use crate::heaps::BenchHeap;
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use kmalloc::RawHeap;
 
-/// kmalloc over the arena `base..base + size`: its pages come from a kalloc frame allocator
-/// that owns exactly that range.
-pub fn make(base: *mut u8, size: usize) -> Box<dyn BenchHeap> {
+type Frames = &'static kalloc::LockedFrameAllocator;
+
+/// kalloc's frame allocator owning exactly the arena `base..base + size`: the page source the
+/// heap gets, as in the kernel.
+fn frames(base: *mut u8, size: usize) -> Frames {
     // Leaked: a few hundred bytes per heap built, and the heap borrows it for `'static`.
     let frames = Box::leak(Box::new(kalloc::LockedFrameAllocator::new(0)));
     // SAFETY: the arena is host memory used by nothing else while this heap lives.
@@ -18,12 +22,22 @@ pub fn make(base: *mut u8, size: usize) -> Box<dyn BenchHeap> {
         )
     }
     .expect("arena range");
-    Box::new(Kmalloc(kmalloc::Heap::new(&*frames)))
+    frames
 }
 
-struct Kmalloc(kmalloc::Heap<&'static kalloc::LockedFrameAllocator>);
+/// The bounded heap (kmalloc's default) over the arena.
+pub fn make(base: *mut u8, size: usize) -> Box<dyn BenchHeap> {
+    Box::new(Km(kmalloc::Heap::new(frames(base, size))))
+}
 
-impl BenchHeap for Kmalloc {
+/// K&R's classic heap over the arena.
+pub fn make_classic(base: *mut u8, size: usize) -> Box<dyn BenchHeap> {
+    Box::new(Km(kmalloc::ClassicHeap::new(frames(base, size))))
+}
+
+struct Km<H: RawHeap>(H);
+
+impl<H: RawHeap> BenchHeap for Km<H> {
     fn alloc(&mut self, l: Layout) -> Option<NonNull<u8>> {
         self.0.allocate(l).ok()
     }

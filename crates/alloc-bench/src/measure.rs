@@ -92,6 +92,7 @@ pub fn round_order(n: usize, round: usize) -> impl Iterator<Item = usize> {
 
 /// Runs `run` on every allocator of `names` for `rounds` rounds, each run on a fresh heap over an
 /// arena of `arena_size` bytes after the caches were evicted, the allocators in rotated order.
+/// Round `r` places the arena at [`Arena::place`]`(r)` for every allocator.
 /// `run` gets the heap, its name, the round (for workloads that vary their seed by round) and the
 /// range its blocks must lie in ([`heaps::bounds`]).
 pub fn rounds(
@@ -115,6 +116,7 @@ pub fn rounds(
         })
         .collect();
     for round in 0..rounds {
+        arena.place(round);
         for i in round_order(names.len(), round) {
             evict_caches(&mut scratch);
             let bounds = heaps::bounds(names[i], &mut arena);

@@ -208,7 +208,7 @@ pub fn write(cfg: &Config, series: &[Series], frag: &[Point]) -> std::io::Result
     if !frag.is_empty() {
         let _ = writeln!(
             out,
-            "\ncost versus fragmentation: ns per free / per allocation of a {}-byte block, median (min-max) over batches",
+            "\ncost versus fragmentation: ns per free / per allocation of a {}-byte block, median (min-max) over batches,\nat the arena placement where each costs more",
             fragmentation::PROBE
         );
         let levels = frag_levels(frag);
@@ -220,13 +220,8 @@ pub fn write(cfg: &Config, series: &[Series], frag: &[Point]) -> std::io::Result
         for name in fragmentation::NAMES {
             let _ = write!(out, "{name:<23}");
             for n in &levels {
-                let cell = match frag
-                    .iter()
-                    .find(|p| p.allocator == name && p.fragments == *n)
-                    .map(|p| &p.result)
-                {
-                    Some(Ok(m)) => {
-                        let (f, a) = (m.free(), m.alloc());
+                let cell = match fragmentation::worst(frag, name, *n) {
+                    Some(Ok((f, a))) => {
                         format!(
                             "{:.0} ({:.0}-{:.0}) / {:.0} ({:.0}-{:.0})",
                             f.median, f.min, f.max, a.median, a.min, a.max
@@ -240,24 +235,20 @@ pub fn write(cfg: &Config, series: &[Series], frag: &[Point]) -> std::io::Result
             let _ = writeln!(out);
         }
         for p in frag {
-            if let Err(why) = &p.result {
+            if let (Err(why), 0) = (&p.result, p.offset_pages) {
                 let _ = writeln!(out, "  {} at {}: {why}", p.allocator, p.fragments);
             }
         }
         // The goal: kmalloc's cost at every level up to 1 M within 2x of its cost at the first.
-        let at = |n: usize| {
-            frag.iter()
-                .find(|p| p.allocator == SUBJECT && p.fragments == n)
-                .map(|p| p.result.as_ref())
-        };
+        let at = |n: usize| fragmentation::worst(frag, SUBJECT, n);
         if let Some(Some(Ok(base))) = levels.first().map(|n| at(*n)) {
             let mut met = true;
             let mut figures = Vec::new();
             for n in &levels[1..] {
                 match at(*n) {
-                    Some(Ok(m)) => {
-                        let rf = m.free().median / base.free().median;
-                        let ra = m.alloc().median / base.alloc().median;
+                    Some(Ok((f, a))) => {
+                        let rf = f.median / base.0.median;
+                        let ra = a.median / base.1.median;
                         met &= rf <= 2.0 && ra <= 2.0;
                         figures.push(format!(
                             "{}: free {rf:.2}x, alloc {ra:.2}x",
@@ -280,8 +271,8 @@ pub fn write(cfg: &Config, series: &[Series], frag: &[Point]) -> std::io::Result
                 figures: format!(
                     "at {}: free {:.0} ns, alloc {:.0} ns; {}",
                     count_label(levels[0]),
-                    base.free().median,
-                    base.alloc().median,
+                    base.0.median,
+                    base.1.median,
                     figures.join("; ")
                 ),
             });
@@ -379,7 +370,7 @@ fn frag_levels(frag: &[Point]) -> Vec<usize> {
 
 fn frag_csv(frag: &[Point]) -> String {
     let mut s = String::from(
-        "allocator,fragments,status,setup_s,batches,ops_per_batch,free_ns_median,free_ns_min,free_ns_max,\
+        "allocator,fragments,arena_offset_pages,status,setup_s,batches,ops_per_batch,free_ns_median,free_ns_min,free_ns_max,\
          free_ns_mean,alloc_ns_median,alloc_ns_min,alloc_ns_max,alloc_ns_mean\n",
     );
     for p in frag {
@@ -388,9 +379,10 @@ fn frag_csv(frag: &[Point]) -> String {
                 let (f, a) = (m.free(), m.alloc());
                 let _ = writeln!(
                     s,
-                    "{},{},measured,{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1}",
+                    "{},{},{},measured,{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1}",
                     p.allocator,
                     p.fragments,
+                    p.offset_pages,
                     m.setup_secs,
                     m.free_ns.len(),
                     m.per_batch,
@@ -407,9 +399,10 @@ fn frag_csv(frag: &[Point]) -> String {
             Err(why) => {
                 let _ = writeln!(
                     s,
-                    "{},{},\"{}\",,,,,,,,,,,",
+                    "{},{},{},\"{}\",,,,,,,,,,,",
                     p.allocator,
                     p.fragments,
+                    p.offset_pages,
                     why.replace('"', "'")
                 );
             }
@@ -429,8 +422,8 @@ fn frag_svg(frag: &[Point]) -> String {
     let levels = frag_levels(frag);
     let values: Vec<f64> = frag
         .iter()
-        .filter_map(|p| p.result.as_ref().ok())
-        .flat_map(|m| [m.free().median, m.alloc().median])
+        .filter_map(|p| fragmentation::worst(frag, &p.allocator, p.fragments)?.ok())
+        .flat_map(|(f, a)| [f.median, a.median])
         .filter(|v| *v > 0.0)
         .collect();
     let lo = values.iter().copied().fold(f64::MAX, f64::min).max(1.0);
@@ -454,7 +447,7 @@ fn frag_svg(frag: &[Point]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{left}" y="20" font-size="14">Cost of one operation on a {}-byte block against free fragments in the heap (lower is better)</text>"#,
+        r#"<text x="{left}" y="20" font-size="14">Cost of one operation on a {}-byte block against free fragments in the heap (median, worse arena placement; lower is better)</text>"#,
         fragmentation::PROBE
     );
     for (panel, title) in ["free", "allocation"].iter().enumerate() {
@@ -512,15 +505,8 @@ fn frag_svg(frag: &[Point]) -> String {
             let pts: Vec<(f64, f64)> = levels
                 .iter()
                 .filter_map(|n| {
-                    let p = frag
-                        .iter()
-                        .find(|p| p.allocator == *name && p.fragments == *n)?;
-                    let m = p.result.as_ref().ok()?;
-                    let v = if panel == 0 {
-                        m.free().median
-                    } else {
-                        m.alloc().median
-                    };
+                    let (f, a) = fragmentation::worst(frag, name, *n)?.ok()?;
+                    let v = if panel == 0 { f.median } else { a.median };
                     Some((px(*n as f64), py(v)))
                 })
                 .collect();

@@ -142,7 +142,7 @@ pub fn random_actions(
     // A heap that runs out in talc's generous arena is not doing the same work as the others.
     assert!(
         failures <= actions / 100,
-        "{who}: {failures} of {actions} random actions at max {max} failed in a 128 MiB arena"
+        "{who}: {failures} of {actions} random actions at max {max} failed"
     );
     Outcome {
         ops_per_sec: done as f64 / secs,
