@@ -102,11 +102,13 @@ pub mod heap;
 mod index;
 mod locked;
 mod realloc;
+mod region;
 
 pub use any::{AnyHeap, HeapKind};
 pub use classic::ClassicHeap;
 pub use heap::Heap;
 pub use locked::LockedHeap;
+pub use region::RegionSource;
 
 use core::alloc::Layout;
 use core::ptr::NonNull;

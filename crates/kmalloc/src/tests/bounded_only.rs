@@ -336,3 +336,40 @@ fn the_step_counter_sees_the_classic_heaps_walks() {
     }
     assert!(steps[1] > 50 * steps[0].max(1), "classic steps {steps:?}");
 }
+
+/// A heap over a static array through [`RegionSource`]: pages from the bottom up, the top run
+/// taken back, a run below it kept by the heap.
+#[test]
+fn region_source_over_a_static_array() {
+    #[repr(C, align(4096))]
+    struct Arena([u8; 64 * PAGE_SIZE]);
+    static mut ARENA: Arena = Arena([0; 64 * PAGE_SIZE]);
+    // SAFETY: this test is the only user of ARENA.
+    let region: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(ARENA)).0 };
+    let mut h = Heap::new(RegionSource::new(region));
+    h.set_growth_limit(4);
+    let a = h.allocate(layout(3 * PAGE_SIZE, 16)).unwrap();
+    let b = h.allocate(layout(20 * PAGE_SIZE, 4096)).unwrap();
+    assert_eq!(b.as_ptr() as usize % 4096, 0);
+    fill(a, 3 * PAGE_SIZE, 1);
+    fill(b, 20 * PAGE_SIZE, 2);
+    assert!(
+        h.allocate(layout(60 * PAGE_SIZE, 16)).is_err(),
+        "the region is 64 pages"
+    );
+    assert_eq!(h.source().pages_left(), 64 - h.stats().pages_held);
+    check(a, 3 * PAGE_SIZE, 1);
+    // SAFETY: live blocks with their layouts.
+    unsafe {
+        h.deallocate(a, layout(3 * PAGE_SIZE, 16));
+        h.deallocate(b, layout(20 * PAGE_SIZE, 4096));
+    }
+    h.release_free_pages();
+    h.check_invariants();
+    assert_eq!(
+        h.stats().pages_held,
+        0,
+        "runs go back top first, as the heap returns them"
+    );
+    assert_eq!(h.source().pages_left(), 64);
+}
