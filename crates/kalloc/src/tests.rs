@@ -611,6 +611,6 @@ fn with_direct_map_over_a_buffer() {
     }
     a.check_invariants();
     assert_eq!(a.stats().free, a.stats().total);
-    drop(a);
+    // `buf` outlives every use of `a`.
     drop(buf);
 }
