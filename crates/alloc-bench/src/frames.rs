@@ -179,27 +179,79 @@ fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
     ops as f64 / secs
 }
 
+/// Median of `v` (sorted in place).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `median (min–max)` of `v`.
+pub fn spread(v: &[f64]) -> String {
+    let mut s = v.to_vec();
+    let m = median(&mut s);
+    format!("{m:.2} ({:.2}–{:.2})", s[0], s[s.len() - 1])
+}
+
+/// Each allocator once per round, in an order rotated every round, over `reps` rounds; the row
+/// is the median. Prints each allocator's median (min–max) and kalloc's per-round ratio to
+/// each peer, median (min–max).
 pub fn run(rows: &mut Vec<Row>, reps: usize, seed: u64) {
+    run_only(rows, reps, seed, "");
+}
+
+/// [`run`] for the workloads whose name contains `only`.
+fn run_only(rows: &mut Vec<Row>, reps: usize, seed: u64, only: &str) {
     let names = ["kalloc", "buddy_system_allocator", "bitmap"];
     for (wl, ops, max_run) in [
         ("frames_single", 300_000, 1),
         ("frames_contiguous", 100_000, 64),
     ] {
-        let mut best = [0f64; 3];
-        for _ in 0..reps {
-            for (i, n) in names.iter().enumerate() {
-                let mut f = make(n);
-                best[i] = best[i].max(workload(f.as_mut(), ops, max_run, seed));
+        if !wl.contains(only) {
+            continue;
+        }
+        // (For instruction counts: the difference of two op counts leaves out setup and the
+        // final frees.)
+        let ops = std::env::var("ALLOC_BENCH_OPS").map_or(ops, |o| o.parse().unwrap());
+        let mut runs = vec![Vec::new(); names.len()];
+        for rep in 0..reps {
+            for i in (0..names.len()).map(|i| (i + rep) % names.len()) {
+                let mut f = make(names[i]);
+                runs[i].push(workload(f.as_mut(), ops, max_run, seed));
             }
         }
         for (i, n) in names.iter().enumerate() {
+            let mut v = runs[i].clone();
             rows.push(Row {
                 workload: wl.into(),
                 allocator: (*n).into(),
-                ops_per_sec: best[i],
+                ops_per_sec: median(&mut v),
                 efficiency_pct: None,
             });
+            let mops: Vec<f64> = runs[i].iter().map(|x| x / 1e6).collect();
+            eprintln!("  {wl}: {n}: {} Mops/s", spread(&mops));
         }
-        eprintln!("  {wl}: done");
+        for (i, n) in names.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = runs[0].iter().zip(&runs[i]).map(|(k, p)| k / p).collect();
+            eprintln!("  {wl}: kalloc / {n}: {}x", spread(&ratios));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The frame workloads alone: `cargo test --release -p alloc-bench frames_only --
+    /// --ignored --nocapture` (ALLOC_BENCH_REPS rounds, 9 by default; ALLOC_BENCH_ONLY=single
+    /// or contiguous for one workload).
+    #[test]
+    #[ignore = "a benchmark, not a test"]
+    fn frames_only() {
+        let reps = std::env::var("ALLOC_BENCH_REPS").map_or(9, |r| r.parse().unwrap());
+        let only = std::env::var("ALLOC_BENCH_ONLY").unwrap_or_default();
+        super::run_only(&mut Vec::new(), reps, 0x5eed_1234_abcd, &only);
     }
 }

@@ -105,31 +105,110 @@ fn workload(r: &mut dyn Regions, n: u64, ops: usize, seed: u64) -> f64 {
     ops as f64 / secs
 }
 
+/// Lookups only: `find` at random page addresses (half hit a region).
+fn lookups(r: &mut dyn Regions, n: u64, ops: usize, seed: u64) -> f64 {
+    let mut rng = Rng::new(seed);
+    fill(r, n, &mut rng);
+    let top = n * 4 * P;
+    let start = Instant::now();
+    let mut found = 0u64;
+    for _ in 0..ops {
+        found += r.find(rng.range(0, top) & !(P - 1)).is_some() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::hint::black_box(found);
+    ops as f64 / secs
+}
+
+/// Removes and inserts only: a random region out, and back in with a new length (each op is
+/// one remove and one insert).
+fn removes_inserts(r: &mut dyn Regions, n: u64, ops: usize, seed: u64) -> f64 {
+    let mut rng = Rng::new(seed);
+    fill(r, n, &mut rng);
+    let start = Instant::now();
+    for _ in 0..ops {
+        let s = rng.range(0, n - 1) * 4 * P;
+        r.remove(s, P * 2);
+        assert!(r.insert(s, P * rng.range(1, 2)));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    ops as f64 / secs
+}
+
+/// Regions of 1-2 pages every 4 pages.
+fn fill(r: &mut dyn Regions, n: u64, rng: &mut Rng) {
+    for i in 0..n {
+        assert!(r.insert(i * 4 * P, rng.range(1, 2) * P));
+    }
+}
+
+type Workload = fn(&mut dyn Regions, u64, usize, u64) -> f64;
+
+/// vmregions and the BTreeMap in turn (order alternating by round) for `reps` rounds; the row
+/// is the median; prints each one's median (min–max) and the per-round ratio.
 pub fn run(rows: &mut Vec<Row>, reps: usize, quick: bool, seed: u64) {
+    run_only(rows, reps, quick, seed, "");
+}
+
+fn run_only(rows: &mut Vec<Row>, reps: usize, quick: bool, seed: u64, only: &str) {
+    let kinds: [(&str, Workload); 3] = [
+        ("", workload),
+        ("_lookup", lookups),
+        ("_insert_remove", removes_inserts),
+    ];
     for n in [10u64, 1000, 100_000] {
-        let ops = if quick { 20_000 } else { 100_000 };
-        let mut best = [0f64; 2];
-        for _ in 0..reps {
-            let mut t = Tree(RegionList::new(200_000));
-            best[0] = best[0].max(workload(&mut t, n, ops, seed));
-            let mut m = Map(BTreeMap::new());
+        for (suffix, wl) in kinds {
+            let name = format!("regions_{n}{suffix}");
+            if !name.contains(only) {
+                continue;
+            }
+            let ops = if quick { 20_000 } else { 100_000 };
             // The linear gap search makes the baseline slow at 100 000 regions: fewer ops.
-            let mops = if n >= 100_000 { ops / 20 } else { ops };
-            best[1] = best[1].max(workload(&mut m, n, mops, seed));
+            let mops = if n >= 100_000 && suffix.is_empty() {
+                ops / 20
+            } else {
+                ops
+            };
+            let mut runs = [Vec::new(), Vec::new()];
+            for rep in 0..reps {
+                for i in [rep % 2, 1 - rep % 2] {
+                    runs[i].push(if i == 0 {
+                        wl(&mut Tree(RegionList::new(200_000)), n, ops, seed)
+                    } else {
+                        wl(&mut Map(BTreeMap::new()), n, mops, seed)
+                    });
+                }
+            }
+            for (i, who) in ["vmregions", "btreemap"].into_iter().enumerate() {
+                let mut v = runs[i].clone();
+                rows.push(Row {
+                    workload: name.clone(),
+                    allocator: who.into(),
+                    ops_per_sec: crate::frames::median(&mut v),
+                    efficiency_pct: None,
+                });
+            }
+            let mops: Vec<f64> = runs[0].iter().map(|x| x / 1e6).collect();
+            let ratios: Vec<f64> = runs[0].iter().zip(&runs[1]).map(|(a, b)| a / b).collect();
+            eprintln!(
+                "  {name}: vmregions {} Mops/s, vmregions / btreemap {}x",
+                crate::frames::spread(&mops),
+                crate::frames::spread(&ratios)
+            );
         }
-        let wl = format!("regions_{n}");
-        rows.push(Row {
-            workload: wl.clone(),
-            allocator: "vmregions".into(),
-            ops_per_sec: best[0],
-            efficiency_pct: None,
-        });
-        rows.push(Row {
-            workload: wl.clone(),
-            allocator: "btreemap".into(),
-            ops_per_sec: best[1],
-            efficiency_pct: None,
-        });
-        eprintln!("  {wl}: done");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The region workloads alone: `cargo test --release -p alloc-bench regions_only --
+    /// --ignored --nocapture` (ALLOC_BENCH_REPS rounds, 9 by default; ALLOC_BENCH_ONLY selects
+    /// workloads by name, e.g. `regions_10_`).
+    #[test]
+    #[ignore = "a benchmark, not a test"]
+    fn regions_only() {
+        let reps = std::env::var("ALLOC_BENCH_REPS").map_or(9, |r| r.parse().unwrap());
+        let only = std::env::var("ALLOC_BENCH_ONLY").unwrap_or_default();
+        super::run_only(&mut Vec::new(), reps, false, 0x5eed_1234_abcd, &only);
     }
 }

@@ -116,6 +116,13 @@ impl Frame {
         }
     }
 
+    /// The frame with this frame number, which is known to be in range (a managed frame).
+    #[inline]
+    pub(crate) const fn from_managed(number: u64) -> Frame {
+        debug_assert!(number >> (PHYS_ADDR_BITS - 12) == 0);
+        Frame { number }
+    }
+
     /// Its first byte's address.
     pub const fn start(self) -> PhysAddr {
         PhysAddr(self.number * FRAME_SIZE as u64)

@@ -1,30 +1,39 @@
-//! The frame allocator: a binary buddy system whose free lists live in the free frames, with a
-//! per-frame bitmap for catching bad frees.
+//! The frame allocator: a binary buddy system whose free blocks are recorded in per-order bitmaps
+//! kept in each range's first frames, with a small cache of single frames in front.
 //!
-//! Each managed range keeps, in its own first frames, a bitmap with one bit per frame (1 =
-//! allocated or reserved). Free blocks of 2^k frames, aligned to 2^k frame numbers, sit on
-//! per-order doubly linked lists; the links and the block's order are written into the block's
-//! first frame, reached through the direct map (`phys + phys_offset`). Freeing a block merges it
-//! with its buddy while the buddy is a free block of the same order, within the same range.
+//! Each managed range keeps, in its own first frames (the metadata), an allocation bitmap with
+//! one bit per frame (1 = handed to a caller, or not a frame of the range) and, for each order
+//! k, the index of [`crate::levels`]: one bit per 2^k-aligned block (by absolute frame number),
+//! set exactly when a free block of order k heads there, with summary levels for find-first.
+//! Nothing is ever stored in, or read from, a frame the allocator hands out: what a caller (or an
+//! earlier allocator) left in the frames cannot mislead it.
 //!
-//! Why the buddy's order can be trusted: a block being freed is allocated, so if its buddy's first
-//! frame is free, that frame is the head of a free block no larger than the buddy (a larger one
-//! would contain the block being freed), and heads carry their order. This needs a frame's bit to
-//! turn free only when the block holding it goes on a list: a run is freed one aligned block at a
-//! time, each marked free just before it is listed. The node of any other frame is never read, so
-//! what the frames held before (a caller's data, an earlier allocator's lists) cannot pass for a
-//! free block.
+//! Invariants (checked by [`FrameAllocator::check_invariants`]):
+//! - the free blocks of all orders and the cached frames are disjoint and cover exactly the
+//!   frames whose allocation bit is 0;
+//! - a free block of order k < MAX_ORDER never has a free buddy of order k (they would have
+//!   been merged); cached frames are outside the buddy system and do not merge until flushed;
+//! - `nonempty[k]` has bit i set exactly when range i has a free block of order k, and `orders`
+//!   bit k exactly when `nonempty[k]` is not 0.
+//!
+//! Single frames (allocate, or a free of one frame) go through the cache of up to
+//! [`CACHE_FRAMES`] frames: a refill takes [`CACHE_FRAMES`]/2 frames in as few blocks as it can, a
+//! full cache gives half back. Cached frames have allocation bit 0, so a double free of one is
+//! still refused, and `is_free` and the statistics count them as free. A contiguous request that
+//! finds no block flushes the cache (merging its frames back) and tries again.
 
 use crate::addr::{Frame, PhysAddr};
+use crate::levels::{layout, Index, HEADER_WORDS, ORDERS};
 use crate::FRAME_SIZE;
 
 /// Largest block: 2^MAX_ORDER frames (1 GiB).
 pub const MAX_ORDER: usize = 18;
-const ORDERS: usize = MAX_ORDER + 1;
-/// Most ranges one allocator can manage.
+/// Most ranges one allocator can manage (one bit each in a 64-bit mask per order).
 pub const MAX_RANGES: usize = 64;
-const NONE: u64 = u64::MAX;
-const NODE_MAGIC: u32 = 0x6b61_6c6c;
+/// Single frames kept free in front of the buddy system.
+pub const CACHE_FRAMES: usize = 64;
+/// How many frames a refill of the cache takes, and a flush of a full cache returns.
+const BATCH: usize = CACHE_FRAMES / 2;
 
 /// Why a range could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,20 +116,58 @@ pub struct FrameStats {
 
 #[derive(Clone, Copy, Debug)]
 struct Range {
-    /// First usable frame number (after the bitmap).
+    /// First frame number of the range as given (its metadata's); bit 0 of every bitmap.
+    base: u64,
+    /// First usable frame number (after the metadata).
     start: u64,
     /// One past the last frame number.
     end: u64,
-    /// First frame number of the range as given (the bitmap's).
-    meta: u64,
+    /// The metadata, through the direct map.
+    index: Index,
 }
 
-#[repr(C)]
-struct FreeNode {
-    next: u64,
-    prev: u64,
-    order: u32,
-    magic: u32,
+impl Range {
+    /// An unused slot.
+    const NONE: Range = Range {
+        base: 0,
+        start: 0,
+        end: 0,
+        index: Index {
+            meta: core::ptr::null_mut(),
+        },
+    };
+
+    /// The allocation bitmap's word holding frame `f`'s bit.
+    #[inline]
+    fn alloc_word(&self, f: u64) -> *mut u64 {
+        // The allocation bitmap follows the header; `f` is in the range, so the word is too.
+        self.index
+            .meta
+            .wrapping_add(HEADER_WORDS + ((f - self.base) / 64) as usize)
+    }
+
+    /// Block index of the order-`k` block at frame `f` in the range's index.
+    #[inline]
+    fn idx(&self, f: u64, k: usize) -> u64 {
+        (f >> k) - (self.base >> k)
+    }
+}
+
+/// A cache entry: the frame number, with its range's index in the top bits (frame numbers have
+/// at most 40 bits; range indices fit in 6).
+const RANGE_SHIFT: u32 = 58;
+
+#[inline]
+fn pack(frame: u64, ri: usize) -> u64 {
+    frame | (ri as u64) << RANGE_SHIFT
+}
+
+#[inline]
+fn unpack(entry: u64) -> (u64, usize) {
+    (
+        entry & ((1 << RANGE_SHIFT) - 1),
+        (entry >> RANGE_SHIFT) as usize % MAX_RANGES,
+    )
 }
 
 /// The bitmap words covering bits `first..first + count`, each with the mask of those bits in it.
@@ -146,26 +193,37 @@ fn bit_words(first: u64, count: u64) -> impl Iterator<Item = (usize, u64)> {
 
 /// A physical frame allocator. See the crate documentation.
 pub struct FrameAllocator {
-    phys_offset: usize,
+    /// Physical address 0 through the direct map: `map.wrapping_add(p)` reaches `p`.
+    map: *mut u8,
+    /// True if `map` was made from a bare offset ([`FrameAllocator::new`]): addresses then take
+    /// the provenance the kernel exposed for its direct map.
+    exposed: bool,
+    /// The ranges by address; those from `nranges` on are [`Range::NONE`].
     ranges: [Range; MAX_RANGES],
     nranges: usize,
-    heads: [u64; ORDERS],
+    /// Per order, the ranges (by index) with a free block of that order.
+    nonempty: [u64; ORDERS],
+    /// The orders with a free block in some range.
+    orders: u32,
+    cache: [u64; CACHE_FRAMES],
+    cached: usize,
     free: u64,
     total: u64,
     metadata: u64,
     junk: Junk,
 }
 
-// SAFETY: the allocator owns the memory of its ranges (the `add_range` contract); moving it to
-// another thread moves that ownership.
+// SAFETY: the allocator owns the memory of its ranges (the `add_range` contract) and nothing
+// else; moving it to another thread moves that ownership.
 unsafe impl Send for FrameAllocator {}
 
 impl core::fmt::Debug for FrameAllocator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FrameAllocator")
-            .field("phys_offset", &format_args!("{:#x}", self.phys_offset))
+            .field("direct_map", &self.map)
             .field("ranges", &&self.ranges[..self.nranges])
             .field("free", &self.free)
+            .field("cached", &self.cached)
             .field("total", &self.total)
             .finish()
     }
@@ -173,17 +231,32 @@ impl core::fmt::Debug for FrameAllocator {
 
 impl FrameAllocator {
     /// An allocator with no memory yet. Physical address `p` is reachable at virtual address
-    /// `p + phys_offset` (a direct map; 0 for identity mapping).
+    /// `p + phys_offset` (a direct map; 0 for identity mapping). Pointers into it are made with
+    /// [`core::ptr::with_exposed_provenance_mut`]: the kernel's direct map is memory it set up
+    /// itself. Where the memory comes with a pointer (a static array, a slice, a test's vector),
+    /// [`with_direct_map`](Self::with_direct_map) keeps that pointer's provenance instead.
     pub const fn new(phys_offset: usize) -> FrameAllocator {
+        FrameAllocator::make(core::ptr::without_provenance_mut(phys_offset), true)
+    }
+
+    /// An allocator whose "physical" address `p` is at `direct_map.wrapping_add(p)`: every
+    /// pointer it makes is derived from `direct_map`, so it stays within that pointer's
+    /// provenance (strict provenance; Miri checks it). For memory the caller holds a pointer to:
+    /// `FrameAllocator::with_direct_map(region.as_mut_ptr().wrapping_sub(region_phys_start))`.
+    pub const fn with_direct_map(direct_map: *mut u8) -> FrameAllocator {
+        FrameAllocator::make(direct_map, false)
+    }
+
+    const fn make(map: *mut u8, exposed: bool) -> FrameAllocator {
         FrameAllocator {
-            phys_offset,
-            ranges: [Range {
-                start: 0,
-                end: 0,
-                meta: 0,
-            }; MAX_RANGES],
+            map,
+            exposed,
+            ranges: [Range::NONE; MAX_RANGES],
             nranges: 0,
-            heads: [NONE; ORDERS],
+            nonempty: [0; ORDERS],
+            orders: 0,
+            cache: [0; CACHE_FRAMES],
+            cached: 0,
             free: 0,
             total: 0,
             metadata: 0,
@@ -201,21 +274,31 @@ impl FrameAllocator {
 
     /// The virtual address through which the allocator reaches `addr`.
     pub fn phys_to_virt(&self, addr: PhysAddr) -> *mut u8 {
-        (addr.as_u64() as usize).wrapping_add(self.phys_offset) as *mut u8
+        if self.exposed {
+            core::ptr::with_exposed_provenance_mut(
+                self.map.addr().wrapping_add(addr.as_u64() as usize),
+            )
+        } else {
+            self.map.wrapping_add(addr.as_u64() as usize)
+        }
     }
 
     /// The physical address of a direct-map pointer.
     pub fn virt_to_phys(&self, ptr: *const u8) -> PhysAddr {
-        PhysAddr::new((ptr as usize).wrapping_sub(self.phys_offset) as u64)
+        PhysAddr::new(ptr.addr().wrapping_sub(self.map.addr()) as u64)
+    }
+
+    fn frame_ptr(&self, frame: u64) -> *mut u8 {
+        self.phys_to_virt(PhysAddr::new(frame * FRAME_SIZE as u64))
     }
 
     /// Hands the frames wholly inside `[start, end)` to the allocator. Partial frames at the edges
-    /// are skipped. The allocator keeps its bitmap for the range in the range's first frames.
+    /// are skipped. The allocator keeps its bitmaps for the range in the range's first frames.
     /// The initial frames are not junk-filled.
     ///
     /// # Safety
     /// The memory is RAM that nobody else uses, now or later (until the allocator hands it out),
-    /// reachable and writable at `phys + phys_offset`.
+    /// reachable and writable through the direct map.
     pub unsafe fn add_range(&mut self, start: PhysAddr, end: PhysAddr) -> Result<(), RangeError> {
         let first = start.align_up(FRAME_SIZE as u64).as_u64() / FRAME_SIZE as u64;
         let last = end.align_down(FRAME_SIZE as u64).as_u64() / FRAME_SIZE as u64;
@@ -223,61 +306,91 @@ impl FrameAllocator {
             return Err(RangeError::Empty);
         }
         let frames = last - first;
-        let words = frames.div_ceil(64);
+        let alloc_words = frames.div_ceil(64);
+        let (header, level_words) = layout(first, last, HEADER_WORDS as u64 + alloc_words);
+        let words = HEADER_WORDS as u64 + alloc_words + level_words;
         let meta = (words * 8).div_ceil(FRAME_SIZE as u64);
         if meta >= frames {
             return Err(RangeError::TooSmall);
         }
         if self.ranges[..self.nranges]
             .iter()
-            .any(|r| r.meta < last && first < r.end)
+            .any(|r| r.base < last && first < r.end)
         {
             return Err(RangeError::Overlap);
         }
         if self.nranges == MAX_RANGES {
             return Err(RangeError::TooManyRanges);
         }
+        // Cache entries name their range by index, and indices are about to move.
+        self.flush_cache();
+        let metap = self.frame_ptr(first) as *mut u64;
+        // SAFETY: the metadata frames are ours by the contract; `words` words fit in `meta`
+        // frames. The header first, then every allocation bit 1 (including the tail bits past
+        // the range), then every level empty.
+        unsafe {
+            metap.copy_from_nonoverlapping(header.as_ptr(), HEADER_WORDS);
+            core::ptr::write_bytes(metap.add(HEADER_WORDS), 0xff, alloc_words as usize);
+            core::ptr::write_bytes(
+                metap.add(HEADER_WORDS + alloc_words as usize),
+                0,
+                level_words as usize,
+            );
+        }
         let r = Range {
+            base: first,
             start: first + meta,
             end: last,
-            meta: first,
+            index: Index { meta: metap },
         };
-        let at = self.ranges[..self.nranges].partition_point(|x| x.meta < first);
+        let at = self.ranges[..self.nranges]
+            .iter()
+            .take_while(|x| x.base < first)
+            .count();
         self.ranges.copy_within(at..self.nranges, at + 1);
         self.ranges[at] = r;
         self.nranges += 1;
-        // Every bit 1 (allocated), including the tail bits past the range.
-        let bitmap = self.bitmap(&r);
-        // SAFETY: the bitmap frames are ours by the contract; `words` words fit in `meta` frames.
-        unsafe { core::ptr::write_bytes(bitmap, 0xff, words as usize) };
+        // Range indices from `at` on moved up by one: so do their bits.
+        for mask in &mut self.nonempty {
+            let low = *mask & ((1u64 << at) - 1);
+            *mask = low | (*mask & !((1u64 << at) - 1)) << 1;
+        }
         self.total += r.end - r.start;
         self.metadata += meta;
         let saved = self.junk.on_free.take();
-        self.free_run_unchecked(r.start, r.end - r.start);
+        self.free_run_unchecked(at, &r, r.start, r.end - r.start);
         self.junk.on_free = saved;
         Ok(())
     }
 
-    fn bitmap(&self, r: &Range) -> *mut u64 {
-        self.phys_to_virt(PhysAddr::new(r.meta * FRAME_SIZE as u64)) as *mut u64
+    #[inline]
+    fn range(&self, i: usize) -> Range {
+        self.ranges[i]
     }
 
-    fn range_of(&self, frame: u64) -> Option<Range> {
-        let i = self.ranges[..self.nranges].partition_point(|r| r.end <= frame);
-        let r = *self.ranges[..self.nranges].get(i)?;
-        (frame >= r.start && frame < r.end).then_some(r)
+    /// The range holding `frame` (outside its metadata) and its index.
+    #[inline]
+    fn range_of(&self, frame: u64) -> Option<(usize, Range)> {
+        let ranges = &self.ranges[..self.nranges];
+        let i = if ranges.len() == 1 {
+            0
+        } else {
+            ranges.partition_point(|r| r.end <= frame)
+        };
+        let r = *ranges.get(i)?;
+        (frame >= r.start && frame < r.end).then_some((i, r))
     }
 
+    #[inline]
     fn bit(&self, r: &Range, frame: u64) -> bool {
-        let idx = frame - r.start;
-        // SAFETY: `frame` is in `r`, so its word is inside the range's bitmap.
-        unsafe { *self.bitmap(r).add((idx / 64) as usize) >> (idx % 64) & 1 == 1 }
+        // SAFETY: `frame` is in `r`, so its word is inside the range's allocation bitmap.
+        unsafe { *r.alloc_word(frame) >> ((frame - r.base) % 64) & 1 == 1 }
     }
 
     fn set_bits(&mut self, r: &Range, first: u64, count: u64, value: bool) {
-        let bitmap = self.bitmap(r);
-        for (word, mask) in bit_words(first - r.start, count) {
-            // SAFETY: indices are inside the range, so the word is inside its bitmap.
+        let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        for (word, mask) in bit_words(first - r.base, count) {
+            // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             unsafe {
                 let w = bitmap.add(word);
                 *w = if value { *w | mask } else { *w & !mask };
@@ -287,123 +400,252 @@ impl FrameAllocator {
 
     /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
-        let bitmap = self.bitmap(r);
-        bit_words(first - r.start, count).all(|(word, mask)| {
-            // SAFETY: indices are inside the range, so the word is inside its bitmap.
+        let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        bit_words(first - r.base, count).all(|(word, mask)| {
+            // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             let w = unsafe { *bitmap.add(word) };
             (if value { !w } else { w }) & mask == 0
         })
     }
 
-    fn node(&self, frame: u64) -> *mut FreeNode {
-        self.phys_to_virt(PhysAddr::new(frame * FRAME_SIZE as u64)) as *mut FreeNode
+    /// Records a free block of order `k` at `f` in range `ri`.
+    #[inline]
+    fn mark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
+        r.index.set(k, r.idx(f, k));
+        self.nonempty[k] |= 1 << ri;
+        self.orders |= 1 << k;
     }
 
-    fn push(&mut self, frame: u64, order: usize) {
-        let n = self.node(frame);
-        let head = self.heads[order];
-        // SAFETY: `frame` heads a free block the allocator owns; so does `head` if any.
-        unsafe {
-            n.write(FreeNode {
-                next: head,
-                prev: NONE,
-                order: order as u32,
-                magic: NODE_MAGIC,
-            });
-            if head != NONE {
-                (*self.node(head)).prev = frame;
+    /// Takes the free block of order `k` at `f` in range `ri` out of the index.
+    #[inline]
+    fn unmark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
+        if r.index.clear(k, r.idx(f, k)) {
+            self.nonempty[k] &= !(1 << ri);
+            if self.nonempty[k] == 0 {
+                self.orders &= !(1 << k);
             }
         }
-        self.heads[order] = frame;
     }
 
-    fn remove(&mut self, frame: u64, order: usize) {
-        let n = self.node(frame);
-        // SAFETY: `frame` heads a free block on list `order`; its neighbours too.
-        unsafe {
-            let (next, prev) = ((*n).next, (*n).prev);
-            if prev == NONE {
-                self.heads[order] = next;
-            } else {
-                (*self.node(prev)).next = next;
-            }
-            if next != NONE {
-                (*self.node(next)).prev = prev;
-            }
-            (*n).magic = 0;
-        }
+    /// Frees `count` frames from `first`, known to be allocated and in one range, into the buddy
+    /// system: clears their bits, splits the run into aligned blocks and merges each.
+    fn free_run_unchecked(&mut self, ri: usize, r: &Range, first: u64, count: u64) {
+        self.fill(first, count, self.junk.on_free);
+        self.set_bits(r, first, count, false);
+        self.free += count;
+        self.release(ri, r, first, count, true);
     }
 
-    fn is_free_head(&self, r: &Range, frame: u64, order: usize) -> bool {
-        if frame < r.start || frame + (1 << order) > r.end || self.bit(r, frame) {
+    /// The common case of a free, made cheap: `[first, first + count)` (allocated, `count` not a
+    /// power of two) is the head of the aligned block of `count.next_power_of_two()` frames it
+    /// was allocated from, and that block's tail is still free as the blocks allocation left it.
+    /// Then the tail blocks leave the index and the whole block is freed at once, instead of the
+    /// run's blocks being freed one by one and merged with the tail pieces. Returns false,
+    /// changing nothing, if the case does not apply.
+    fn free_head_of_block(&mut self, ri: usize, r: &Range, first: u64, count: u64) -> bool {
+        let order = count.next_power_of_two().trailing_zeros() as usize;
+        let block = 1u64 << order;
+        if count == block || first % block != 0 || first + block > r.end || order > MAX_ORDER {
             return false;
         }
-        // SAFETY: a free frame of the range; see the module docs for why its node is meaningful.
-        unsafe {
-            let n = self.node(frame);
-            (*n).magic == NODE_MAGIC && (*n).order as usize == order
+        // The tail's maximal aligned blocks (see `release`): all must head free blocks of their
+        // order. (A tail frame in the cache or allocated fails this.)
+        let tail = |mut f: u64| {
+            let end = first + block;
+            core::iter::from_fn(move || {
+                (f < end).then(|| {
+                    let k = (f.trailing_zeros() as usize).min((end - f).ilog2() as usize);
+                    let b = (f, k);
+                    f += 1 << k;
+                    b
+                })
+            })
+        };
+        if !tail(first + count).all(|(f, k)| r.index.test(k, r.idx(f, k))) {
+            return false;
         }
+        for (f, k) in tail(first + count) {
+            self.unmark_free(ri, r, f, k);
+        }
+        self.fill(first, count, self.junk.on_free);
+        self.set_bits(r, first, count, false);
+        self.free += count;
+        self.free_block(ri, r, first, order);
+        true
     }
 
-    /// Frees `count` frames from `first`, known to be allocated and in one range: splits the run
-    /// into aligned blocks and merges each with its buddies.
-    fn free_run_unchecked(&mut self, first: u64, count: u64) {
-        let r = self.range_of(first).expect("run in a managed range");
-        if let Some(b) = self.junk.on_free {
-            // SAFETY: the frames are the allocator's again (callers checked they were allocated).
-            unsafe {
-                core::ptr::write_bytes(
-                    self.node(first) as *mut u8,
-                    b,
-                    (count as usize) * FRAME_SIZE,
-                )
-            };
-        }
-        self.free += count;
+    /// Puts the run `[first, first + count)`, whose allocation bits are already 0 and which is
+    /// in no free block, into the buddy system as maximal aligned blocks, merging each with its
+    /// free buddies if `merge`.
+    #[inline]
+    fn release(&mut self, ri: usize, r: &Range, first: u64, count: u64, merge: bool) {
         let mut f = first;
         let end = first + count;
         while f < end {
-            let mut order = (f.trailing_zeros() as usize).min(MAX_ORDER);
-            while f + (1 << order) > end {
-                order -= 1;
+            let order = (f.trailing_zeros() as usize)
+                .min(MAX_ORDER)
+                .min((end - f).ilog2() as usize);
+            if merge {
+                self.free_block(ri, r, f, order);
+            } else {
+                self.mark_free(ri, r, f, order);
             }
-            // One block at a time: the rest of the run stays marked allocated until its turn, so
-            // a block's buddy that lies further on in the run is not taken for a free head (its
-            // first frame holds whatever was written there, perhaps a forged or stale node).
-            self.set_bits(&r, f, 1 << order, false);
-            self.free_block(&r, f, order);
             f += 1 << order;
         }
     }
 
-    fn free_block(&mut self, r: &Range, mut frame: u64, mut order: usize) {
+    fn free_block(&mut self, ri: usize, r: &Range, mut frame: u64, mut order: usize) {
         while order < MAX_ORDER {
             let buddy = frame ^ (1 << order);
-            if !self.is_free_head(r, buddy, order) {
+            if buddy < r.start
+                || buddy + (1 << order) > r.end
+                || !r.index.test(order, r.idx(buddy, order))
+            {
                 break;
             }
-            self.remove(buddy, order);
+            self.unmark_free(ri, r, buddy, order);
             frame = frame.min(buddy);
             order += 1;
         }
-        self.push(frame, order);
+        self.mark_free(ri, r, frame, order);
     }
 
-    /// Frames in the largest free buddy block (0 if none): [`allocate_contiguous`] of `count`
-    /// frames at alignment `align_frames` succeeds exactly when
-    /// `max(count.next_power_of_two(), align_frames)` is at most this. O(orders).
-    ///
-    /// [`allocate_contiguous`]: Self::allocate_contiguous
+    /// Takes a free block of exactly `order` frames out of the buddy system (splitting the
+    /// lowest-addressed block of the smallest order that has one), or `None`.
+    fn take_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
+        let avail = self.orders >> order;
+        if avail == 0 {
+            return None;
+        }
+        let mut k = order + avail.trailing_zeros() as usize;
+        let ri = self.nonempty[k].trailing_zeros() as usize;
+        let r = self.range(ri);
+        let idx = r.index.first(k).expect("nonempty order has a block");
+        let frame = ((r.base >> k) + idx) << k;
+        self.unmark_free(ri, &r, frame, k);
+        // Split down to `order`, putting the upper halves back.
+        while k > order {
+            k -= 1;
+            self.mark_free(ri, &r, frame + (1 << k), k);
+        }
+        Some((ri, r, frame))
+    }
+
+    /// Frames in the largest free buddy block (0 if none), not counting the cache: what
+    /// [`allocate_contiguous`](Self::allocate_contiguous) can give without flushing it. O(1).
     pub(crate) fn largest_block(&self) -> usize {
-        match self.heads.iter().rposition(|&h| h != NONE) {
-            Some(order) => 1 << order,
-            None => 0,
+        match self.orders {
+            0 => 0,
+            o => 1 << (31 - o.leading_zeros()),
         }
     }
 
+    /// Frames held in the single-frame cache.
+    pub fn cached_frames(&self) -> usize {
+        self.cached
+    }
+
+    /// Gives every cached frame back to the buddy system, where it merges with its free buddies.
+    /// [`allocate_contiguous`](Self::allocate_contiguous) does this itself before it reports
+    /// [`AllocError::OutOfMemory`].
+    pub fn flush_cache(&mut self) {
+        self.flush(self.cached);
+    }
+
+    /// Gives the `n` oldest cached frames back to the buddy system.
+    #[cold]
+    #[inline(never)]
+    fn flush(&mut self, n: usize) {
+        for i in 0..n {
+            let (f, ri) = unpack(self.cache[i]);
+            let r = self.ranges[ri];
+            self.free_block(ri, &r, f, 0);
+        }
+        self.cache.copy_within(n..self.cached, 0);
+        self.cached -= n;
+    }
+
+    /// Takes up to [`BATCH`] frames into the cache, in as few buddy blocks as possible.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) {
+        while self.cached < BATCH {
+            let want = (BATCH - self.cached).ilog2() as usize;
+            let smallest = self.orders.trailing_zeros() as usize;
+            if smallest >= ORDERS {
+                break;
+            }
+            let Some((ri, _, f)) = self.take_block(want.min(smallest)) else {
+                break;
+            };
+            // Highest first, so the lowest frame is handed out first.
+            for i in (0..1u64 << want.min(smallest)).rev() {
+                self.cache[self.cached] = pack(f + i, ri);
+                self.cached += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn fill(&self, first: u64, count: u64, byte: Option<u8>) {
+        if let Some(b) = byte {
+            self.fill_with(first, count, b);
+        }
+    }
+
+    /// (Out of line: junk fill is a debugging aid, kept off the fast paths' registers.)
+    #[cold]
+    #[inline(never)]
+    fn fill_with(&self, first: u64, count: u64, byte: u8) {
+        // SAFETY: callers pass frames of a range that are the allocator's (being freed) or just
+        // allocated to the caller: nobody else uses them.
+        unsafe { core::ptr::write_bytes(self.frame_ptr(first), byte, count as usize * FRAME_SIZE) };
+    }
+
     /// Allocates one frame.
+    #[inline]
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
-        self.allocate_contiguous(1, 1)
+        if self.cached == 0 || self.junk.on_alloc.is_some() {
+            return self.allocate_slow();
+        }
+        // The fast path: no call, no fill.
+        self.cached -= 1;
+        let (f, ri) = unpack(self.cache[self.cached]);
+        let r = &self.ranges[ri];
+        let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
+        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        unsafe { *word |= mask };
+        self.free -= 1;
+        Ok(Frame::from_managed(f))
+    }
+
+    /// [`allocate`](Self::allocate) when the cache is empty or junk fill is on.
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self) -> Result<Frame, AllocError> {
+        if self.cached == 0 {
+            self.refill();
+            if self.cached == 0 {
+                return Err(AllocError::OutOfMemory);
+            }
+        }
+        self.cached -= 1;
+        let (f, ri) = unpack(self.cache[self.cached]);
+        let r = &self.ranges[ri];
+        let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
+        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        unsafe { *word |= mask };
+        self.free -= 1;
+        self.fill(f, 1, self.junk.on_alloc);
+        Ok(Frame::from_managed(f))
+    }
+
+    /// The range index of managed frame `f`, its allocation-bitmap word and its bit, or `None` if `f` is not
+    /// managed.
+    #[inline]
+    fn alloc_bit(&self, f: u64) -> Option<(usize, *mut u64, u64)> {
+        let (ri, r) = self.range_of(f)?;
+        Some((ri, r.alloc_word(f), 1 << ((f - r.base) % 64)))
     }
 
     /// Allocates `count` contiguous frames whose first frame number is a multiple of
@@ -411,7 +653,21 @@ impl FrameAllocator {
     /// `max(count.next_power_of_two(), align_frames)` frames and returns its unused tail. A run is
     /// always found inside one such aligned block, so a free run that straddles block boundaries
     /// (see [`FrameStats::largest_free_run`]) may be longer than the largest run this can hand out.
+    #[inline]
     pub fn allocate_contiguous(
+        &mut self,
+        count: usize,
+        align_frames: usize,
+    ) -> Result<Frame, AllocError> {
+        if count == 1 && align_frames == 1 {
+            return self.allocate();
+        }
+        self.allocate_uncached(count, align_frames)
+    }
+
+    /// [`allocate_contiguous`](Self::allocate_contiguous) straight from the buddy system, never
+    /// through the cache (the page-source path, whose hint must stay exact).
+    pub(crate) fn allocate_uncached(
         &mut self,
         count: usize,
         align_frames: usize,
@@ -428,43 +684,75 @@ impl FrameAllocator {
         if order > MAX_ORDER {
             return Err(AllocError::InvalidRequest);
         }
-        let Some(mut k) = (order..ORDERS).find(|&k| self.heads[k] != NONE) else {
-            return Err(AllocError::OutOfMemory);
+        let (ri, r, frame) = match self.take_block(order) {
+            Some(b) => b,
+            None if self.cached > 0 => {
+                self.flush_cache();
+                self.take_block(order).ok_or(AllocError::OutOfMemory)?
+            }
+            None => return Err(AllocError::OutOfMemory),
         };
-        let frame = self.heads[k];
-        self.remove(frame, k);
-        let r = self.range_of(frame).expect("free block in a managed range");
-        // Split down to `order`, putting the upper halves back.
-        while k > order {
-            k -= 1;
-            self.push(frame + (1 << k), k);
-        }
-        self.set_bits(&r, frame, 1 << order, true);
-        self.free -= 1 << order;
         let count = count as u64;
-        let block = 1u64 << order;
-        if count < block {
-            // Give back the tail: allocated bits set, so mark it free through the normal path.
-            let saved = self.junk.on_free.take();
-            self.free_run_unchecked(frame + count, block - count);
-            self.junk.on_free = saved;
-        }
-        if let Some(b) = self.junk.on_alloc {
-            // SAFETY: the frames were just allocated to the caller and are ours until returned.
-            unsafe {
-                core::ptr::write_bytes(self.node(frame) as *mut u8, b, count as usize * FRAME_SIZE)
-            };
-        }
-        Ok(Frame::from_number(frame).expect("managed frame"))
+        self.set_bits(&r, frame, count, true);
+        self.free -= count;
+        // Give back the tail (its bits are still 0). Without merging: its maximal aligned blocks
+        // grow in order from left to right, so each is the right half of its buddy, which holds
+        // allocated head frames or a smaller tail block, never a free block of its order.
+        self.release(ri, &r, frame + count, (1u64 << order) - count, false);
+        self.fill(frame, count, self.junk.on_alloc);
+        Ok(Frame::from_managed(frame))
     }
 
     /// Frees one frame.
     ///
     /// # Safety
-    /// Nobody uses the frame any more (the allocator will write into it).
+    /// Nobody uses the frame any more (the allocator may write into it).
+    #[inline]
     pub unsafe fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
-        // SAFETY: forwarded.
-        unsafe { self.free_contiguous(frame, 1) }
+        if self.cached == CACHE_FRAMES || self.junk.on_free.is_some() {
+            // SAFETY: forwarded.
+            return unsafe { self.free_slow(frame) };
+        }
+        // The fast path: no call, no fill.
+        let f = frame.number();
+        let (ri, word, mask) = self.alloc_bit(f).ok_or(FreeError::NotManaged)?;
+        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        let w = unsafe { *word };
+        if w & mask == 0 {
+            return Err(FreeError::DoubleFree);
+        }
+        // SAFETY: as above.
+        unsafe { *word = w & !mask };
+        self.free += 1;
+        self.cache[self.cached] = pack(f, ri);
+        self.cached += 1;
+        Ok(())
+    }
+
+    /// [`free`](Self::free) when the cache is full or junk fill is on.
+    ///
+    /// # Safety
+    /// As for `free`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&mut self, frame: Frame) -> Result<(), FreeError> {
+        let f = frame.number();
+        let (ri, word, mask) = self.alloc_bit(f).ok_or(FreeError::NotManaged)?;
+        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        if unsafe { *word } & mask == 0 {
+            return Err(FreeError::DoubleFree);
+        }
+        if self.cached == CACHE_FRAMES {
+            // (The flush changes only the index, never an allocation bit.)
+            self.flush(BATCH);
+        }
+        self.fill(f, 1, self.junk.on_free);
+        // SAFETY: as above.
+        unsafe { *word &= !mask };
+        self.free += 1;
+        self.cache[self.cached] = pack(f, ri);
+        self.cached += 1;
+        Ok(())
     }
 
     /// Frees `count` frames from `first`: a run from [`allocate_contiguous`](Self::allocate_contiguous),
@@ -473,13 +761,31 @@ impl FrameAllocator {
     ///
     /// # Safety
     /// Nobody uses the frames any more.
+    #[inline]
     pub unsafe fn free_contiguous(&mut self, first: Frame, count: usize) -> Result<(), FreeError> {
+        if count == 1 {
+            // SAFETY: forwarded.
+            return unsafe { self.free(first) };
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_uncached(first, count) }
+    }
+
+    /// [`free_contiguous`](Self::free_contiguous) straight into the buddy system.
+    ///
+    /// # Safety
+    /// As for `free_contiguous`.
+    pub(crate) unsafe fn free_uncached(
+        &mut self,
+        first: Frame,
+        count: usize,
+    ) -> Result<(), FreeError> {
         if count == 0 {
             return Err(FreeError::Empty);
         }
         let f = first.number();
         let count = count as u64;
-        let r = self.range_of(f).ok_or(FreeError::NotManaged)?;
+        let (ri, r) = self.range_of(f).ok_or(FreeError::NotManaged)?;
         // (`f < r.end`, so this cannot overflow where `f + count` could.)
         if count > r.end - f {
             return Err(FreeError::NotManaged);
@@ -487,7 +793,9 @@ impl FrameAllocator {
         if !self.all_bits(&r, f, count, true) {
             return Err(FreeError::DoubleFree);
         }
-        self.free_run_unchecked(f, count);
+        if !self.free_head_of_block(ri, &r, f, count) {
+            self.free_run_unchecked(ri, &r, f, count);
+        }
         Ok(())
     }
 
@@ -506,29 +814,28 @@ impl FrameAllocator {
         self.range_of(frame.number()).is_some()
     }
 
-    /// True if `frame` is managed and free.
+    /// True if `frame` is managed and free (in the buddy system or the cache).
     pub fn is_free(&self, frame: Frame) -> bool {
         self.range_of(frame.number())
-            .is_some_and(|r| !self.bit(&r, frame.number()))
+            .is_some_and(|(_, r)| !self.bit(&r, frame.number()))
     }
 
     /// Statistics. `largest_free_run` scans the bitmaps: O(frames / 64).
     pub fn stats(&self) -> FrameStats {
         let mut largest = 0;
-        for r in &self.ranges[..self.nranges] {
+        for r in self.ranges[..self.nranges].iter() {
             let mut run = 0u64;
             let mut f = r.start;
             while f < r.end {
-                let idx = f - r.start;
-                // SAFETY: index inside the range's bitmap.
-                let word = unsafe { *self.bitmap(r).add((idx / 64) as usize) };
-                if idx % 64 == 0 && word == 0 && f + 64 <= r.end {
+                // SAFETY: `f` is in the range, so its word is inside its bitmap.
+                let word = unsafe { *r.alloc_word(f) };
+                if (f - r.base) % 64 == 0 && word == 0 && f + 64 <= r.end {
                     run += 64;
                     f += 64;
                     largest = largest.max(run);
                     continue;
                 }
-                if word >> (idx % 64) & 1 == 0 {
+                if !self.bit(r, f) {
                     run += 1;
                     largest = largest.max(run);
                 } else {
@@ -546,65 +853,96 @@ impl FrameAllocator {
         }
     }
 
-    /// Writes into `frame` a node that claims it heads a free block of `order` with links `next`
-    /// and `prev`: what a caller's data (or an earlier allocator's lists) may look like. For tests
-    /// and fuzzing, which check that such data is never trusted.
+    /// Writes into `frame` bytes that look like a free-list node claiming it heads a free block
+    /// of `order` linked to `next` and `prev`: what a caller's data (or an allocator keeping its
+    /// lists in frames) may leave there. The allocator never reads frames; tests and fuzzing use
+    /// this to show that.
     ///
     /// # Safety
     /// `frame` is allocated to the caller (its first 24 bytes are overwritten).
     #[doc(hidden)]
     pub unsafe fn forge_node(&self, frame: Frame, order: usize, next: u64, prev: u64) {
-        // SAFETY: per the contract the frame's memory is the caller's to write.
-        unsafe {
-            self.node(frame.number()).write(FreeNode {
-                next,
-                prev,
-                order: order as u32,
-                magic: NODE_MAGIC,
-            })
-        };
+        let node = [next, prev, order as u64 | 0x6b61_6c6c << 32];
+        // SAFETY: per the contract the frame's memory is the caller's to write; frames are
+        // 4096-aligned, so aligned for u64.
+        unsafe { (self.frame_ptr(frame.number()) as *mut [u64; 3]).write(node) };
     }
 
-    /// Checks the free lists against the bitmaps; panics on the first inconsistency. For tests and
-    /// fuzzing: O(frames).
+    /// Checks the index, the cache and the counts against the allocation bitmaps; panics on the
+    /// first inconsistency. For tests and fuzzing: O(frames).
     #[doc(hidden)]
     pub fn check_invariants(&self) {
         let mut listed = 0u64;
-        for order in 0..ORDERS {
-            let mut f = self.heads[order];
-            let mut prev = NONE;
-            while f != NONE {
-                let r = self.range_of(f).expect("listed block in a range");
+        let mut orders = 0u32;
+        for (ri, r) in self.ranges[..self.nranges].iter().enumerate() {
+            r.index.check();
+            // Free blocks, in address order, must not overlap; collect coverage by counting.
+            for k in 0..ORDERS {
+                let blocks = ((r.end - 1) >> k) - (r.base >> k) + 1;
+                let mut any = false;
+                for idx in 0..blocks {
+                    if !r.index.test(k, idx) {
+                        continue;
+                    }
+                    any = true;
+                    let f = ((r.base >> k) + idx) << k;
+                    assert!(
+                        f >= r.start && f + (1 << k) <= r.end,
+                        "block {f} order {k} outside its range"
+                    );
+                    assert!(
+                        self.all_bits(r, f, 1 << k, false),
+                        "free block {f} order {k} has allocated frames"
+                    );
+                    if k < MAX_ORDER {
+                        let b = f ^ (1 << k);
+                        assert!(
+                            !(b >= r.start
+                                && b + (1 << k) <= r.end
+                                && r.index.test(k, r.idx(b, k))),
+                            "free buddies {f} and {b} of order {k} not merged"
+                        );
+                    }
+                    // No smaller free block inside this one.
+                    for j in 0..k {
+                        for g in (f..f + (1 << k)).step_by(1 << j) {
+                            assert!(
+                                !r.index.test(j, r.idx(g, j)),
+                                "block {g} order {j} inside block {f} order {k}"
+                            );
+                        }
+                    }
+                    listed += 1 << k;
+                }
                 assert_eq!(
-                    f % (1 << order),
-                    0,
-                    "block {f} misaligned for order {order}"
+                    any,
+                    self.nonempty[k] >> ri & 1 == 1,
+                    "range mask of order {k}"
                 );
-                assert!(
-                    f + (1 << order) <= r.end,
-                    "block {f} order {order} overruns its range"
-                );
-                assert!(
-                    self.all_bits(&r, f, 1 << order, false),
-                    "listed block {f} has allocated frames"
-                );
-                // SAFETY: a listed free block's node.
-                let n = unsafe { &*self.node(f) };
-                assert_eq!(n.magic, NODE_MAGIC);
-                assert_eq!(n.order as usize, order);
-                assert_eq!(n.prev, prev);
-                listed += 1 << order;
-                assert!(
-                    listed <= self.free,
-                    "free lists longer than the free count (a cycle?)"
-                );
-                prev = f;
-                f = n.next;
+                if any {
+                    orders |= 1 << k;
+                }
             }
         }
+        assert_eq!(orders, self.orders, "order mask");
+        for (i, &e) in self.cache[..self.cached].iter().enumerate() {
+            let (f, ri) = unpack(e);
+            let (rj, r) = self.range_of(f).expect("cached frame managed");
+            assert_eq!(ri, rj, "cached frame {f} with a wrong range index");
+            assert!(!self.bit(&r, f), "cached frame {f} marked allocated");
+            assert!(!self.cache[..i].contains(&e), "frame {f} cached twice");
+            for k in 0..ORDERS {
+                let head = f & !((1 << k) - 1);
+                assert!(
+                    head < r.start || head + (1 << k) > r.end || !r.index.test(k, r.idx(head, k)),
+                    "cached frame {f} inside free block {head} order {k}"
+                );
+            }
+        }
+        listed += self.cached as u64;
         assert_eq!(listed, self.free, "free count");
         let mut zero_bits = 0;
-        for r in &self.ranges[..self.nranges] {
+        for r in self.ranges[..self.nranges].iter() {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;
         }
         assert_eq!(zero_bits, self.free, "bitmap free count");

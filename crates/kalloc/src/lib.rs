@@ -59,11 +59,13 @@ extern crate std;
 
 mod addr;
 mod buddy;
+mod levels;
 mod locked;
 
 pub use addr::{AddrError, Frame, PhysAddr, PHYS_ADDR_BITS};
 pub use buddy::{
-    AllocError, FrameAllocator, FrameStats, FreeError, Junk, RangeError, MAX_ORDER, MAX_RANGES,
+    AllocError, FrameAllocator, FrameStats, FreeError, Junk, RangeError, CACHE_FRAMES, MAX_ORDER,
+    MAX_RANGES,
 };
 pub use locked::LockedFrameAllocator;
 

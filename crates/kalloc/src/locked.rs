@@ -95,7 +95,10 @@ impl LockedFrameAllocator {
 unsafe impl kmalloc::PageSource for &LockedFrameAllocator {
     fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
         let mut a = self.lock_inner();
-        let frame = a.allocate_contiguous(pages, (align / FRAME_SIZE).max(1));
+        // Straight from the buddy system, with the cache merged back first, so the published
+        // hint is the exact largest block.
+        a.flush_cache();
+        let frame = a.allocate_uncached(pages, (align / FRAME_SIZE).max(1));
         self.publish(&a);
         let ptr = a.phys_to_virt(frame.ok()?.start());
         debug_assert_eq!(
@@ -112,8 +115,9 @@ unsafe impl kmalloc::PageSource for &LockedFrameAllocator {
         let Ok(frame) = crate::Frame::from_start(phys) else {
             return false;
         };
+        a.flush_cache();
         // SAFETY: the heap gives back only pages it got from us and no longer uses.
-        let r = unsafe { a.free_contiguous(frame, pages) };
+        let r = unsafe { a.free_uncached(frame, pages) };
         self.publish(&a);
         debug_assert!(
             r.is_ok(),

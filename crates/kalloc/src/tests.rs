@@ -519,3 +519,98 @@ proptest! {
         prop_assert_eq!(n, total);
     }
 }
+
+/// Freed single frames wait in the cache: still free for `is_free` and the counts, still caught
+/// on a double free, and merged back when a contiguous request needs them.
+#[test]
+fn cached_frames_are_free_checked_and_merged_on_demand() {
+    let mut ram = Ram::new(200);
+    let mut a = ram.allocator(&[(0, 200 * 4096)]);
+    let total = a.stats().total;
+    let frames: Vec<Frame> = (0..total).map(|_| a.allocate().unwrap()).collect();
+    assert_eq!(a.allocate(), Err(AllocError::OutOfMemory));
+    for &f in &frames[..CACHE_FRAMES] {
+        // SAFETY: frames we own.
+        unsafe { a.free(f) }.unwrap();
+    }
+    assert_eq!(a.cached_frames(), CACHE_FRAMES);
+    a.check_invariants();
+    for &f in &frames[..CACHE_FRAMES] {
+        assert!(a.is_free(f));
+        // SAFETY: refused without touching memory.
+        assert_eq!(unsafe { a.free(f) }, Err(FreeError::DoubleFree));
+        // SAFETY: as above.
+        assert!(unsafe { a.free_contiguous(f, 2) }.is_err());
+    }
+    assert_eq!(a.stats().free, CACHE_FRAMES as u64);
+    // Only cached frames are free: a 16-frame run needs them merged back.
+    let run = a.allocate_contiguous(16, 16).unwrap();
+    a.check_invariants();
+    assert!(a.cached_frames() < CACHE_FRAMES);
+    // SAFETY: frames we own.
+    unsafe {
+        a.free_contiguous(run, 16).unwrap();
+        for &f in &frames[CACHE_FRAMES..] {
+            a.free(f).unwrap();
+        }
+    }
+    a.check_invariants();
+    assert_eq!(a.stats().free, total);
+}
+
+/// Cache entries name their range by index; adding a range below the others moves every index.
+#[test]
+fn adding_a_lower_range_while_frames_are_cached() {
+    let mut ram = Ram::new(300);
+    let mut a = ram.allocator(&[(150 * 4096, 300 * 4096)]);
+    let f = a.allocate().unwrap();
+    let g = a.allocate().unwrap();
+    // SAFETY: our frame.
+    unsafe { a.free(f) }.unwrap();
+    assert!(a.cached_frames() > 0);
+    // SAFETY: memory inside `ram` nobody uses, below the first range.
+    unsafe { a.add_range(ram.phys(0), ram.phys(100)) }.unwrap();
+    a.check_invariants();
+    let total = a.stats().total;
+    // SAFETY: our frame.
+    unsafe { a.free(g) }.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Ok(h) = a.allocate() {
+        assert!(seen.insert(h), "frame handed out twice");
+    }
+    assert_eq!(seen.len() as u64, total);
+    a.check_invariants();
+}
+
+/// An allocator over memory it holds a pointer to derives every pointer from it (strict
+/// provenance; this is the test Miri runs it under).
+#[test]
+fn with_direct_map_over_a_buffer() {
+    let mut buf = std::vec![0u64; 40 * FRAME_SIZE / 8];
+    let base = buf.as_mut_ptr() as *mut u8;
+    let offset = base.align_offset(FRAME_SIZE);
+    let phys = 0x4000_0000u64;
+    let mut a =
+        FrameAllocator::with_direct_map(base.wrapping_add(offset).wrapping_sub(phys as usize));
+    // SAFETY: frames of `buf`, which outlives the allocator's use.
+    unsafe {
+        a.add_range(
+            PhysAddr::new(phys),
+            PhysAddr::new(phys + 38 * FRAME_SIZE as u64),
+        )
+    }
+    .unwrap();
+    a.set_junk(Junk::XV6);
+    let f = a.allocate().unwrap();
+    assert_eq!(a.virt_to_phys(a.phys_to_virt(f.start())), f.start());
+    let run = a.allocate_contiguous(5, 4).unwrap();
+    // SAFETY: ours.
+    unsafe {
+        a.free(f).unwrap();
+        a.free_contiguous(run, 5).unwrap();
+    }
+    a.check_invariants();
+    assert_eq!(a.stats().free, a.stats().total);
+    // `buf` outlives every use of `a`.
+    drop(buf);
+}

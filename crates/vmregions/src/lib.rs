@@ -18,7 +18,9 @@
 //!
 //! # Design
 //!
-//! An AVL tree keyed by start address, whose nodes live in an arena (a vector indexed by `u32`)
+//! Up to 16 regions (most processes) sit inline in the list, sorted, with their bounds in two
+//! small arrays that lookups scan: no allocation, no pointer chasing. Above that the list moves
+//! to an AVL tree keyed by start address (and back when removals leave 8 or fewer), whose nodes live in an arena (a vector indexed by `u32`)
 //! allocated from an allocator the caller supplies ([`allocator_api2`]'s stable `Allocator`
 //! trait), so a kernel can put the nodes on its own heap. Each node also records the gap between
 //! its region and the previous one, and the largest such gap in its subtree (the augmentation
@@ -26,7 +28,8 @@
 //! insert and removal are O(log n); gap search is O(log n) when alignment does not exceed the page
 //! granularity of the regions.
 //!
-//! Every allocation happens before anything changes and uses `try_reserve`: running out of
+//! Every allocation (the tree's nodes, including the move from the inline layout to the tree)
+//! happens before anything changes and uses `try_reserve`: running out of
 //! memory is [`RegionError::OutOfMemory`] with the list untouched, never a panic. The crate
 //! contains no `unsafe` code at all (`#![forbid(unsafe_code)]`), which is why it does not use
 //! intrusive-collections: intrusive links need `unsafe` adapters.
@@ -83,10 +86,12 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod list;
+mod small;
 mod tree;
 
 pub use allocator_api2::alloc::{Allocator, Global};
-pub use tree::RegionList;
+pub use list::{Iter, RegionList};
 
 bitflags::bitflags! {
     /// Access a region allows. The empty set is `PROT_NONE`.

@@ -260,6 +260,7 @@ enum Op {
         hint: Option<u64>,
     },
     Clone,
+    Clear,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -269,6 +270,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..210).prop_map(|page| Op::Find { page }),
         2 => (1u64..10, 0u8..4, 0u64..200, proptest::option::of(0u64..200)).prop_map(|(pages, align_log, lower, hint)| Op::Gap { pages, align_log, lower, hint }),
         1 => Just(Op::Clone),
+        1 => Just(Op::Clear),
     ]
 }
 
@@ -339,6 +341,13 @@ proptest! {
                     };
                     prop_assert_eq!(l.find_gap(size, align, lower, upper, hint.map(|h| h * P)), want);
                 }
+                Op::Clear => {
+                    let mut got = Vec::new();
+                    l.clear(|r| got.push(r));
+                    prop_assert_eq!(&got, &shadow);
+                    prop_assert!(l.is_empty() && l.is_small());
+                    shadow.clear();
+                }
                 Op::Clone => {
                     let c = l.try_clone().unwrap();
                     c.check_invariants();
@@ -351,4 +360,91 @@ proptest! {
             prop_assert_eq!(&got, &shadow);
         }
     }
+}
+
+/// The move from the inline layout to the tree at 17 regions and back at 8, through inserts,
+/// a split of a full inline layout, removals, remove-all and clear, with the same answers in
+/// both layouts.
+#[test]
+fn layouts_switch_both_ways_with_the_same_contents() {
+    const P: u64 = 0x1000;
+    let mut l: RegionList<u32> = RegionList::new(100);
+    for i in 0..40u64 {
+        l.insert(file(i * 4 * P, 2 * P, i)).unwrap();
+        l.check_invariants();
+        assert_eq!(l.is_small(), i < 16, "after {} regions", i + 1);
+        assert_eq!(l.len() as u64, i + 1);
+        for j in 0..=i {
+            assert_eq!(l.find(j * 4 * P + 5).unwrap().start, j * 4 * P);
+            assert!(l.find(j * 4 * P + 2 * P).is_none());
+        }
+        assert_eq!(l.find_gap(2 * P, P, 0, u64::MAX, None), Some(2 * P));
+    }
+    // Down to 9: still a tree; one more removal makes it small again.
+    for i in (9..40u64).rev() {
+        assert_eq!(l.remove_range(i * 4 * P, 2 * P, |_| {}), Ok(1));
+        l.check_invariants();
+        assert!(!l.is_small(), "tree at {i} regions");
+    }
+    assert_eq!(l.remove_range(8 * 4 * P, 2 * P, |_| {}), Ok(1));
+    assert!(l.is_small());
+    assert_eq!(
+        spans(&l),
+        (0..8)
+            .map(|i| (i * 4 * P, i * 4 * P + 2 * P))
+            .collect::<Vec<_>>()
+    );
+    // Fill the inline layout exactly, then split one region: the split needs a 17th.
+    for i in 8..16u64 {
+        l.insert(anon(i * 4 * P, 2 * P)).unwrap();
+    }
+    assert!(l.is_small() && l.len() == 16);
+    let mut pieces = Vec::new();
+    assert_eq!(
+        l.remove_range(5 * 4 * P + 0x800, 0x400, |r| pieces.push((r.start, r.len))),
+        Ok(1)
+    );
+    assert_eq!(pieces, [(5 * 4 * P + 0x800, 0x400)]);
+    assert!(!l.is_small());
+    assert_eq!(l.len(), 17);
+    l.check_invariants();
+    assert_eq!(
+        l.find(5 * 4 * P + 0xc00)
+            .unwrap()
+            .file_offset(5 * 4 * P + 0xc00),
+        Some(5 + 0xc00)
+    );
+    // Remove everything in one call: back to small and empty.
+    let mut n = 0;
+    assert_eq!(l.remove_range(0, u64::MAX / 2, |_| n += 1), Ok(17));
+    assert_eq!(n, 17);
+    assert!(l.is_empty() && l.is_small());
+    l.check_invariants();
+    // Clear from the tree, then from the inline layout, then reuse.
+    for round in 0..2 {
+        let count = if round == 0 { 30 } else { 5 };
+        for i in 0..count {
+            l.insert(anon(i * 2 * P, P)).unwrap();
+        }
+        let mut got = Vec::new();
+        l.clear(|r| got.push(r.start));
+        assert_eq!(got, (0..count).map(|i| i * 2 * P).collect::<Vec<_>>());
+        assert!(l.is_empty() && l.is_small());
+        l.check_invariants();
+        l.clear(|_| panic!("nothing left to clear"));
+        assert_eq!(l.len(), 0);
+    }
+    // The maximum holds in the inline layout too.
+    let mut small: RegionList<u32> = RegionList::new(3);
+    for i in 0..3 {
+        small.insert(anon(i * 4 * P, 2 * P)).unwrap();
+    }
+    assert_eq!(
+        small.insert(anon(100 * P, P)),
+        Err(RegionError::TooManyRegions)
+    );
+    assert_eq!(
+        small.remove_range(P / 2, P, |_| {}),
+        Err(RegionError::TooManyRegions)
+    );
 }

@@ -1,4 +1,5 @@
-//! The AVL tree behind [`RegionList`], in an arena, augmented with subtree gaps.
+//! The AVL tree behind [`crate::RegionList`] above the small layout's size, in an arena,
+//! augmented with subtree gaps.
 
 use crate::{Backing, Region, RegionError};
 use allocator_api2::alloc::{Allocator, Global};
@@ -37,8 +38,8 @@ impl<H> Node<H> {
     }
 }
 
-/// A process's regions, ordered by address. See the crate documentation.
-pub struct RegionList<H, A: Allocator + Clone = Global> {
+/// Regions ordered by address in an AVL tree. See the crate documentation.
+pub(crate) struct Tree<H, A: Allocator + Clone = Global> {
     nodes: Vec<Node<H>, A>,
     free_slots: Vec<u32, A>,
     root: u32,
@@ -46,24 +47,17 @@ pub struct RegionList<H, A: Allocator + Clone = Global> {
     max: usize,
 }
 
-impl<H: core::fmt::Debug + Clone, A: Allocator + Clone> core::fmt::Debug for RegionList<H, A> {
+impl<H: core::fmt::Debug + Clone, A: Allocator + Clone> core::fmt::Debug for Tree<H, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
 }
 
-impl<H: Clone> RegionList<H, Global> {
-    /// An empty list holding at most `max_regions`, with nodes from the global allocator.
-    pub fn new(max_regions: usize) -> Self {
-        Self::new_in(max_regions, Global)
-    }
-}
-
-impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
+impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// An empty list holding at most `max_regions` (at most `u32::MAX - 1`), with nodes from
     /// `alloc`. Allocates nothing until the first insert.
-    pub fn new_in(max_regions: usize, alloc: A) -> Self {
-        RegionList {
+    pub(crate) fn new_in(max_regions: usize, alloc: A) -> Self {
+        Tree {
             nodes: Vec::new_in(alloc.clone()),
             free_slots: Vec::new_in(alloc),
             root: NIL,
@@ -73,18 +67,8 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// Number of regions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// True if there are no regions.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The maximum number of regions.
-    pub fn max_regions(&self) -> usize {
-        self.max
     }
 
     // ---- node helpers ----
@@ -270,7 +254,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// Makes sure `extra` more nodes can be created without allocating.
-    fn reserve(&mut self, extra: usize) -> Result<(), RegionError> {
+    pub(crate) fn reserve(&mut self, extra: usize) -> Result<(), RegionError> {
         let have_free = self.free_slots.len();
         let need_new = extra.saturating_sub(have_free);
         self.nodes
@@ -285,7 +269,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// Adds a region whose place is known to be free; capacity already reserved.
-    fn link(&mut self, r: Region<H>) {
+    pub(crate) fn link(&mut self, r: Region<H>) {
         let (start, end) = (r.start, r.end());
         let gap = start - self.prev_end(start);
         let node = Node {
@@ -335,7 +319,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         region
     }
 
-    fn overlaps(&self, start: u64, end: u64) -> bool {
+    pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
         let n = self.first_ending_after(start);
         n != NIL && self.n(n).start < end
     }
@@ -343,7 +327,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     /// Adds a region. Refuses an empty or wrapping range (of addresses, or of file offsets for a
     /// file-backed region), overlap with an existing region, more than the maximum count, or no
     /// memory for the node.
-    pub fn insert(&mut self, region: Region<H>) -> Result<(), RegionError> {
+    pub(crate) fn insert(&mut self, region: Region<H>) -> Result<(), RegionError> {
         if region.len == 0 {
             return Err(RegionError::EmptyRange);
         }
@@ -370,7 +354,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// The region containing `addr`.
-    pub fn find(&self, addr: u64) -> Option<&Region<H>> {
+    pub(crate) fn find(&self, addr: u64) -> Option<&Region<H>> {
         let n = self.first_ending_after(addr);
         if n != NIL && self.n(n).start <= addr {
             Some(self.n(n).region())
@@ -382,7 +366,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     /// The region containing `addr`, to change its protection or backing. Its start and length
     /// must not be changed (they key the tree); use [`remove_range`](Self::remove_range) and
     /// [`insert`](Self::insert) for that.
-    pub fn find_mut(&mut self, addr: u64) -> Option<&mut Region<H>> {
+    pub(crate) fn find_mut(&mut self, addr: u64) -> Option<&mut Region<H>> {
         let n = self.first_ending_after(addr);
         if n != NIL && self.n(n).start <= addr {
             self.nm(n).region.as_mut()
@@ -392,7 +376,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// The first region that ends after `addr` (the one containing it, or the next one).
-    pub fn next_from(&self, addr: u64) -> Option<&Region<H>> {
+    pub(crate) fn next_from(&self, addr: u64) -> Option<&Region<H>> {
         match self.first_ending_after(addr) {
             NIL => None,
             n => Some(self.n(n).region()),
@@ -402,7 +386,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     /// The lowest address `s`, a multiple of `align` (a power of two), with `lower <= s` and
     /// `s + size <= upper`, such that `[s, s + size)` touches no region. If `hint` is such an
     /// address, it is returned instead. None if there is none (or `size` is 0).
-    pub fn find_gap(
+    pub(crate) fn find_gap(
         &self,
         size: u64,
         align: u64,
@@ -462,7 +446,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     ///
     /// Refused with nothing changed (and `on_removed` never called) if the split would exceed the
     /// maximum region count or memory for a node runs out.
-    pub fn remove_range(
+    pub(crate) fn remove_range(
         &mut self,
         start: u64,
         len: u64,
@@ -507,7 +491,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// Removes every region, handing each to `on_removed` in address order.
-    pub fn clear(&mut self, mut on_removed: impl FnMut(Region<H>)) {
+    pub(crate) fn clear(&mut self, mut on_removed: impl FnMut(Region<H>)) {
         while self.root != NIL {
             let first = self.first_ending_after(0);
             let r = self.unlink(self.n(first).start);
@@ -518,7 +502,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     }
 
     /// The regions in address order.
-    pub fn iter(&self) -> Iter<'_, H, A> {
+    pub(crate) fn iter(&self) -> Iter<'_, H, A> {
         Iter {
             list: self,
             next: self.first_ending_after(0),
@@ -527,7 +511,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
 
     /// A copy (for `fork`), with nodes from the same allocator; `OutOfMemory` if they cannot be
     /// had.
-    pub fn try_clone(&self) -> Result<Self, RegionError> {
+    pub(crate) fn try_clone(&self) -> Result<Self, RegionError> {
         let alloc = self.nodes.allocator().clone();
         let mut nodes = Vec::new_in(alloc.clone());
         nodes
@@ -541,7 +525,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
             nodes.push(n.clone());
         }
         free_slots.extend(self.free_slots.iter().copied());
-        Ok(RegionList {
+        Ok(Tree {
             nodes,
             free_slots,
             root: self.root,
@@ -553,7 +537,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
     /// Checks the tree's invariants (order, no overlap, AVL balance, augmented values, count);
     /// panics on the first violation. For tests and fuzzing: O(n).
     #[doc(hidden)]
-    pub fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         let mut prev_end = 0u64;
         let mut count = 0usize;
         self.check_node(self.root, &mut prev_end, &mut count);
@@ -598,7 +582,14 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
 }
 
 /// The lowest aligned `s` in gap `[from, to)` with `lower <= s`, `s + size <= min(to, upper)`.
-fn fit(from: u64, to: u64, size: u64, align: u64, lower: u64, upper: u64) -> Option<u64> {
+pub(crate) fn fit(
+    from: u64,
+    to: u64,
+    size: u64,
+    align: u64,
+    lower: u64,
+    upper: u64,
+) -> Option<u64> {
     let lo = from.max(lower);
     let s = lo.checked_add(align - 1)? & !(align - 1);
     let e = s.checked_add(size)?;
@@ -606,8 +597,8 @@ fn fit(from: u64, to: u64, size: u64, align: u64, lower: u64, upper: u64) -> Opt
 }
 
 /// Iterator over a [`RegionList`] in address order.
-pub struct Iter<'a, H, A: Allocator + Clone> {
-    list: &'a RegionList<H, A>,
+pub(crate) struct Iter<'a, H, A: Allocator + Clone> {
+    list: &'a Tree<H, A>,
     next: u32,
 }
 
@@ -628,14 +619,5 @@ impl<'a, H: Clone, A: Allocator + Clone> Iterator for Iter<'a, H, A> {
         let item = n.region();
         self.next = self.list.first_ending_after(n.end);
         Some(item)
-    }
-}
-
-impl<'a, H: Clone, A: Allocator + Clone> IntoIterator for &'a RegionList<H, A> {
-    type Item = &'a Region<H>;
-    type IntoIter = Iter<'a, H, A>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
     }
 }
