@@ -9,8 +9,8 @@ use crate::log::{self, log_write};
 use crate::sleeplock::Sleeplock;
 use core::cell::UnsafeCell;
 use xv6_abi::fs::{
-    decode_dirent, encode_dirent, DiskInode, SuperBlock, BPB, BSIZE, DIRENT_SIZE, MAXFILE, NDIRECT,
-    NINDIRECT, ROOTINO,
+    decode_dirent, encode_dirent, DiskInode, SuperBlock, BPB, BSIZE, DIRENT_SIZE, IPB, MAXFILE,
+    NDIRECT, NINDIRECT, ROOTINO,
 };
 use xv6_abi::stat::{T_DEVICE, T_DIR, T_FILE};
 use xv6_abi::{Dirent, Stat, DIRSIZ};
@@ -303,21 +303,28 @@ impl Drop for InodeRef {
     }
 }
 
-/// Allocates a new inode of type `typ` on disk and returns it (unlocked).
+/// Allocates a new inode of type `typ` on disk and returns it (unlocked). Each inode block is
+/// read once and all its inodes looked at (xv6 reads the block again for every inode).
 pub fn ialloc(typ: i16) -> Option<InodeRef> {
     let sb = sb();
-    for inum in 1..sb.ninodes {
+    let mut inum = 1;
+    while inum < sb.ninodes {
         let mut b = bio::bread(sb.iblock(inum))?;
-        let di = DiskInode::decode_from_block(&b[..], inum).ok()?;
-        if di.typ == 0 {
-            let n = DiskInode {
-                typ,
-                ..DiskInode::default()
-            };
-            n.encode_into_block(&mut b[..], inum);
-            log_write(&b);
-            drop(b);
-            return iget(inum);
+        // The inodes of this block: up to the block's last, or the last inode.
+        let last = ((inum / IPB + 1) * IPB).min(sb.ninodes);
+        while inum < last {
+            let di = DiskInode::decode_from_block(&b[..], inum).ok()?;
+            if di.typ == 0 {
+                let n = DiskInode {
+                    typ,
+                    ..DiskInode::default()
+                };
+                n.encode_into_block(&mut b[..], inum);
+                log_write(&b);
+                drop(b);
+                return iget(inum);
+            }
+            inum += 1;
         }
     }
     crate::println!("ialloc: no free inodes");
@@ -534,29 +541,52 @@ impl Locked<'_> {
 
     // ---- directories ---------------------------------------------------------------------
 
+    /// Calls `each(offset, entry)` for the directory's entries from byte `from` on, a block
+    /// read at a time, until it returns `Break`. Ok(Some(v)) if it broke with `v`, Ok(None) at
+    /// the end; Err(offset) at an entry that cannot be read or decoded.
+    fn scan_dir<T>(
+        &self,
+        from: u32,
+        mut each: impl FnMut(u32, &Dirent) -> core::ops::ControlFlow<T>,
+    ) -> Result<Option<T>, u32> {
+        let size = self.size();
+        let mut off = from;
+        let mut block = [0u8; BSIZE];
+        while off + DIRENT_SIZE as u32 <= size {
+            // The whole entries from `off` to the end of its block (or of the directory).
+            let block_end = (off / BSIZE as u32 + 1) * BSIZE as u32;
+            let end = block_end.min(size - (size - off) % DIRENT_SIZE as u32);
+            let n = (end - off) as usize;
+            if self.read_kernel(off, &mut block[..n]) != Some(n as u32) {
+                return Err(off);
+            }
+            for (i, raw) in block[..n].chunks_exact(DIRENT_SIZE).enumerate() {
+                let at = off + (i * DIRENT_SIZE) as u32;
+                let de = decode_dirent(raw).map_err(|_| at)?;
+                if let core::ops::ControlFlow::Break(v) = each(at, &de) {
+                    return Ok(Some(v));
+                }
+            }
+            off = end;
+        }
+        Ok(None)
+    }
+
     /// Looks `name` up in this directory: the inode and the entry's byte offset.
     pub fn dir_lookup(&self, name: &[u8]) -> Option<(InodeRef, u32)> {
+        use core::ops::ControlFlow::{Break, Continue};
         if self.typ() != T_DIR {
             return None;
         }
-        let mut off = 0;
-        let size = self.size();
-        while off + DIRENT_SIZE as u32 <= size {
-            let de = self.dirent_at(off)?;
+        let found = self.scan_dir(0, |off, de| {
             if de.inum != 0 && names_equal(de.name_bytes(), name) {
-                return Some((iget_checked(de.inum as u32)?, off));
+                Break((de.inum, off))
+            } else {
+                Continue(())
             }
-            off += DIRENT_SIZE as u32;
-        }
-        None
-    }
-
-    fn dirent_at(&self, off: u32) -> Option<Dirent> {
-        let mut b = [0u8; DIRENT_SIZE];
-        if self.read_kernel(off, &mut b)? != DIRENT_SIZE as u32 {
-            return None;
-        }
-        decode_dirent(&b).ok()
+        });
+        let (inum, off) = found.ok()??;
+        Some((iget_checked(inum as u32)?, off))
     }
 
     /// Adds entry `name` -> `inum`; false if the name exists or the directory cannot grow.
@@ -565,15 +595,20 @@ impl Locked<'_> {
             ip.put();
             return false;
         }
-        let mut off = 0;
-        let size = self.size();
-        while off + DIRENT_SIZE as u32 <= size {
-            match self.dirent_at(off) {
-                Some(de) if de.inum == 0 => break,
-                Some(_) => off += DIRENT_SIZE as u32,
-                None => return false,
+        use core::ops::ControlFlow::{Break, Continue};
+        // The first free entry, or the end of the directory.
+        let free = self.scan_dir(0, |off, de| {
+            if de.inum == 0 {
+                Break(off)
+            } else {
+                Continue(())
             }
-        }
+        });
+        let off = match free {
+            Ok(Some(off)) => off,
+            Ok(None) => self.size() - self.size() % DIRENT_SIZE as u32,
+            Err(_) => return false,
+        };
         let mut de = Dirent {
             inum: inum as u16,
             name: [0; DIRSIZ],
@@ -592,15 +627,15 @@ impl Locked<'_> {
 
     /// Whether the directory holds only `.` and `..`.
     pub fn dir_is_empty(&self) -> bool {
-        let mut off = 2 * DIRENT_SIZE as u32;
-        while off + DIRENT_SIZE as u32 <= self.size() {
-            match self.dirent_at(off) {
-                Some(de) if de.inum == 0 => {}
-                _ => return false,
+        use core::ops::ControlFlow::{Break, Continue};
+        let used = self.scan_dir(2 * DIRENT_SIZE as u32, |_, de| {
+            if de.inum == 0 {
+                Continue(())
+            } else {
+                Break(())
             }
-            off += DIRENT_SIZE as u32;
-        }
-        true
+        });
+        matches!(used, Ok(None))
     }
 }
 
