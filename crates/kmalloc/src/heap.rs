@@ -201,7 +201,8 @@ impl<S: PageSource> Heap<S> {
             let keep = block::flags(b) & (FIRST | PREV_FREE);
             let used = if total - len >= MIN_BLOCK {
                 let rest = block::offset(b, len);
-                block::set_free(rest, total - len, 0);
+                // The block after `b` already says its predecessor is free.
+                block::set_free_tail(rest, total - len);
                 self.index.insert(rest, total - len);
                 len
             } else {

@@ -68,7 +68,8 @@ impl<S: PageSource> Heap<S> {
                     let total = cur + n;
                     let used = if total - new >= MIN_BLOCK {
                         let rest = block::offset(h, new);
-                        block::set_free(rest, total - new, 0);
+                        // The block after `next` already says its predecessor is free.
+                        block::set_free_tail(rest, total - new);
                         self.index.insert(rest, total - new);
                         new
                     } else {
