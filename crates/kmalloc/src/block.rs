@@ -143,6 +143,20 @@ pub(crate) unsafe fn set_free(h: Block, len: usize, keep: usize) {
     }
 }
 
+/// [`set_free`] for a block whose successor already has `PREV_FREE` (the tail split off a free
+/// block): writes only `h`'s header and footer, not the successor's line.
+///
+/// # Safety
+/// As [`set_free`], and the block after `h + len` has `PREV_FREE` set.
+#[inline(always)]
+pub(crate) unsafe fn set_free_tail(h: Block, len: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*h).size = len | FREE;
+        *offset(h, len).cast::<usize>().wrapping_sub(1) = len;
+    }
+}
+
 /// Makes `h` a used block of `len` bytes keeping `keep` of its flags, with its tag.
 ///
 /// # Safety

@@ -84,10 +84,18 @@ impl<S: PageSource> ClassicHeap<S> {
         &self.source
     }
 
-    /// List blocks visited by the searches since the heap was made. For tests.
+    /// List blocks visited by the searches since the heap was made. Counted with the `stats`
+    /// feature (and in the crate's tests); 0 otherwise.
     #[doc(hidden)]
     pub fn steps(&self) -> usize {
         self.steps
+    }
+
+    #[inline(always)]
+    fn step(&mut self) {
+        if cfg!(any(test, feature = "stats")) {
+            self.steps += 1;
+        }
     }
 
     /// `malloc`: first fit from the roving pointer on.
@@ -105,7 +113,7 @@ impl<S: PageSource> ClassicHeap<S> {
             let mut prevp = self.freep;
             let mut p = (*prevp).ptr;
             loop {
-                self.steps += 1;
+                self.step();
                 if let Some(q) = self.carve(prevp, p, nunits, align) {
                     (*q).size = nunits;
                     (*q).ptr = ptr::without_provenance_mut(tag(q.addr()));
@@ -232,7 +240,7 @@ impl<S: PageSource> ClassicHeap<S> {
             }
             let mut p = self.freep;
             while !(bp > p && bp < (*p).ptr) {
-                self.steps += 1;
+                self.step();
                 // At the end of the arena: bp goes at the start or the end.
                 if p >= (*p).ptr && (bp > p || bp < (*p).ptr) {
                     break;
@@ -319,11 +327,13 @@ impl<S: PageSource> RawHeap for ClassicHeap<S> {
         let bp: *mut Header = ptr.as_ptr().cast::<Header>().wrapping_sub(1);
         // SAFETY: per the contract `ptr` is a block of this heap, so its header is readable.
         unsafe {
-            assert!(
-                ptr.as_ptr().addr() % UNIT == 0 && (*bp).ptr.addr() == tag(bp.addr()),
-                "kmalloc: double free or invalid pointer {:p}",
-                ptr.as_ptr()
-            );
+            if cfg!(feature = "tag-checks") {
+                assert!(
+                    ptr.as_ptr().addr() % UNIT == 0 && (*bp).ptr.addr() == tag(bp.addr()),
+                    "kmalloc: double free or invalid pointer {:p}",
+                    ptr.as_ptr()
+                );
+            }
             self.in_use -= (*bp).size * UNIT;
             self.insert(bp);
         }
@@ -338,10 +348,12 @@ impl<S: PageSource> RawHeap for ClassicHeap<S> {
         let bp: *mut Header = ptr.as_ptr().cast::<Header>().wrapping_sub(1);
         // SAFETY: per the contract `ptr` is a live block of this heap.
         unsafe {
-            assert!(
-                (*bp).ptr.addr() == tag(bp.addr()),
-                "kmalloc: realloc of a freed or invalid pointer"
-            );
+            if cfg!(feature = "tag-checks") {
+                assert!(
+                    (*bp).ptr.addr() == tag(bp.addr()),
+                    "kmalloc: realloc of a freed or invalid pointer"
+                );
+            }
             if new_size <= ((*bp).size - 1) * UNIT {
                 return Ok(ptr); // it fits: K&R has no realloc, and this one keeps the block
             }

@@ -125,10 +125,18 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Blocks the searches have looked at since the heap was made (list heads and neighbours):
-    /// a bounded number per operation. For tests.
+    /// a bounded number per operation. Counted with the `stats` feature (and in the crate's
+    /// tests); 0 otherwise.
     #[doc(hidden)]
     pub fn steps(&self) -> usize {
         self.steps
+    }
+
+    #[inline(always)]
+    fn step(&mut self) {
+        if cfg!(any(test, feature = "stats")) {
+            self.steps += 1;
+        }
     }
 
     /// Allocates a block for `layout`: any size, any power-of-two alignment.
@@ -152,7 +160,7 @@ impl<S: PageSource> Heap<S> {
     pub(crate) fn take(&mut self, len: usize) -> Option<Block> {
         let (fl, sl) = index::class_of(len);
         let h = self.index.head(fl, sl);
-        self.steps += 1;
+        self.step();
         // SAFETY: a head of the index is a free block.
         if !h.is_null() && unsafe { block::size(h) } >= len {
             // SAFETY: as above.
@@ -161,7 +169,7 @@ impl<S: PageSource> Heap<S> {
         }
         let (fl, sl) = self.index.above(fl, sl)?;
         let h = self.index.head(fl, sl);
-        self.steps += 1;
+        self.step();
         // SAFETY: a head of a non-empty class.
         unsafe { self.unlist(h, block::size(h)) };
         Some(h)
@@ -193,7 +201,8 @@ impl<S: PageSource> Heap<S> {
             let keep = block::flags(b) & (FIRST | PREV_FREE);
             let used = if total - len >= MIN_BLOCK {
                 let rest = block::offset(b, len);
-                block::set_free(rest, total - len, 0);
+                // The block after `b` already says its predecessor is free.
+                block::set_free_tail(rest, total - len);
                 self.index.insert(rest, total - len);
                 len
             } else {
@@ -252,11 +261,13 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: per the contract `ptr` is a payload of this heap, so its header is readable
         // (a misaligned pointer is refused before any read).
         unsafe {
-            assert!(
-                ptr.as_ptr().addr() % UNIT == 0 && block::is_used(h),
-                "kmalloc: double free or invalid pointer {:p}",
-                ptr.as_ptr()
-            );
+            if cfg!(feature = "tag-checks") {
+                assert!(
+                    ptr.as_ptr().addr() % UNIT == 0 && block::is_used(h),
+                    "kmalloc: double free or invalid pointer {:p}",
+                    ptr.as_ptr()
+                );
+            }
             self.release(h);
         }
     }
@@ -276,7 +287,7 @@ impl<S: PageSource> Heap<S> {
             let mut total = len;
             let mut keep = block::flags(h) & FIRST;
             let next = block::offset(h, len);
-            self.steps += 1;
+            self.step();
             if block::flags(next) & FREE != 0 {
                 let n = block::size(next);
                 self.unlist(next, n);
@@ -284,7 +295,7 @@ impl<S: PageSource> Heap<S> {
             }
             if block::flags(h) & PREV_FREE != 0 {
                 let prev = block::prev_phys(h);
-                self.steps += 1;
+                self.step();
                 let p = block::size(prev);
                 self.unlist(prev, p);
                 // The merged block's header is now payload of `prev`: wipe its tag so that a

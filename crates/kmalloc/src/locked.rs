@@ -1,43 +1,38 @@
-//! [`LockedHeap`]: any [`RawHeap`] behind a spin lock, usable as `#[global_allocator]`.
+//! [`LockedHeap`]: any [`RawHeap`] behind a lock, usable as `#[global_allocator]`.
 
 use crate::RawHeap;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
-#[cfg(not(loom))]
-use spin::{Mutex, MutexGuard};
-
-#[cfg(loom)]
-use loom::sync::{Mutex, MutexGuard};
-
-/// A heap behind a spin lock, shareable between CPUs (or threads) and usable as the global
-/// allocator. `H` is the bounded [`Heap`](crate::Heap), K&R's [`ClassicHeap`](crate::ClassicHeap)
-/// or [`AnyHeap`](crate::AnyHeap). Under `--cfg loom` the lock is loom's, so the tests can
-/// model-check it.
-pub struct LockedHeap<H> {
-    heap: Mutex<H>,
+/// A heap behind a lock, shareable between CPUs (or threads) and usable as the global allocator.
+/// `H` is the bounded [`Heap`](crate::Heap), K&R's [`ClassicHeap`](crate::ClassicHeap) or
+/// [`AnyHeap`](crate::AnyHeap); `R` is the lock, any [`lock_api::RawMutex`] (a spin lock by
+/// default). Under `--cfg loom` the lock is loom's, so the tests can model-check it.
+pub struct LockedHeap<H, R = spin::Mutex<()>> {
+    #[cfg(not(loom))]
+    heap: lock_api::Mutex<R, H>,
+    #[cfg(loom)]
+    heap: loom::sync::Mutex<H>,
+    #[cfg(loom)]
+    _lock: core::marker::PhantomData<R>,
 }
 
-impl<H> core::fmt::Debug for LockedHeap<H> {
+/// The guard [`LockedHeap::lock`] returns.
+#[cfg(not(loom))]
+pub type HeapGuard<'a, H, R> = lock_api::MutexGuard<'a, R, H>;
+
+impl<H, R> core::fmt::Debug for LockedHeap<H, R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("LockedHeap").finish_non_exhaustive()
     }
 }
 
-impl<H> LockedHeap<H> {
+#[cfg(not(loom))]
+impl<H, R: lock_api::RawMutex> LockedHeap<H, R> {
     /// `heap` behind a lock.
-    #[cfg(not(loom))]
     pub const fn new(heap: H) -> Self {
         LockedHeap {
-            heap: Mutex::new(heap),
-        }
-    }
-
-    /// `heap` behind a lock.
-    #[cfg(loom)]
-    pub fn new(heap: H) -> Self {
-        LockedHeap {
-            heap: Mutex::new(heap),
+            heap: lock_api::Mutex::const_new(R::INIT, heap),
         }
     }
 
@@ -46,17 +41,57 @@ impl<H> LockedHeap<H> {
     /// A kernel must not take this lock in an interrupt handler that can interrupt a holder of it
     /// on the same CPU (it would spin forever): disable interrupts around heap use, as xv6's
     /// spinlocks do.
-    pub fn lock(&self) -> MutexGuard<'_, H> {
-        #[cfg(not(loom))]
-        return self.heap.lock();
-        #[cfg(loom)]
-        return self.heap.lock().unwrap();
+    pub fn lock(&self) -> HeapGuard<'_, H, R> {
+        self.heap.lock()
+    }
+}
+
+#[cfg(loom)]
+impl<H, R> LockedHeap<H, R> {
+    /// `heap` behind a lock.
+    pub fn new(heap: H) -> Self {
+        LockedHeap {
+            heap: loom::sync::Mutex::new(heap),
+            _lock: core::marker::PhantomData,
+        }
+    }
+
+    /// Locks the heap for direct use.
+    pub fn lock(&self) -> loom::sync::MutexGuard<'_, H> {
+        self.heap.lock().unwrap()
     }
 }
 
 // SAFETY: every method hands the request to the heap, whose blocks satisfy the layout's size and
 // alignment and stay valid until freed (RawHeap's contract); the lock makes each call exclusive.
-unsafe impl<H: RawHeap + Send> GlobalAlloc for LockedHeap<H> {
+#[cfg(not(loom))]
+unsafe impl<H: RawHeap + Send, R: lock_api::RawMutex + Sync> GlobalAlloc for LockedHeap<H, R> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.lock()
+            .allocate(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with this layout.
+            unsafe { self.lock().deallocate(p, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: GlobalAlloc's contract: `ptr` is live with `layout`.
+        unsafe { self.lock().reallocate(p, layout, new_size) }
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+// SAFETY: as above, with loom's lock.
+#[cfg(loom)]
+unsafe impl<H: RawHeap + Send, R> GlobalAlloc for LockedHeap<H, R> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.lock()
             .allocate(layout)

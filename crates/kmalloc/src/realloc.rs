@@ -31,11 +31,13 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: per the contract `ptr` is a used block of this heap (checked by its tag); its
         // successor in memory is a block or the sentinel of its chunk.
         unsafe {
-            assert!(
-                ptr.as_ptr().addr() % UNIT == 0 && block::is_used(h),
-                "kmalloc: realloc of a freed or invalid pointer {:p}",
-                ptr.as_ptr()
-            );
+            if cfg!(feature = "tag-checks") {
+                assert!(
+                    ptr.as_ptr().addr() % UNIT == 0 && block::is_used(h),
+                    "kmalloc: realloc of a freed or invalid pointer {:p}",
+                    ptr.as_ptr()
+                );
+            }
             let new = block_len(new_size).ok_or(AllocError)?;
             let cur = block::size(h);
             let keep = block::flags(h);
@@ -66,7 +68,8 @@ impl<S: PageSource> Heap<S> {
                     let total = cur + n;
                     let used = if total - new >= MIN_BLOCK {
                         let rest = block::offset(h, new);
-                        block::set_free(rest, total - new, 0);
+                        // The block after `next` already says its predecessor is free.
+                        block::set_free_tail(rest, total - new);
                         self.index.insert(rest, total - new);
                         new
                     } else {

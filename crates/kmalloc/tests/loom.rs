@@ -37,7 +37,8 @@ unsafe impl PageSource for Host {
 #[test]
 fn two_threads_allocate_and_free() {
     loom::model(|| {
-        let heap = Arc::new(LockedHeap::new(kmalloc::Heap::new(Host { out: 0 })));
+        let heap: Arc<LockedHeap<kmalloc::Heap<Host>>> =
+            Arc::new(LockedHeap::new(kmalloc::Heap::new(Host { out: 0 })));
         let threads: Vec<_> = (0..2u8)
             .map(|t| {
                 let heap = heap.clone();
