@@ -2,6 +2,7 @@
 
 mod build;
 mod cprog;
+mod crates;
 mod fsck;
 mod mkfs;
 mod qemu;
@@ -85,6 +86,9 @@ enum Cmd {
         #[arg(long)]
         asan: bool,
     },
+    /// Run kalloc's and vmregions' host tests under Miri with strict provenance (all of them;
+    /// `cargo xtask test` runs a subset). Installs Miri for nightly if it is missing.
+    Miri,
     /// Benchmark the allocators against their peers; writes target/bench/allocators.{csv,svg}.
     Bench {
         /// A short run (about two minutes).
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             asan,
         } => tasks::fuzz(target.as_deref(), seconds, asan).map(|_| 0),
         Cmd::Bench { quick } => tasks::bench(quick).map(|_| 0),
+        Cmd::Miri => crates::miri(true).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
