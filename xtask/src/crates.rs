@@ -100,7 +100,13 @@ pub fn no_std_builds() -> Result<()> {
             .map_err(|e| fail!("{krate} for {target}: {e}"))?;
         }
     }
-    Ok(())
+    // The complete kernel-style example, linked for bare metal.
+    util::run(
+        cargo()
+            .env("CARGO_TARGET_DIR", util::root().join("target/cross"))
+            .args(["build", "-p", "xv6-kalloc", "--example", "kernel"])
+            .args(["--target", "x86_64-unknown-none"]),
+    )
 }
 
 /// Makes sure 32-bit libc is there for linking the i686 tests: apt-get as root, else the command.
