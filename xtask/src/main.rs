@@ -2,6 +2,7 @@
 
 mod build;
 mod cprog;
+mod crates;
 mod fsck;
 mod kbench;
 mod mkfs;
@@ -92,7 +93,11 @@ enum Cmd {
         #[arg(long)]
         asan: bool,
     },
-    /// Benchmark the allocators against their peers; writes CSV and SVG files to target/bench.
+    /// Run kalloc's and vmregions' host tests under Miri with strict provenance (all of them;
+    /// `cargo xtask test` runs a subset). Installs Miri for nightly if it is missing.
+    Miri,
+    /// Benchmark the allocators against their peers (CSV and SVG files in target/bench), or with
+    /// --kernel the kernel beside Linux.
     Bench {
         /// A short, CI-sized run.
         #[arg(long)]
@@ -177,6 +182,7 @@ fn main() -> ExitCode {
             only,
             ..
         } => tasks::bench(quick, rounds, only.as_deref()).map(|_| 0),
+        Cmd::Miri => crates::miri(true).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

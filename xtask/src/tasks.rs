@@ -473,6 +473,12 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
             "fuzz smoke",
             Box::new(move || fuzz(None, fuzz_seconds, false)),
         ),
+        (
+            "no_std target builds",
+            Box::new(crate::crates::no_std_builds),
+        ),
+        ("32-bit host tests", Box::new(crate::crates::tests_32bit)),
+        ("miri (subset)", Box::new(|| crate::crates::miri(false))),
     ];
     if !host_only {
         steps.push((

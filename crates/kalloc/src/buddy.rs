@@ -533,6 +533,7 @@ impl FrameAllocator {
 
     /// Frames in the largest free buddy block (0 if none), not counting the cache: what
     /// [`allocate_contiguous`](Self::allocate_contiguous) can give without flushing it. O(1).
+    #[cfg(feature = "kmalloc")]
     pub(crate) fn largest_block(&self) -> usize {
         match self.orders {
             0 => 0,

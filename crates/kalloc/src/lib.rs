@@ -3,15 +3,15 @@
 //! - Frames come from one or more physical ranges, as a real memory map gives them (holes,
 //!   reserved areas); addresses are typed ([`PhysAddr`], [`Frame`]).
 //! - One frame, or `n` contiguous frames at a power-of-two alignment (DMA buffers, page-table
-//!   pages, multi-page heap runs), in O(log n): a binary buddy system whose free lists live in the
-//!   free frames themselves. The allocator has no heap of its own; its only metadata outside its
-//!   struct is one bit per frame, kept in the first frames of each range.
+//!   pages, multi-page heap runs), in O(log n): a binary buddy system whose free blocks are
+//!   recorded in per-order bitmaps with summary levels, kept with an allocation bitmap in the
+//!   first frames of each range (about 3 bits per frame). Single frames go through a cache of
+//!   [`CACHE_FRAMES`] frames in front of it. The allocator has no heap of its own.
 //! - Double frees, misaligned frees and frees of frames it does not manage are detected and
 //!   reported as [`FreeError`], with nothing changed; the kernel decides whether to panic. Counts
 //!   and alignments too large to serve are [`AllocError::InvalidRequest`], never a wrap-around.
-//! - What a caller leaves in its frames cannot mislead it: a frame's list node is read only when
-//!   the bitmap says the frame heads a free block (the tests and the fuzz target forge nodes in
-//!   allocated frames, and start a second allocator over a first one's leftovers).
+//! - What a caller leaves in its frames cannot mislead it: the allocator never stores anything
+//!   in, or reads anything from, a frame it manages (only its metadata frames).
 //! - Optional junk fill on free and on allocation ([`Junk::XV6`] is xv6's 1 and 5) to catch
 //!   dangling references.
 //! - [`FrameStats`]: total, free, largest contiguous free run. [`LockedFrameAllocator`] for SMP,
@@ -26,17 +26,16 @@
 //! ```
 //! use kalloc::{FrameAllocator, Junk, PhysAddr};
 //!
-//! // Stand-in for RAM: in a kernel these are real physical ranges from the firmware's memory map
-//! // (e820, PVH start_info, multiboot), minus the kernel image; `phys_offset` is where the kernel
-//! // maps all of physical memory.
-//! let mut ram = vec![0u8; 2 << 20];
-//! let base = ram.as_mut_ptr() as u64;
-//! let memory_map = [(base, base + (1 << 20)), (base + (1 << 20) + 8192, base + (2 << 20))];
+//! // Stand-in for RAM: "physical" address p is byte p of this buffer. A kernel instead writes
+//! // `FrameAllocator::new(PHYS_OFFSET)` (where it maps all of physical memory) and takes the
+//! // ranges from the firmware's memory map (e820, PVH start_info, multiboot) minus its image.
+//! let mut ram = vec![0u64; (2 << 20) / 8];
+//! let memory_map = [(0, 1 << 20), ((1 << 20) + 8192, 2 << 20)];
 //!
-//! let mut frames = FrameAllocator::new(0); // identity "direct map" in this example
+//! let mut frames = FrameAllocator::with_direct_map(ram.as_mut_ptr().cast());
 //! frames.set_junk(Junk::XV6);
 //! for (start, end) in memory_map {
-//!     // SAFETY: the ranges are memory nobody else uses (the vector, which outlives `frames`).
+//!     // SAFETY: the ranges are memory nobody else uses (the buffer, which outlives `frames`).
 //!     unsafe { frames.add_range(PhysAddr::new(start), PhysAddr::new(end)) }.unwrap();
 //! }
 //! let page = frames.allocate().unwrap();
@@ -67,7 +66,7 @@ pub use buddy::{
     AllocError, FrameAllocator, FrameStats, FreeError, Junk, RangeError, CACHE_FRAMES, MAX_ORDER,
     MAX_RANGES,
 };
-pub use locked::LockedFrameAllocator;
+pub use locked::{FrameGuard, LockedFrameAllocator};
 
 /// Size of a frame.
 pub const FRAME_SIZE: usize = 4096;

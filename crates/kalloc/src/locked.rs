@@ -1,17 +1,21 @@
-//! [`LockedFrameAllocator`]: the allocator behind a spin lock, and its `PageSource` face.
+//! [`LockedFrameAllocator`]: the allocator behind a spin lock of its own (Acquire to take,
+//! Release to give back), and its `PageSource` face.
 
-use crate::{FrameAllocator, PhysAddr, FRAME_SIZE};
+use crate::FrameAllocator;
+#[cfg(feature = "kmalloc")]
+use crate::{PhysAddr, FRAME_SIZE};
+#[cfg(feature = "kmalloc")]
 use core::ptr::NonNull;
 
 #[cfg(not(loom))]
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
 #[cfg(not(loom))]
-use spin::{Mutex, MutexGuard};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::cell::UnsafeCell;
 #[cfg(loom)]
-use loom::sync::{Mutex, MutexGuard};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// [`LockedFrameAllocator::largest`] when no bound is known.
 const UNKNOWN: usize = usize::MAX;
@@ -23,7 +27,10 @@ const UNKNOWN: usize = usize::MAX;
 /// reads, without the lock, the size of the largest free buddy block as the last page-source call
 /// left it, so an out-of-memory heap fails without taking the lock.
 pub struct LockedFrameAllocator {
-    inner: Mutex<FrameAllocator>,
+    /// True while a [`FrameGuard`] exists. Taken with Acquire (a guard sees every change the
+    /// previous holder made) and released with Release (it publishes its own).
+    locked: AtomicBool,
+    inner: UnsafeCell<FrameAllocator>,
     /// Frames in the largest free buddy block, or [`UNKNOWN`]. Written only under the lock: by
     /// the page-source methods, which store the exact value before unlocking, and by [`lock`],
     /// which stores [`UNKNOWN`] because its caller may change anything. So the value is always
@@ -31,6 +38,55 @@ pub struct LockedFrameAllocator {
     ///
     /// [`lock`]: LockedFrameAllocator::lock
     largest: AtomicUsize,
+}
+
+// SAFETY: the allocator inside is reached only through a `FrameGuard`, and the lock admits one
+// at a time; the allocator itself may move between threads (it is `Send`).
+unsafe impl Sync for LockedFrameAllocator {}
+
+/// The locked allocator: dereferences to the [`FrameAllocator`]; unlocks when dropped.
+pub struct FrameGuard<'a> {
+    lock: &'a LockedFrameAllocator,
+    /// loom's record of this access to the cell, ended before the unlock.
+    #[cfg(loom)]
+    access: Option<loom::cell::MutPtr<FrameAllocator>>,
+}
+
+impl core::fmt::Debug for FrameGuard<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameGuard").finish_non_exhaustive()
+    }
+}
+
+impl core::ops::Deref for FrameGuard<'_> {
+    type Target = FrameAllocator;
+    fn deref(&self) -> &FrameAllocator {
+        #[cfg(not(loom))]
+        // SAFETY: this guard holds the lock, so nothing else reaches the allocator.
+        return unsafe { &*self.lock.inner.get() };
+        #[cfg(loom)]
+        // SAFETY: as above; the access is live until the guard drops.
+        return unsafe { &*self.access.as_ref().expect("live guard").deref() };
+    }
+}
+
+impl core::ops::DerefMut for FrameGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FrameAllocator {
+        #[cfg(not(loom))]
+        // SAFETY: this guard holds the lock, so nothing else reaches the allocator.
+        return unsafe { &mut *self.lock.inner.get() };
+        #[cfg(loom)]
+        // SAFETY: as above; the access is live until the guard drops.
+        return unsafe { self.access.as_mut().expect("live guard").deref() };
+    }
+}
+
+impl Drop for FrameGuard<'_> {
+    fn drop(&mut self) {
+        #[cfg(loom)]
+        drop(self.access.take());
+        self.lock.locked.store(false, Ordering::Release);
+    }
 }
 
 impl core::fmt::Debug for LockedFrameAllocator {
@@ -45,7 +101,8 @@ impl LockedFrameAllocator {
     #[cfg(not(loom))]
     pub const fn new(phys_offset: usize) -> Self {
         LockedFrameAllocator {
-            inner: Mutex::new(FrameAllocator::new(phys_offset)),
+            locked: AtomicBool::new(false),
+            inner: UnsafeCell::new(FrameAllocator::new(phys_offset)),
             largest: AtomicUsize::new(UNKNOWN),
         }
     }
@@ -54,13 +111,34 @@ impl LockedFrameAllocator {
     #[cfg(loom)]
     pub fn new(phys_offset: usize) -> Self {
         LockedFrameAllocator {
-            inner: Mutex::new(FrameAllocator::new(phys_offset)),
+            locked: AtomicBool::new(false),
+            inner: UnsafeCell::new(FrameAllocator::new(phys_offset)),
+            largest: AtomicUsize::new(UNKNOWN),
+        }
+    }
+
+    /// An allocator made otherwise (e.g. [`FrameAllocator::with_direct_map`]), behind the lock.
+    #[cfg(not(loom))]
+    pub const fn from_allocator(a: FrameAllocator) -> Self {
+        LockedFrameAllocator {
+            locked: AtomicBool::new(false),
+            inner: UnsafeCell::new(a),
+            largest: AtomicUsize::new(UNKNOWN),
+        }
+    }
+
+    /// An allocator made otherwise (e.g. [`FrameAllocator::with_direct_map`]), behind the lock.
+    #[cfg(loom)]
+    pub fn from_allocator(a: FrameAllocator) -> Self {
+        LockedFrameAllocator {
+            locked: AtomicBool::new(false),
+            inner: UnsafeCell::new(a),
             largest: AtomicUsize::new(UNKNOWN),
         }
     }
 
     /// Locks it. In a kernel, hold it with interrupts disabled.
-    pub fn lock(&self) -> MutexGuard<'_, FrameAllocator> {
+    pub fn lock(&self) -> FrameGuard<'_> {
         let guard = self.lock_inner();
         // The caller may add or free frames: the page-source hint is unknown until the next
         // page-source call recomputes it (under the lock, so after this store).
@@ -68,20 +146,32 @@ impl LockedFrameAllocator {
         guard
     }
 
-    fn lock_inner(&self) -> MutexGuard<'_, FrameAllocator> {
-        #[cfg(not(loom))]
-        return self.inner.lock();
-        #[cfg(loom)]
-        return self.inner.lock().unwrap();
+    fn lock_inner(&self) -> FrameGuard<'_> {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            #[cfg(not(loom))]
+            core::hint::spin_loop();
+            #[cfg(loom)]
+            loom::thread::yield_now();
+        }
+        FrameGuard {
+            lock: self,
+            #[cfg(loom)]
+            access: Some(self.inner.get_mut()),
+        }
     }
 
     /// The largest free block, taken under the lock without touching the hint.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "kmalloc"))]
     pub(crate) fn inner_largest_for_tests(&self) -> usize {
         self.lock_inner().largest_block()
     }
 
     /// Publishes the largest free block of `a` (the locked allocator) for the page-source hint.
+    #[cfg(feature = "kmalloc")]
     fn publish(&self, a: &FrameAllocator) {
         self.largest.store(a.largest_block(), Ordering::Relaxed);
     }
