@@ -24,6 +24,7 @@ mod log;
 mod mem;
 mod mm;
 mod panic;
+mod pci;
 mod pipe;
 mod proc;
 mod sleeplock;
