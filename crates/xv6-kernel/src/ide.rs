@@ -16,6 +16,7 @@ use crate::proc;
 use alloc::collections::VecDeque;
 use xv6_abi::fs::BSIZE;
 use xv6_kernel::layout::v2p;
+use xv6_kernel::prd;
 
 const SECTOR: usize = 512;
 const SECTORS_PER_BLOCK: usize = BSIZE / SECTOR;
@@ -50,31 +51,6 @@ const BM_CAPABLE: u8 = 0x60;
 /// 16-byte aligned and 16 bytes long, so it never crosses a 64 KiB boundary itself.
 #[repr(C, align(16))]
 struct Prdt([u64; 2]);
-
-/// Fills `prd` with the descriptors for `len` bytes at physical address `pa`: a region must not
-/// cross a 64 KiB boundary, so a buffer that straddles one gets two. None if the buffer cannot be
-/// reached by the controller (above 4 GiB, odd address) or needs more than two regions.
-fn prd_entries(pa: u64, len: u64, prd: &mut [u64; 2]) -> Option<()> {
-    const EOT: u64 = 1 << 63;
-    if len == 0 || pa & 1 != 0 || len & 1 != 0 || pa + len > 1 << 32 {
-        return None;
-    }
-    let boundary = (pa | 0xffff) + 1;
-    let first = len.min(boundary - pa);
-    let rest = len - first;
-    // A byte count of 0 means 64 KiB; our regions are shorter than that.
-    if first >= 1 << 16 || rest >= 1 << 16 {
-        return None;
-    }
-    if rest == 0 {
-        prd[0] = pa | first << 32 | EOT;
-        prd[1] = 0;
-    } else {
-        prd[0] = pa | first << 32;
-        prd[1] = boundary | rest << 32 | EOT;
-    }
-    Some(())
-}
 
 struct Queue {
     q: VecDeque<*mut Buf>,
@@ -217,10 +193,14 @@ fn find_bus_master() -> Option<u16> {
 /// programmed I/O. Queue lock held.
 fn start(q: &mut Queue, b: &Buf) {
     let sector = b.blockno as usize * SECTORS_PER_BLOCK;
-    let dma = q.bm != 0
-        && v2p(b.data.as_ptr() as u64)
-            .and_then(|pa| prd_entries(pa, BSIZE as u64, &mut q.prdt.0))
-            .is_some();
+    let regions = match q.bm {
+        0 => None,
+        _ => v2p(b.data.as_ptr() as u64).and_then(|pa| prd::entries(pa, BSIZE as u64)),
+    };
+    let dma = regions.is_some();
+    if let Some(e) = regions {
+        q.prdt.0 = e;
+    }
     q.head_dma = dma;
     wait_ready(false);
     if dma {
