@@ -38,8 +38,6 @@ const BM_PRDT: u16 = 4;
 const BM_START: u8 = 0x01;
 /// BM_CMD: the controller writes memory (a disk read).
 const BM_TO_MEMORY: u8 = 0x08;
-/// BM_STATUS: transfer under way.
-const BM_ACTIVE: u8 = 0x01;
 /// BM_STATUS: the controller failed to reach memory (written as 1 to clear).
 const BM_ERROR: u8 = 0x02;
 /// BM_STATUS: the disk raised its interrupt (written as 1 to clear).
@@ -244,8 +242,10 @@ pub fn intr() {
     if q.head_dma {
         let bm = q.bm;
         let st = inb(bm + BM_STATUS);
-        if st & BM_INTR == 0 && st & BM_ACTIVE != 0 {
-            return; // not the end of our transfer
+        if st & BM_INTR == 0 {
+            // The disk has not raised its interrupt (the controller latches it in this bit even
+            // when the command failed): not the end of our transfer, so the buffer stays queued.
+            return;
         }
         outb(bm + BM_CMD, 0);
         // Reading the disk's status acknowledges its interrupt.
