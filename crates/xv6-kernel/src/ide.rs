@@ -1,14 +1,22 @@
-//! HARDWARE ACCESS: the primary ATA (IDE) disk, by programmed I/O with interrupts (xv6's ide.c).
+//! HARDWARE ACCESS: the primary ATA (IDE) disk, by bus-master DMA when the PCI IDE controller
+//! offers it (QEMU's PIIX3/PIIX4), else by programmed I/O with interrupts (xv6's ide.c).
 //!
 //! Requests queue up; the head of the queue is on the disk; the interrupt handler finishes it
-//! (reading the data for a read), wakes its owner and starts the next.
+//! (for a programmed-I/O read, copying the data in), wakes its owner and starts the next.
+//!
+//! DMA: the controller's bus-master registers (PCI BAR4, primary channel at its base) take the
+//! physical address of a table of region descriptors (PRD: 32-bit address, 16-bit byte count,
+//! bit 63 ends the table); each request points one or two descriptors at the buffer's data and
+//! issues READ DMA / WRITE DMA (LBA28). The disk's interrupt means the transfer is over.
 
-use crate::arch::{inb, insl, outb, outsl};
+use crate::arch::{dma_barrier, inb, insl, outb, outl, outsl};
 use crate::bio::Buf;
 use crate::cpu::Spinlock;
 use crate::proc;
 use alloc::collections::VecDeque;
 use xv6_abi::fs::BSIZE;
+use xv6_kernel::layout::v2p;
+use xv6_kernel::prd;
 
 const SECTOR: usize = 512;
 const SECTORS_PER_BLOCK: usize = BSIZE / SECTOR;
@@ -19,12 +27,40 @@ const ERR: u8 = 0x01;
 const CMD_RDMUL: u8 = 0xc4;
 const CMD_WRMUL: u8 = 0xc5;
 const CMD_SETMUL: u8 = 0xc6;
+const CMD_READ_DMA: u8 = 0xc8;
+const CMD_WRITE_DMA: u8 = 0xca;
+
+/// Bus-master registers of the primary channel, offsets from BAR4.
+const BM_CMD: u16 = 0;
+const BM_STATUS: u16 = 2;
+const BM_PRDT: u16 = 4;
+/// BM_CMD: start the transfer.
+const BM_START: u8 = 0x01;
+/// BM_CMD: the controller writes memory (a disk read).
+const BM_TO_MEMORY: u8 = 0x08;
+/// BM_STATUS: the controller failed to reach memory (written as 1 to clear).
+const BM_ERROR: u8 = 0x02;
+/// BM_STATUS: the disk raised its interrupt (written as 1 to clear).
+const BM_INTR: u8 = 0x04;
+/// BM_STATUS: the "drive 0/1 can DMA" bits, kept as they are when clearing the others.
+const BM_CAPABLE: u8 = 0x60;
+
+/// The region descriptor table: one block needs two entries at most (split at a 64 KiB boundary).
+/// 16-byte aligned and 16 bytes long, so it never crosses a 64 KiB boundary itself.
+#[repr(C, align(16))]
+struct Prdt([u64; 2]);
 
 struct Queue {
     q: VecDeque<*mut Buf>,
     present: bool,
     /// Capacity in 1024-byte blocks (from IDENTIFY).
     blocks: u64,
+    /// Bus-master I/O base of the primary channel; 0 when DMA is not used.
+    bm: u16,
+    /// The request at the head of the queue is a DMA transfer (else programmed I/O).
+    head_dma: bool,
+    /// The descriptor table the controller reads for the request on the disk.
+    prdt: Prdt,
 }
 
 // SAFETY: the raw pointers name buffers whose sleeplock their owners hold while queued; the queue
@@ -37,6 +73,9 @@ static QUEUE: Spinlock<Queue> = Spinlock::new(
         q: VecDeque::new(),
         present: false,
         blocks: 0,
+        bm: 0,
+        head_dma: false,
+        prdt: Prdt([0; 2]),
     },
 );
 
@@ -66,6 +105,7 @@ pub fn init(gsi: u32, flags: u16, apic: u32) -> bool {
         }
     }
     let mut blocks = 0;
+    let mut dma_capable = false;
     if present {
         wait_ready(false);
         // IDENTIFY: words 60-61 hold the number of 28-bit-addressable sectors.
@@ -75,15 +115,45 @@ pub fn init(gsi: u32, flags: u16, apic: u32) -> bool {
             let mut id = [0u32; 128];
             insl(0x1f0, &mut id);
             blocks = id[30] as u64 / SECTORS_PER_BLOCK as u64;
+            // Word 49 bit 8: the disk does DMA.
+            dma_capable = (id[24] >> 16) & (1 << 8) != 0;
         }
         // Two sectors per interrupt: one block.
         outb(0x1f2, SECTORS_PER_BLOCK as u8);
         outb(0x1f7, CMD_SETMUL);
         wait_ready(false);
     }
+    let bm = if present && dma_capable {
+        find_bus_master()
+    } else {
+        None
+    };
     let mut q = QUEUE.lock();
     q.present = present;
     q.blocks = blocks;
+    if let Some(bm) = bm {
+        // The table must sit below 4 GiB; it is in the kernel image, which is loaded low.
+        match v2p(&q.prdt as *const Prdt as u64) {
+            Some(pa) if pa + core::mem::size_of::<Prdt>() as u64 <= 1 << 32 => {
+                q.bm = bm;
+                outb(bm + BM_CMD, 0);
+                outl(bm + BM_PRDT, pa as u32);
+                // Tell the firmware-visible bits that drive 0 does DMA; clear stale status.
+                outb(bm + BM_STATUS, 0x20 | BM_ERROR | BM_INTR);
+            }
+            _ => {}
+        }
+    }
+    if present {
+        if q.bm != 0 {
+            crate::println!(
+                "ide: disk 0 by bus-master DMA (registers at port {:#x})",
+                q.bm
+            );
+        } else {
+            crate::println!("ide: no bus-master IDE controller: disk 0 by programmed I/O");
+        }
+    }
     // Room for every buffer at once, so queuing a request never allocates.
     if q.q.try_reserve(crate::bio::NBUF).is_err() {
         q.present = false;
@@ -96,17 +166,62 @@ pub fn capacity_blocks() -> u64 {
     QUEUE.lock().blocks
 }
 
-/// Starts the request for `b` on the disk. Queue lock held.
-fn start(b: &Buf) {
+/// The bus-master base of a PCI IDE controller whose primary channel is in compatibility mode
+/// (ports 0x1f0 and IRQ 14, the ones this driver uses), with bus mastering turned on.
+fn find_bus_master() -> Option<u16> {
+    let f = crate::pci::find_class(0x01, 0x01)?; // mass storage, IDE
+    let (_, _, progif) = f.class();
+    // Bit 0: primary channel in native mode (elsewhere); bit 7: bus-master capable.
+    if progif & 0x01 != 0 || progif & 0x80 == 0 {
+        return None;
+    }
+    let bar4 = f.read(0x20);
+    if bar4 & 1 == 0 {
+        return None; // not an I/O space BAR
+    }
+    let base = (bar4 & 0xfffc) as u16;
+    if base == 0 {
+        return None; // not assigned by the firmware
+    }
+    f.enable(crate::pci::CMD_IO | crate::pci::CMD_BUS_MASTER);
+    Some(base)
+}
+
+/// Starts the request for `b` on the disk: by DMA if the controller can reach its buffer, else by
+/// programmed I/O. Queue lock held.
+fn start(q: &mut Queue, b: &Buf) {
     let sector = b.blockno as usize * SECTORS_PER_BLOCK;
+    let regions = match q.bm {
+        0 => None,
+        _ => v2p(b.data.as_ptr() as u64).and_then(|pa| prd::entries(pa, BSIZE as u64)),
+    };
+    let dma = regions.is_some();
+    if let Some(e) = regions {
+        q.prdt.0 = e;
+    }
+    q.head_dma = dma;
     wait_ready(false);
+    if dma {
+        let bm = q.bm;
+        outb(bm + BM_CMD, 0);
+        let st = inb(bm + BM_STATUS);
+        outb(bm + BM_STATUS, (st & BM_CAPABLE) | BM_ERROR | BM_INTR);
+        outb(bm + BM_CMD, if b.dirty { 0 } else { BM_TO_MEMORY });
+    }
     outb(0x3f6, 0); // interrupts on
     outb(0x1f2, SECTORS_PER_BLOCK as u8);
     outb(0x1f3, sector as u8);
     outb(0x1f4, (sector >> 8) as u8);
     outb(0x1f5, (sector >> 16) as u8);
     outb(0x1f6, 0xe0 | ((sector >> 24) & 0x0f) as u8);
-    if b.dirty {
+    if dma {
+        outb(0x1f7, if b.dirty { CMD_WRITE_DMA } else { CMD_READ_DMA });
+        // The descriptors and (for a write) the data must be in memory before the controller
+        // starts reading them.
+        dma_barrier();
+        let dir = if b.dirty { 0 } else { BM_TO_MEMORY };
+        outb(q.bm + BM_CMD, dir | BM_START);
+    } else if b.dirty {
         outb(0x1f7, CMD_WRMUL);
         // SAFETY: the buffer's owner holds its sleeplock and waits for us; data is 1024 bytes,
         // a multiple of 4, and u32-aligned (Buf is align(8)).
@@ -121,6 +236,32 @@ fn start(b: &Buf) {
 /// The disk interrupt: finishes the request at the head of the queue.
 pub fn intr() {
     let mut q = QUEUE.lock();
+    if q.q.is_empty() {
+        return;
+    }
+    if q.head_dma {
+        let bm = q.bm;
+        let st = inb(bm + BM_STATUS);
+        if st & BM_INTR == 0 {
+            // The disk has not raised its interrupt (the controller latches it in this bit even
+            // when the command failed): not the end of our transfer, so the buffer stays queued.
+            return;
+        }
+        outb(bm + BM_CMD, 0);
+        // Reading the disk's status acknowledges its interrupt.
+        let disk = inb(0x1f7);
+        outb(bm + BM_STATUS, (st & BM_CAPABLE) | BM_ERROR | BM_INTR);
+        // The data the controller wrote must not be read from before this point.
+        dma_barrier();
+        let Some(bp) = q.q.pop_front() else { return };
+        // SAFETY: the queued buffer's owner sleeps until we clear `disk`; nothing else touches it.
+        let b = unsafe { &mut *bp };
+        if st & BM_ERROR != 0 || disk & (DF | ERR) != 0 {
+            b.error = true;
+        }
+        finish(&mut q, bp);
+        return;
+    }
     let Some(bp) = q.q.pop_front() else { return };
     // SAFETY: the queued buffer's owner sleeps until we clear `disk`; nothing else touches it.
     let b = unsafe { &mut *bp };
@@ -135,13 +276,20 @@ pub fn intr() {
             b.error = true;
         }
     }
+    finish(&mut q, bp);
+}
+
+/// Marks the request for `bp` (taken off the queue) done, wakes its owner, and starts the next.
+fn finish(q: &mut Queue, bp: *mut Buf) {
+    // SAFETY: the owner of the buffer just taken off the queue sleeps until we clear `disk`.
+    let b = unsafe { &mut *bp };
     b.valid = !b.error;
     b.dirty = false;
     b.disk = false;
     proc::wakeup(bp as usize);
     if let Some(&next) = q.q.front() {
         // SAFETY: queued buffers stay valid until finished (owners sleep on them).
-        start(unsafe { &*next });
+        start(q, unsafe { &*next });
     }
 }
 
@@ -160,7 +308,7 @@ pub fn rw(b: &mut Buf) -> bool {
     let bp = b as *mut Buf;
     q.q.push_back(bp);
     if q.q.len() == 1 {
-        start(b);
+        start(&mut q, b);
     }
     // SAFETY: `disk` is written by the interrupt handler under the queue lock, which we hold
     // whenever we read it here.

@@ -14,5 +14,6 @@ pub mod bootinfo;
 pub mod elf;
 pub mod layout;
 pub mod paging;
+pub mod prd;
 pub mod string;
 pub mod uvm;

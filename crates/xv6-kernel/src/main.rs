@@ -2,9 +2,9 @@
 //!
 //! Built only by xtask (`cargo xtask build`), for the host target with bare-metal flags (see
 //! docs/BUILDING.md). Hardware access lives in the modules marked HARDWARE ACCESS (arch, console,
-//! irq, ide, and the assembly in trap.rs, proc.rs and arch/boot.s); the logic that can be tested
-//! on the host is in the `xv6_kernel` library (src/lib.rs: boot information, ACPI tables, page
-//! tables, user memory copies, ELF checks).
+//! irq, ide, pci, and the assembly in trap.rs, proc.rs and arch/boot.s); the logic that can be
+//! tested on the host is in the `xv6_kernel` library (src/lib.rs: boot information, ACPI tables,
+//! page tables, user memory copies, ELF checks, DMA descriptors).
 
 #![no_std]
 #![no_main]
@@ -24,6 +24,7 @@ mod log;
 mod mem;
 mod mm;
 mod panic;
+mod pci;
 mod pipe;
 mod proc;
 mod sleeplock;

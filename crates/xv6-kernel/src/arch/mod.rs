@@ -34,6 +34,25 @@ pub fn outl(port: u16, v: u32) {
     };
 }
 
+/// Reads 32 bits from an I/O port (PCI configuration data).
+pub fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as `inb`.
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// Keeps the compiler from moving memory accesses across this point, for memory a device reads
+/// or writes by DMA: the port writes above are `nomem`, so without it a store to a descriptor
+/// could sink below the port write that starts the device. (x86 DMA is cache-coherent and port
+/// I/O is ordered with stores, so the processor needs no fence instruction.)
+pub fn dma_barrier() {
+    // SAFETY: an empty asm block; without `nomem` the compiler assumes it reads and writes memory.
+    unsafe { asm!("", options(nostack, preserves_flags)) };
+}
+
 /// Reads `dst.len()` 32-bit words from a port (IDE data).
 pub fn insl(port: u16, dst: &mut [u32]) {
     // SAFETY: `rep insd` writes exactly `dst.len()` words to `dst`, which we borrow mutably.
