@@ -19,7 +19,8 @@ use vmregions::{Backing, Prot, Region, RegionList, Sharing};
 const PHYS_OFFSET: usize = 0;
 static FRAMES: LockedFrameAllocator = LockedFrameAllocator::new(PHYS_OFFSET);
 #[cfg_attr(target_os = "none", global_allocator)]
-static HEAP: LockedHeap<&LockedFrameAllocator> = LockedHeap::new(&FRAMES);
+static HEAP: LockedHeap<kmalloc::Heap<&LockedFrameAllocator>> =
+    LockedHeap::new(kmalloc::Heap::new(&FRAMES));
 
 fn init_memory(memory_map: &[(u64, u64)]) {
     for &(start, end) in memory_map {
