@@ -6,10 +6,12 @@
 
 #![no_std]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 pub mod acpi;
+pub mod blockset;
 pub mod bootinfo;
 pub mod elf;
 pub mod layout;

@@ -181,7 +181,7 @@ pub struct MemState {
     /// The program break (`sbrk(0)`).
     pub brk: u64,
     /// Kernel-heap blocks this process holds through `kmalloc` (addresses and sizes).
-    pub kblocks: Vec<(u64, usize)>,
+    pub kblocks: xv6_kernel::blockset::BlockSet,
     /// Bytes of `kblocks`.
     pub kbytes: usize,
     /// mmap regions (created at the first mmap).
@@ -248,7 +248,7 @@ impl MemState {
         MemState {
             image_end: 0,
             brk: 0,
-            kblocks: Vec::new(),
+            kblocks: xv6_kernel::blockset::BlockSet::new(),
             kbytes: 0,
             regions: None,
             heap_unmapped: 0,

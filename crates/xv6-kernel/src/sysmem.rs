@@ -6,6 +6,7 @@ use crate::mm::{MapObj, MemState};
 use crate::proc;
 use crate::syscall::{arg, arg_int, copy_out};
 use crate::trap::TrapFrame;
+use core::alloc::Layout;
 use core::ptr::NonNull;
 use kmalloc::RawHeap;
 use xv6_abi::param::KMALLOC_CAP;
@@ -20,13 +21,13 @@ pub fn kmalloc(tf: &TrapFrame) -> i64 {
     }
     let n = n as usize;
     let p = proc::myproc();
-    if p.mm.kbytes + n > KMALLOC_CAP || p.mm.kblocks.try_reserve(1).is_err() {
+    if p.mm.kbytes + n > KMALLOC_CAP || !p.mm.kblocks.reserve_one() {
         return 0;
     }
     let Some(b) = HEAP.lock().kmalloc(n) else {
         return 0;
     };
-    p.mm.kblocks.push((b.as_ptr() as u64, n));
+    p.mm.kblocks.insert(b.as_ptr() as u64, n);
     p.mm.kbytes += n;
     b.as_ptr() as i64
 }
@@ -36,35 +37,30 @@ pub fn kmalloc(tf: &TrapFrame) -> i64 {
 pub fn kmfree(tf: &TrapFrame) -> i64 {
     let a = arg(tf, 0);
     let p = proc::myproc();
-    let Some(i) = p.mm.kblocks.iter().position(|&(b, _)| b == a) else {
+    // The process's own record says whether `a` is one of its blocks, in O(1); only then is
+    // the heap asked to free it (also O(1): the heap's checked `kmfree` would first search its
+    // chunks for an arbitrary address, which this record makes unnecessary).
+    let Some(n) = p.mm.kblocks.remove(a) else {
         return -1;
     };
-    let (b, n) = p.mm.kblocks.swap_remove(i);
     p.mm.kbytes -= n;
-    if p.mm.kblocks.is_empty() {
-        // Give the bookkeeping back too, so heap use returns to where it was.
-        p.mm.kblocks = alloc::vec::Vec::new();
-    }
-    let ptr = NonNull::new(b as *mut u8).expect("kmalloc never returns null blocks");
-    if let Err(e) = HEAP.lock().kmfree(ptr) {
-        panic!("kmfree of a block the kernel handed out failed: {e}");
-    }
+    free_block(a, n);
     0
+}
+
+/// Frees a block `kmalloc` handed out with size `n`.
+fn free_block(a: u64, n: usize) {
+    let ptr = NonNull::new(a as *mut u8).expect("kmalloc never returns null blocks");
+    let layout = Layout::from_size_align(n, 16).expect("a kmalloc size");
+    // SAFETY: `a` came from `kmalloc(n)`, which is `allocate` with this layout, and its record
+    // was just removed, so it is freed once.
+    unsafe { HEAP.lock().deallocate(ptr, layout) };
 }
 
 /// Frees every kernel-heap block a process still holds (at exit).
 pub fn free_all_kblocks(mm: &mut MemState) {
-    let mut h = HEAP.lock();
-    for (b, _) in mm.kblocks.drain(..) {
-        if let Some(ptr) = NonNull::new(b as *mut u8) {
-            if let Err(e) = h.kmfree(ptr) {
-                panic!("freeing a process's kmalloc block: {e}");
-            }
-        }
-    }
+    mm.kblocks.drain(free_block);
     mm.kbytes = 0;
-    drop(h);
-    mm.kblocks = alloc::vec::Vec::new();
 }
 
 /// `meminfo(m)`.

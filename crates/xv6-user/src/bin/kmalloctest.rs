@@ -14,6 +14,7 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use xv6_user::mem_sys::{kmalloc, kmfree, meminfo, MemInfo};
 use xv6_user::{println, sys, Args};
 
@@ -248,6 +249,72 @@ fn foreign_free() -> R {
     ensure!(
         st == 0,
         "the child could not free its own block afterwards (status {st})"
+    );
+    Ok(())
+}
+
+/// The cap in one-byte blocks: 65 536 blocks held at once, freed in a scrambled order, each
+/// refused a second time, a foreign address refused among them; the kernel's record of them must
+/// cope (it used to be a list searched from the start on every kmfree). Runs in a child, whose
+/// own list of 64 Ki addresses grows its heap; the child prints what failed.
+fn tiny_blocks() -> R {
+    let st = in_child(|| match tiny_blocks_here() {
+        Ok(()) => 0,
+        Err(m) => {
+            println!("tiny blocks (child): {}", m.as_str());
+            1
+        }
+    })?;
+    ensure!(st == 0, "the child failed (status {st})");
+    Ok(())
+}
+
+fn tiny_blocks_here() -> R {
+    const N: usize = 64 * 1024;
+    let mut b: Vec<u64> = Vec::new();
+    ensure!(
+        b.try_reserve_exact(N).is_ok(),
+        "no memory for the test's own list"
+    );
+    while b.len() < N {
+        let p = kmalloc(1);
+        if p == 0 {
+            break;
+        }
+        b.push(p);
+    }
+    let got = b.len();
+    let over = kmalloc(1);
+    // Scramble: a fixed odd stride over the indices visits each once.
+    let mut bad = 0usize;
+    for k in 0..got {
+        let i = (k * 40_503) % got;
+        if kmfree(b[i]) != 0 {
+            bad += 1;
+        }
+        if k % 4096 == 0 && kmfree(b[i]) != -1 {
+            bad += 1_000_000;
+        }
+    }
+    let foreign = kmfree(b[0] + 16);
+    if over != 0 {
+        kmfree(over);
+    }
+    ensure!(
+        got == N,
+        "got {got} one-byte blocks before kmalloc returned 0, expected {N}"
+    );
+    ensure!(
+        over == 0,
+        "kmalloc(1) past {N} one-byte blocks returned {over:#x}"
+    );
+    ensure!(
+        bad == 0,
+        "kmfree of held blocks failed or a second kmfree succeeded ({bad})"
+    );
+    ensure!(
+        foreign == -1,
+        "kmfree of an address no block starts at returned {foreign}"
     );
     Ok(())
 }
@@ -491,7 +558,7 @@ fn run_cases() -> i32 {
         println!("meminfo: FAILED: meminfo failed");
         return 1;
     };
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
         ("rounds", rounds),
         ("sizes", sizes),
         ("distinct blocks", distinct_blocks),
@@ -499,6 +566,7 @@ fn run_cases() -> i32 {
         ("double free", double_free),
         ("foreign free", foreign_free),
         ("cap", cap),
+        ("tiny blocks", tiny_blocks),
         ("child exit leaks nothing", child_exit_leaks_nothing),
         ("killed child leaks nothing", killed_child_leaks_nothing),
         ("many children", many_children),
