@@ -5,19 +5,13 @@ use crate::util::{self, cargo, errln, fail, Result};
 use std::path::Path;
 use std::process::Command;
 
-/// The crates built for every no_std target, with the cargo arguments each needs.
-///
-/// For the 32-bit targets kalloc is built without its default `kmalloc` feature and kmalloc is
-/// not listed: kmalloc does not build for 32-bit targets yet (compile-time asserts fix its
-/// header sizes at 64-bit values). When it does, add `("kmalloc", &[])` to
-/// [`NO_STD_CRATES_32`] and drop kalloc's `--no-default-features` there.
+/// The crates built for every no_std target, with the cargo arguments each needs (kalloc with
+/// its default `kmalloc` feature, so both crates and their link are built).
 pub const NO_STD_CRATES_64: &[(&str, &[&str])] =
     &[("xv6-kalloc", &[]), ("vmregions", &[]), ("kmalloc", &[])];
-/// See [`NO_STD_CRATES_64`].
-pub const NO_STD_CRATES_32: &[(&str, &[&str])] = &[
-    ("xv6-kalloc", &["--no-default-features"]),
-    ("vmregions", &[]),
-];
+/// The same crates for the 32-bit targets (built for riscv32, tested on i686).
+pub const NO_STD_CRATES_32: &[(&str, &[&str])] =
+    &[("xv6-kalloc", &[]), ("vmregions", &[]), ("kmalloc", &[])];
 
 /// The no_std targets: (triple, 32-bit).
 pub const NO_STD_TARGETS: &[(&str, bool)] = &[
