@@ -21,6 +21,7 @@ impl<S: PageSource> Heap<S> {
     #[doc(hidden)]
     pub fn check_invariants(&self) {
         let mut in_use = 0;
+        let mut cached = 0;
         let mut free_blocks = 0;
         let mut pages = 0;
         let mut nchunks = 0;
@@ -69,6 +70,9 @@ impl<S: PageSource> Heap<S> {
                         }
                         free_blocks += 1;
                         prev_free = true;
+                    } else if crate::cache::is_cached(b) {
+                        cached += len;
+                        prev_free = false;
                     } else {
                         assert!(block::is_used(b), "used block {b:p} lost its tag");
                         in_use += len;
@@ -118,6 +122,21 @@ impl<S: PageSource> Heap<S> {
         assert!(spare_seen, "the spare is not a free block of the heap");
         assert_eq!(self.index.count, free_blocks, "free block count");
         assert_eq!(in_use, self.in_use, "bytes in use");
+        // The cache: its lists hold exactly the blocks tagged cached, of their sizes.
+        let mut listed_cached = 0;
+        self.cache.for_each(|h, len, _| {
+            // SAFETY: cache members are blocks of the heap.
+            unsafe {
+                assert!(
+                    crate::cache::is_cached(h),
+                    "cache member {h:p} not tagged cached"
+                );
+                assert_eq!(block::size(h), len, "cache member {h:p} of the wrong size");
+            }
+            listed_cached += len;
+        });
+        assert_eq!(listed_cached, cached, "cached blocks not all in the cache");
+        assert_eq!(cached, self.cache.bytes, "cached bytes");
         assert_eq!(pages, self.pages, "pages held");
         assert_eq!(nchunks, self.nchunks, "chunks held");
         assert_eq!(

@@ -171,6 +171,8 @@ impl<S: PageSource> Heap<S> {
     /// Gives every wholly free chunk back to the source (the spare, and any the source declined
     /// before). Walks the chunk list. Returns the number of pages the heap holds afterwards.
     pub fn release_free_pages(&mut self) -> usize {
+        // Cached small blocks keep their chunks: free them first.
+        self.flush_cache();
         let mut c = self.chunks;
         while !c.is_null() {
             // SAFETY: `c` is a chunk record of the heap; its first block is a valid header.

@@ -37,6 +37,7 @@
 //!   chunk).
 
 use crate::block::{self, Block, FIRST, FREE, HDR, MIN_BLOCK, PREV_FREE, UNIT};
+use crate::cache::Cache;
 use crate::chunks::{self, Chunk, CHUNK_OVERHEAD, MAX_GROW_PAGES};
 use crate::index::{self, Index};
 use crate::{AllocError, FreeError, HeapStats, PageSource, PAGE_SIZE};
@@ -54,6 +55,8 @@ pub struct Heap<S: PageSource> {
     pub(crate) chunks: *mut Chunk,
     /// The one wholly free chunk kept (its block, in the index), or null.
     pub(crate) spare: Block,
+    /// Freed small blocks waiting to be handed out again (see [`cache`](crate::cache)).
+    pub(crate) cache: Cache,
     pub(crate) in_use: usize,
     pub(crate) pages: usize,
     pub(crate) nchunks: usize,
@@ -94,6 +97,7 @@ impl<S: PageSource> Heap<S> {
             index: Index::new(),
             chunks: ptr::null_mut(),
             spare: ptr::null_mut(),
+            cache: Cache::new(),
             in_use: 0,
             pages: 0,
             nchunks: 0,
@@ -144,14 +148,65 @@ impl<S: PageSource> Heap<S> {
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = block_len(layout.size()).ok_or(AllocError)?;
         if layout.align() <= UNIT {
-            let b = match self.take(len) {
-                Some(b) => b,
-                None => self.morecore(len).ok_or(AllocError)?,
-            };
+            // SAFETY: the cache holds blocks of this heap only.
+            if let Some(h) = unsafe { self.cache.pop(len) } {
+                self.in_use += len;
+                // SAFETY: a used block again, of `len` bytes.
+                return Ok(unsafe { NonNull::new_unchecked(block::payload(h)) });
+            }
+            let b = self.take_or_grow(len).ok_or(AllocError)?;
             // SAFETY: `b` is a free block of at least `len` bytes on no list.
             Ok(unsafe { self.use_block(b, len) })
         } else {
             self.allocate_aligned(len, layout.align())
+        }
+    }
+
+    /// A free block of at least `len` bytes on no list: from the index, else a new chunk, else
+    /// (the source is out of memory) from the index again after the small-block cache has been
+    /// freed into it.
+    #[inline(always)]
+    fn take_or_grow(&mut self, len: usize) -> Option<Block> {
+        if let Some(b) = self.take(len) {
+            return Some(b);
+        }
+        if let Some(b) = self.morecore(len) {
+            return Some(b);
+        }
+        if self.cache.bytes == 0 {
+            return None;
+        }
+        self.flush_cache();
+        self.take(len).or_else(|| self.morecore(len))
+    }
+
+    /// Frees every block of the small-block cache into the index.
+    pub(crate) fn flush_cache(&mut self) {
+        let mut cache = core::mem::replace(&mut self.cache, Cache::new());
+        // SAFETY: the cache's blocks are used blocks of this heap (tagged used again by drain),
+        // each freed once.
+        unsafe {
+            cache.drain(|h| {
+                self.in_use += block::size(h);
+                self.release(h);
+            })
+        };
+    }
+
+    /// Frees used block `h`: into the small-block cache if it takes it, else merged and indexed.
+    ///
+    /// # Safety
+    /// `h` is a used block of the heap.
+    #[inline(always)]
+    unsafe fn free_used(&mut self, h: Block) {
+        // SAFETY: per the contract.
+        unsafe {
+            let len = block::size(h);
+            if self.cache.push(h, len) {
+                self.in_use -= len;
+            } else {
+                self.release(h);
+            }
         }
     }
 
@@ -221,10 +276,7 @@ impl<S: PageSource> Heap<S> {
             return Err(AllocError);
         }
         let need = len + align + MIN_BLOCK;
-        let b = match self.take(need) {
-            Some(b) => b,
-            None => self.morecore(need).ok_or(AllocError)?,
-        };
+        let b = self.take_or_grow(need).ok_or(AllocError)?;
         // SAFETY: `b` is a free block of at least `need` bytes on no list; the aligned block
         // and the front remainder lie inside it.
         unsafe {
@@ -268,7 +320,7 @@ impl<S: PageSource> Heap<S> {
                     ptr.as_ptr()
                 );
             }
-            self.release(h);
+            self.free_used(h);
         }
     }
 
@@ -333,7 +385,7 @@ impl<S: PageSource> Heap<S> {
     pub fn kmfree(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError> {
         let h = self.find_used(ptr)?;
         // SAFETY: `find_used` returned a used block of this heap.
-        unsafe { self.release(h) };
+        unsafe { self.free_used(h) };
         Ok(())
     }
 
@@ -367,7 +419,7 @@ impl<S: PageSource> Heap<S> {
                 }
                 return Err(FreeError::NotABlockStart);
             }
-            if self.is_free_block(h, c) {
+            if crate::cache::is_cached(h) || self.is_free_block(h, c) {
                 Err(FreeError::DoubleFree)
             } else {
                 Err(FreeError::NotABlockStart)

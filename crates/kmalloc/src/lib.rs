@@ -95,6 +95,7 @@ extern crate std;
 
 mod any;
 pub mod block;
+mod cache;
 mod check;
 mod chunks;
 mod classic;

@@ -144,9 +144,10 @@ fn realloc_in_place() {
 #[test]
 fn kmfree_tells_double_free_from_interior() {
     let mut h = Heap::new(HostSource::new(100));
-    let a = h.kmalloc(100).unwrap();
-    let b = h.kmalloc(100).unwrap();
-    let _c = h.kmalloc(100).unwrap();
+    // Blocks above the small-block cache's sizes, so that frees merge.
+    let a = h.kmalloc(300).unwrap();
+    let b = h.kmalloc(300).unwrap();
+    let _c = h.kmalloc(300).unwrap();
     assert_eq!(h.kmfree(b), Ok(()));
     assert_eq!(
         h.kmfree(b),
@@ -373,4 +374,79 @@ fn region_source_over_a_static_array() {
         "runs go back top first, as the heap returns them"
     );
     assert_eq!(h.source().pages_left(), 64);
+}
+
+#[test]
+fn cached_small_blocks_are_reused_and_still_refused_twice() {
+    let mut h = Heap::new(HostSource::new(100));
+    let keep = h.kmalloc(528).unwrap();
+    let a = h.kmalloc(64).unwrap();
+    let in_use = h.stats().bytes_in_use;
+    assert_eq!(h.kmfree(a), Ok(()));
+    assert!(
+        h.stats().bytes_in_use < in_use,
+        "a cached block is not in use"
+    );
+    assert_eq!(
+        h.kmfree(a),
+        Err(FreeError::DoubleFree),
+        "a cached block freed again"
+    );
+    assert!(!h.is_allocated(a));
+    h.check_invariants();
+    // The same size comes back from the cache, the same block.
+    let b = h.kmalloc(60).unwrap();
+    assert_eq!(a, b);
+    assert!(h.is_allocated(b));
+    h.check_invariants();
+    // Fill every size's cache and more; all of it merges back when flushed.
+    let mut v = std::vec::Vec::new();
+    for size in (1..=300).step_by(7) {
+        for _ in 0..12 {
+            v.push((h.kmalloc(size).unwrap(), size));
+        }
+    }
+    for (p, _) in v.drain(..) {
+        assert_eq!(h.kmfree(p), Ok(()));
+    }
+    h.check_invariants();
+    assert_eq!(h.kmfree(b), Ok(()));
+    assert_eq!(h.kmfree(keep), Ok(()));
+    h.check_invariants();
+    h.release_free_pages();
+    assert_eq!(h.stats().pages_held, 0, "the cache kept a chunk");
+    assert_eq!(h.stats().bytes_in_use, 0);
+    h.check_invariants();
+}
+
+#[test]
+#[should_panic(expected = "double free")]
+fn deallocating_a_cached_block_twice_panics() {
+    let mut h = Heap::new(HostSource::new(10));
+    let l = layout(48, 16);
+    let p = h.allocate(l).unwrap();
+    // SAFETY: p is live.
+    unsafe { h.deallocate(p, l) };
+    // SAFETY: not safe: the heap must refuse it.
+    unsafe { h.deallocate(p, l) };
+}
+
+#[test]
+fn out_of_memory_flushes_the_cache() {
+    // A source of 2 pages: fill it with small blocks, free them all (into the cache, pinning
+    // the chunk), then ask for a block only the merged memory can hold.
+    let mut h = Heap::new(HostSource::new(2));
+    let mut v = std::vec::Vec::new();
+    while let Some(p) = h.kmalloc(48) {
+        v.push(p);
+    }
+    for p in v.drain(..) {
+        assert_eq!(h.kmfree(p), Ok(()));
+    }
+    let big = h.kmalloc(4000);
+    assert!(
+        big.is_some(),
+        "the cached blocks were not given back when memory ran out"
+    );
+    h.check_invariants();
 }
