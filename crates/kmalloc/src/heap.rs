@@ -5,6 +5,8 @@
 //!
 //! # Allocation
 //!
+//! A request of at most 256 bytes is first served from the small-block cache
+//! ([`cache`](crate::cache)): freed blocks of its exact size kept aside, O(1). Otherwise:
 //! A request of `n` bytes needs a block of `round_up(n, 16) + 16` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
 //! smallest non-empty class above (every block there fits). The block is split: the request takes
