@@ -17,5 +17,4 @@ pub mod elf;
 pub mod layout;
 pub mod paging;
 pub mod prd;
-pub mod string;
 pub mod uvm;

@@ -33,7 +33,7 @@ pub mod grep;
 pub mod heap;
 pub mod io;
 pub mod ls;
-pub mod mem;
+pub use xv6_mem as mem;
 pub mod num;
 pub mod path;
 pub mod shparse;

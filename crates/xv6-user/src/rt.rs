@@ -40,7 +40,8 @@ pub extern "C" fn rust_eh_personality() {}
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: same contract.
-    unsafe { crate::mem::copy_forward(dst, src, n) }
+    unsafe { crate::mem::copy_forward(dst, src, n) };
+    dst
 }
 
 /// C's `memmove`.
@@ -51,7 +52,8 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: same contract.
-    unsafe { crate::mem::copy(dst, src, n) }
+    unsafe { crate::mem::copy(dst, src, n) };
+    dst
 }
 
 /// C's `memset`.
@@ -62,7 +64,8 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 #[no_mangle]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     // SAFETY: same contract.
-    unsafe { crate::mem::fill(dst, c, n) }
+    unsafe { crate::mem::fill(dst, c as u8, n) };
+    dst
 }
 
 /// C's `memcmp`.

@@ -1,7 +1,7 @@
 //! The symbols the precompiled `core` and `compiler_builtins` expect from a C library. The copies
-//! and fills are `xv6_kernel::string`'s (host-tested there).
+//! and fills are `xv6_mem`'s (host-tested there).
 
-use xv6_kernel::string;
+use xv6_mem as string;
 
 /// C `memcpy`.
 ///
