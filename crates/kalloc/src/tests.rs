@@ -131,6 +131,7 @@ fn contiguous_alignment_and_tail_return() {
     let before = a.stats().free;
     let f = a.allocate_contiguous(3, 1).unwrap();
     assert_eq!(a.stats().free, before - 3);
+    assert_eq!(a.free_frames(), before - 3, "the O(1) count agrees");
     // Free the middle frame alone, then the rest: sub-runs are fine.
     // SAFETY: frames we own.
     unsafe {

@@ -233,9 +233,9 @@ pub fn kernel_pt() -> PageTable {
     unsafe { KERNEL_PT }
 }
 
-/// Frames free now.
+/// Frames free now, in O(1) (sbrk asks on every growth).
 pub fn free_frames() -> u64 {
-    FRAMES.lock().stats().free
+    FRAMES.lock().free_frames()
 }
 
 /// Free frames, total frames, heap bytes in use, heap pages held.
