@@ -235,11 +235,22 @@ fn clock_and_console() -> Result<()> {
 /// "cw done 3\r\ncw done 4\r\ncw do" -> 4
 /// ```
 fn last_done(output: &str) -> i32 {
+    last_line_number(output, "cw done ")
+}
+
+/// The number in the last `cw synced N` line crashwriter printed whole (operations 0..=N are
+/// on the disk), or -1.
+fn last_synced(output: &str) -> i32 {
+    last_line_number(output, "cw synced ")
+}
+
+/// The number after `prefix` in the last whole line that starts with it, or -1.
+fn last_line_number(output: &str, prefix: &str) -> i32 {
     // Only whole lines: the kill may cut the last one short.
     let whole = output.rfind('\n').map_or("", |i| &output[..i]);
     whole
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("cw done ")?.parse().ok())
+        .filter_map(|l| l.trim().strip_prefix(prefix)?.parse().ok())
         .next_back()
         .unwrap_or(-1)
 }
@@ -254,10 +265,10 @@ enum KillAt {
 }
 
 /// The crash test: crashwriter creates, writes, links and unlinks files in a known order,
-/// printing a line after each operation returns; QEMU is killed (SIGKILL) after a given line or
-/// at a random moment; the same image is booted again (the kernel replays its log at mount) and
-/// `crashwriter check N` verifies that every operation up to the last one seen is on the disk,
-/// whole, and that what follows is a prefix of the rest; fsck must find the image clean after
+/// printing a line after each operation returns and after each `fsync`; QEMU is killed (SIGKILL)
+/// after a given line or at a random moment; the same image is booted again (the kernel replays
+/// its log at mount) and `crashwriter check N` verifies that every operation up to the last
+/// `fsync` seen is on the disk, whole, and that what follows is a prefix of the rest; fsck must find the image clean after
 /// that run. `XV6_CRASH_SEED` repeats a run's random moments.
 fn crash_test() -> Result<()> {
     qemu::ensure_installed()?;
@@ -280,6 +291,35 @@ fn crash_test() -> Result<()> {
         rng ^= rng << 17;
         rng % below
     };
+    let timeout = Duration::from_secs(120);
+    // A whole run first, timed from `cw start` to `cw finished`, so that the random moments
+    // below fall inside the writer's run however fast the kernel (and this machine) is.
+    let whole = {
+        let m = Machine {
+            kernel: kernel.clone(),
+            image: build::fresh_copy(&base, "crash-fs")?,
+            cpus: 2,
+            mem_mib: 256,
+            append: Some("crashwriter write".into()),
+            gdb: false,
+        };
+        let mut started: Option<Instant> = None;
+        let mut took: Option<Duration> = None;
+        let r = m.run_until(timeout, true, &mut |out| {
+            let text = String::from_utf8_lossy(out);
+            if started.is_none() && text.contains("cw start") {
+                started = Some(Instant::now());
+            }
+            if took.is_none() && text.contains("cw finished") {
+                took = started.map(|t| t.elapsed());
+            }
+            false
+        })?;
+        check_run(&r, 2, "crashwriter write", &["cw finished"], timeout)?;
+        took.ok_or_else(|| fail!("crashwriter printed no `cw start` before `cw finished`"))?
+    };
+    let span = (whole.as_millis() as u64).max(1);
+    errln!("crash test: a whole run of the writer takes {span} ms");
     let mut plan = vec![
         KillAt::Op(0),
         KillAt::Op(41),
@@ -287,9 +327,8 @@ fn crash_test() -> Result<()> {
         KillAt::Op(150),
     ];
     for _ in 0..5 {
-        plan.push(KillAt::Millis(random(800)));
+        plan.push(KillAt::Millis(random(span)));
     }
-    let timeout = Duration::from_secs(120);
     let mut replays = 0;
     for (round, at) in plan.into_iter().enumerate() {
         let mut m = Machine {
@@ -313,9 +352,10 @@ fn crash_test() -> Result<()> {
                 }
             }
         })?;
-        let seen = last_done(&r.output);
+        let seen = last_synced(&r.output);
         if r.killed {
-            errln!("round {round}: killed ({at:?}) after `cw done {seen}`");
+            let done = last_done(&r.output);
+            errln!("round {round}: killed ({at:?}) after `cw done {done}`, `cw synced {seen}`");
         } else if r.status == Some(0) && r.output.contains("cw finished") {
             errln!("round {round}: the writer finished before {at:?}; checking the whole run");
         } else {
@@ -634,6 +674,9 @@ mod tests {
         assert_eq!(last_done("cw start\r\ncw done 0\r\n"), 0);
         assert_eq!(last_done("cw done 3\r\ncw done 4\r\ncw done 5"), 4);
         assert_eq!(last_done("cw done 3\r\npid 4: x\r\ncw do"), 3);
+        let out = "cw done 1\r\ncw done 2\r\ncw synced 2\r\ncw done 3\r\ncw synced 5";
+        assert_eq!(last_synced(out), 2);
+        assert_eq!(last_done(out), 3);
     }
 
     #[test]

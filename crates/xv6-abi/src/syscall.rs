@@ -45,6 +45,7 @@ macro_rules! with_syscalls {
             (26, msync, Msync, (addr: *mut u8, length: u64, flags: i32) -> i32),
             (27, meminfo, Meminfo, (info: *mut $crate::MemInfo) -> i32),
             (28, poweroff, Poweroff, (status: i32) -> i32),
+            (29, fsync, Fsync, (fd: i32) -> i32),
         }
     };
 }

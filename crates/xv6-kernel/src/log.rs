@@ -14,6 +14,13 @@ struct Log {
     /// Operations executing.
     outstanding: usize,
     committing: bool,
+    /// A commit is wanted as soon as the running operations end (fsync, the flusher, shutdown):
+    /// new operations wait, so the running ones drain.
+    want_commit: bool,
+    /// Commits finished since boot (`fsync` waits for this to pass its target).
+    commits: u64,
+    /// The tick at which the log last went from clean to holding uncommitted blocks.
+    dirty_since: u64,
     n: usize,
     blocks: [u32; LOGBLOCKS],
 }
@@ -25,16 +32,30 @@ static LOG: Spinlock<Log> = Spinlock::new(
         capacity: 0,
         outstanding: 0,
         committing: false,
+        want_commit: false,
+        commits: 0,
+        dirty_since: 0,
         n: 0,
         blocks: [0; LOGBLOCKS],
     },
 );
 
+/// How long finished operations may wait in the log before the flusher commits them: the most
+/// a crash can lose of work nobody asked to be durable (with `fsync`).
+pub const COMMIT_DELAY_TICKS: u64 = 100;
+
+/// Waiting for a change of `committing`, `want_commit` or `outstanding`, or for a commit.
 fn chan() -> usize {
     &LOG as *const _ as usize
 }
 
-/// Sets up the log from the superblock and recovers a committed transaction.
+/// The flusher waits here for the log to hold uncommitted blocks.
+fn flusher_chan() -> usize {
+    chan() + 1
+}
+
+/// Sets up the log from the superblock, recovers a committed transaction, and starts the
+/// flusher. Called once, from the first process.
 pub fn init(logstart: u32, nlog: u32) -> Result<(), &'static str> {
     let capacity = (nlog as usize).saturating_sub(1).min(LOGBLOCKS);
     if capacity < MAXOPBLOCKS {
@@ -45,7 +66,9 @@ pub fn init(logstart: u32, nlog: u32) -> Result<(), &'static str> {
         l.start = logstart;
         l.capacity = capacity;
     }
-    recover()
+    recover()?;
+    proc::spawn_kernel_thread(b"logflush", flusher);
+    Ok(())
 }
 
 fn read_head() -> Result<(), &'static str> {
@@ -107,12 +130,19 @@ fn recover() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Starts a file-system operation: waits while the log is committing or could overflow.
+/// Starts a file-system operation: waits while the log is committing (or about to) or could
+/// overflow; when it could overflow and nothing is running, commits the finished operations first.
 pub fn begin_op() {
     let mut l = LOG.lock();
     loop {
-        if l.committing || l.n + (l.outstanding + 1) * MAXOPBLOCKS > l.capacity {
+        if l.committing || l.want_commit {
             l = proc::sleep(chan(), l);
+        } else if l.n + (l.outstanding + 1) * MAXOPBLOCKS > l.capacity {
+            if l.outstanding == 0 {
+                l = commit_locked(l);
+            } else {
+                l = proc::sleep(chan(), l);
+            }
         } else {
             l.outstanding += 1;
             break;
@@ -120,33 +150,108 @@ pub fn begin_op() {
     }
 }
 
-/// For power-off: waits until no operation is running or committing, then keeps new ones from
-/// starting (they wait for ever), so the disk holds only whole, installed transactions.
+/// For power-off: commits what the log holds, waits until nothing runs, then keeps new
+/// operations from starting (they wait for ever), so the disk holds only whole, installed
+/// transactions.
 pub fn shutdown() {
     let mut l = LOG.lock();
-    while l.outstanding > 0 || l.committing {
-        l = proc::sleep(chan(), l);
+    loop {
+        if l.committing {
+            l = proc::sleep(chan(), l);
+        } else if l.outstanding > 0 {
+            l.want_commit = true;
+            l = proc::sleep(chan(), l);
+        } else if l.n > 0 {
+            l = commit_locked(l);
+        } else {
+            break;
+        }
     }
     l.committing = true;
 }
 
-/// Ends an operation; the last one out commits.
+/// Ends an operation. Its blocks stay in the log (and pinned in the cache) with those of the
+/// operations before it: the group is committed when the last running operation ends and a
+/// commit is wanted, or the log is nearly full; otherwise the flusher commits it within
+/// [`COMMIT_DELAY_TICKS`].
 pub fn end_op() {
     let mut l = LOG.lock();
-    l.outstanding -= 1;
     if l.committing {
         panic!("log: end_op while committing");
     }
-    let commit_now = l.outstanding == 0;
-    if commit_now {
-        l.committing = true;
+    l.outstanding -= 1;
+    if l.outstanding == 0 && (l.want_commit || l.n + MAXOPBLOCKS > l.capacity) {
+        l = commit_locked(l);
+    } else if l.n > 0 && l.dirty_since == 0 {
+        l.dirty_since = crate::irq::ticks().max(1);
+        drop(l);
+        proc::wakeup(flusher_chan());
+        proc::wakeup(chan());
+        return;
     }
     drop(l);
-    if commit_now {
-        commit();
-        LOG.lock().committing = false;
-    }
     proc::wakeup(chan());
+}
+
+/// Commits the log with `l` held and no operation running; returns the guard re-acquired.
+fn commit_locked(
+    mut l: crate::cpu::SpinGuard<'static, Log>,
+) -> crate::cpu::SpinGuard<'static, Log> {
+    debug_assert!(l.outstanding == 0 && !l.committing);
+    l.committing = true;
+    drop(l);
+    commit();
+    let mut l = LOG.lock();
+    l.committing = false;
+    l.want_commit = false;
+    l.dirty_since = 0;
+    l.commits += 1;
+    drop(l);
+    proc::wakeup(chan());
+    LOG.lock()
+}
+
+/// Makes every operation that has ended durable: returns after a commit that includes them
+/// (`fsync`). A commit that is running now includes them (it began with no operation running).
+pub fn force() {
+    let mut l = LOG.lock();
+    if l.n == 0 && !l.committing {
+        return;
+    }
+    let target = l.commits + 1;
+    while l.commits < target {
+        if !l.committing && l.outstanding == 0 {
+            l = commit_locked(l);
+        } else {
+            // The last running operation commits when it ends.
+            l.want_commit |= !l.committing;
+            l = proc::sleep(chan(), l);
+        }
+    }
+}
+
+/// The flusher (a kernel thread): commits finished operations [`COMMIT_DELAY_TICKS`] after the
+/// log first held them, so work nobody `fsync`s still reaches the disk soon.
+extern "C" fn flusher() -> ! {
+    loop {
+        let mut l = LOG.lock();
+        while l.dirty_since == 0 || l.committing {
+            l = proc::sleep(flusher_chan(), l);
+        }
+        let due = l.dirty_since + COMMIT_DELAY_TICKS;
+        drop(l);
+        sleep_until(due);
+        force();
+    }
+}
+
+/// Sleeps until the clock reaches tick `due`.
+fn sleep_until(due: u64) {
+    let mut t = crate::irq::TICKS.lock();
+    while crate::irq::ticks() < due {
+        let c = &*t as *const u64 as usize;
+        t = proc::sleep(c, t);
+    }
 }
 
 fn commit() {

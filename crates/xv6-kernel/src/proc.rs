@@ -79,6 +79,9 @@ pub struct Proc {
     pub is_init: bool,
     /// It has made an unknown system call and been reported for it (once per process).
     pub told_unknown_syscall: bool,
+    /// A kernel thread (see [`spawn_kernel_thread`]): it never runs in user mode, never exits,
+    /// and cannot be killed.
+    pub kernel_thread: bool,
 }
 
 impl Proc {
@@ -100,6 +103,7 @@ impl Proc {
             name: [0; 16],
             is_init: false,
             told_unknown_syscall: false,
+            kernel_thread: false,
         }
     }
 
@@ -194,6 +198,7 @@ pub fn is_kstack_guard(va: u64) -> bool {
 extern "C" {
     fn swtch(old: *mut Context, new: *const Context);
     fn forkret_entry();
+    fn kthread_entry();
 }
 
 core::arch::global_asm!(
@@ -224,6 +229,13 @@ swtch:
 forkret_entry:
     call forkret
     jmp trapret
+
+# A kernel thread's first `swtch` returns here with its function in r12 (see spawn_kernel_thread).
+.global kthread_entry
+kthread_entry:
+    mov %r12, %rdi
+    call kthread_start
+    ud2
 "#,
     options(att_syntax)
 );
@@ -247,6 +259,7 @@ fn alloc_proc() -> Option<*mut Proc> {
         p.xstate = 0;
         p.is_init = false;
         p.told_unknown_syscall = false;
+        p.kernel_thread = false;
         let Some(pt) = crate::uvm_alloc_table() else {
             p.state = State::Unused;
             p.lock.release();
@@ -307,6 +320,35 @@ pub fn user_init() {
 /// The kernel command line, given to /init.
 pub static CMDLINE: Spinlock<([u8; xv6_abi::param::MAX_CMDLINE], usize)> =
     Spinlock::new("cmdline", ([0; xv6_abi::param::MAX_CMDLINE], 0));
+
+/// Starts a kernel thread named `name` running `f`: a process slot that runs only kernel code
+/// (the log's flusher). It shares the process table, sleeps and wakes like a process, and cannot
+/// be killed or waited for. Panics if no slot is free (it is called at boot).
+pub fn spawn_kernel_thread(name: &[u8], f: extern "C" fn() -> !) {
+    let pp = alloc_proc().expect("no process slot for a kernel thread");
+    // SAFETY: alloc_proc returned the slot locked and Used: ours to set up.
+    let p = unsafe { &mut *pp };
+    p.set_name(name);
+    p.kernel_thread = true;
+    // alloc_proc built [forkret_entry][r15 r14 r13 r12 rbx rbp] below the trap frame; point the
+    // return at kthread_entry and put `f` in the r12 slot, which swtch pops before returning.
+    let rsp = p.context.rsp;
+    // SAFETY: the kernel stack is mapped and belongs to this slot; nothing runs on it yet.
+    unsafe {
+        *((rsp + 6 * 8) as *mut u64) = kthread_entry as *const () as usize as u64;
+        *((rsp + 3 * 8) as *mut u64) = f as usize as u64;
+    }
+    // No parent (free_proc left it null): no process's `wait` counts it as a child.
+    p.state = State::Runnable;
+    p.lock.release();
+}
+
+/// A kernel thread's first code, still holding its lock from the scheduler.
+#[no_mangle]
+extern "C" fn kthread_start(f: extern "C" fn() -> !) -> ! {
+    myproc().lock.release();
+    f()
+}
 
 /// A new process's first code, still holding its lock from the scheduler.
 #[no_mangle]
@@ -481,7 +523,7 @@ pub fn kill(pid: i32) -> i32 {
         // SAFETY: fields read and written under the slot's lock.
         let p = unsafe { &mut *slot(i) };
         p.lock.acquire();
-        if p.pid == pid && p.state != State::Unused {
+        if p.pid == pid && p.state != State::Unused && !p.kernel_thread {
             p.killed = true;
             if p.state == State::Sleeping {
                 p.state = State::Runnable;

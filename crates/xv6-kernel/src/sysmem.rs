@@ -168,9 +168,17 @@ pub fn msync(tf: &TrapFrame) -> i64 {
     if arg_int(tf, 2) & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 {
         return -1;
     }
+    let flags = arg_int(tf, 2);
     let p = proc::myproc();
     match p.mm.msync(p.pt, arg(tf, 0), arg(tf, 1)) {
-        Ok(()) => 0,
+        Ok(()) => {
+            // MS_SYNC waits until the written-back pages are on the disk, as on Linux; the
+            // others leave them to the log's next group commit.
+            if flags & MS_SYNC != 0 {
+                crate::log::force();
+            }
+            0
+        }
         Err(_) => -1,
     }
 }

@@ -9,8 +9,8 @@
 // pipe ping-pong, kmalloc). -t gives the TSC rate in kHz (xtask measures the host's: under QEMU's
 // TCG the guest's TSC is the host's); without it kbench calibrates against the kernel's clock
 // (xv6: uptime ticks of 10 ms; Linux: CLOCK_MONOTONIC). Files are made in the current directory;
-// on Linux each file written is fsync'd before its close (xv6's writes reach the disk before the
-// system call returns). "1 MiB" of file data is four files of 256 KiB (xv6's largest file is
+// on both systems each file written is fsync'd before its close, and the directory after unlinks,
+// so both reach the disk. "1 MiB" of file data is four files of 256 KiB (xv6's largest file is
 // 268 KiB). The last line is "kbench done".
 #ifdef KBENCH_LINUX
 #define _GNU_SOURCE
@@ -31,7 +31,6 @@ static int remove_dir(const char *p) { return rmdir(p); }
 // A child leaves without flushing the stdio buffers it shares with its parent.
 static void child_exit(int st) { _exit(st); }
 static int run_exec(const char *p, char **argv) { return execv(p, argv); }
-// Data reaches the disk before close, as on xv6.
 static void sync_file(int fd) { fsync(fd); }
 #else
 #include "xv6.h"
@@ -40,7 +39,7 @@ static int make_dir(const char *p) { return mkdir(p); }
 static int remove_dir(const char *p) { return unlink(p); }
 static void child_exit(int st) { exit(st); }
 static int run_exec(const char *p, char **argv) { return exec(p, argv); }
-static void sync_file(int fd) { (void)fd; }
+static void sync_file(int fd) { fsync(fd); }
 #endif
 
 #define MAXITER 64
@@ -240,12 +239,10 @@ static void unlink_files(const char *prefix) {
   for (int i = 0; i < NPART; i++)
     if (unlink(part(prefix, i)) < 0)
       die("unlink");
-#ifdef KBENCH_LINUX
-  // The directory and the freed blocks reach the disk, as xv6's log commit does.
+  // The directory and the freed blocks reach the disk.
   int d = open("kbdir", O_RDONLY);
   fsync(d);
   close(d);
-#endif
 }
 
 static uint64 b_write512(void) {
@@ -324,11 +321,9 @@ static uint64 b_smallfiles(void) {
     if (unlink(name) < 0)
       die("unlink small file");
   }
-#ifdef KBENCH_LINUX
   int d = open("kbdir", O_RDONLY);
   fsync(d);
   close(d);
-#endif
   return rdtsc() - t;
 }
 

@@ -350,6 +350,13 @@ pub fn close(fd: i32) -> Result<()> {
     check(unsafe { raw::close(fd) }).map(drop)
 }
 
+/// `fsync` (29): returns once every file-system call that has returned (this descriptor's writes
+/// among them) is on the disk. Without it, the kernel commits finished calls within a second.
+pub fn fsync(fd: i32) -> Result<()> {
+    // SAFETY: no pointers.
+    check(unsafe { raw::fsync(fd) }).map(drop)
+}
+
 /// `meminfo` (27): the kernel's memory use.
 pub fn meminfo() -> Result<MemInfo> {
     let mut m = MemInfo::default();

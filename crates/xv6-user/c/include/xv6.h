@@ -101,6 +101,7 @@ int munmap(void *addr, uint64 length);
 int msync(void *addr, uint64 length, int flags);
 int meminfo(struct meminfo *m);
 int poweroff(int status) __attribute__((noreturn));
+int fsync(int fd);
 
 // ulib.c
 int stat(const char *path, struct stat *st);

@@ -4,12 +4,15 @@
 //! - `crashwriter write`: makes `/cw`, then runs operations 0, 1, 2, ... of [`TOTAL`] and prints
 //!   `cw done N` after operation N has returned. Operation `4i` creates `/cw/c<i>` and writes its
 //!   contents ([`content`], under 3 KiB: one transaction); `4i+1` links it as `/cw/k<i>`; `4i+2`
-//!   unlinks `/cw/c<i-1>`; `4i+3` unlinks `/cw/k<i-2>` (freeing file `i-2`). Each system call of
-//!   xv6 commits its transaction before it returns, so an operation that has returned is on the
-//!   disk.
+//!   unlinks `/cw/c<i-1>`; `4i+3` unlinks `/cw/k<i-2>` (freeing file `i-2`). After every
+//!   [`SYNC_EVERY`]th operation it calls `fsync` and prints `cw synced N` when that returns: the
+//!   operations up to N are then on the disk. The others are committed in groups by the kernel
+//!   (when the log fills, or within a second), so a crash may lose the last few, but only from
+//!   the end: the disk always holds a prefix of the operations.
 //! - `crashwriter check N` (after the machine was killed and booted again, which replays the
-//!   log): the files in `/cw` must be exactly those after operations 0..=M for some M >= N (the
-//!   writer may have gone on after the last line the host saw), every one with its contents and
+//!   log; N is the last `cw synced` line the host saw): the files in `/cw` must be exactly those
+//!   after operations 0..=M for some M >= N (the writer may have gone on and the kernel may have
+//!   committed more), every one with its contents and
 //!   link count; the operation after M may only be a create caught between its `open` and its
 //!   `write` (an empty file). N = -1: no operation was seen. Prints `crashwriter: ok ...` or
 //!   `crashwriter: FAILED: ...` (exit 1).
@@ -30,6 +33,9 @@ xv6_user::entry!(main);
 
 /// Operations in a run.
 const TOTAL: i32 = 160;
+
+/// `fsync` after operations SYNC_EVERY-1, 2*SYNC_EVERY-1, ...
+const SYNC_EVERY: i32 = 3;
 
 /// The contents of file `i`: under 3 KiB, so its one `write` is one transaction.
 fn content(i: i32) -> Vec<u8> {
@@ -116,6 +122,10 @@ fn write() -> i32 {
         println!("crashwriter: FAILED: mkdir /cw");
         return 1;
     }
+    let Ok(dir) = sys::open(b"/cw", O_RDONLY) else {
+        println!("crashwriter: FAILED: open /cw");
+        return 1;
+    };
     println!("cw start");
     for n in 0..TOTAL {
         if !op(n) {
@@ -123,6 +133,13 @@ fn write() -> i32 {
             return 1;
         }
         println!("cw done {n}");
+        if n % SYNC_EVERY == SYNC_EVERY - 1 {
+            if sys::fsync(dir).is_err() {
+                println!("crashwriter: FAILED: fsync after operation {n}");
+                return 1;
+            }
+            println!("cw synced {n}");
+        }
     }
     println!("cw finished {TOTAL}");
     0

@@ -915,6 +915,48 @@ fn partial_write(s: &str) {
     unlink(b"testfile");
 }
 
+/// fsync takes any open descriptor and refuses bad ones; data fsync'd reads back.
+fn fsynctest(s: &str) {
+    for bad in [-1, NOFILE as i32, 1000, i32::MIN] {
+        if sys::fsync(bad).is_ok() {
+            fail!(s, "fsync({bad}) succeeded");
+        }
+    }
+    unlink(b"fsyncf");
+    let fd = open(b"fsyncf", O_CREATE | O_RDWR);
+    if fd < 0 {
+        fail!(s, "cannot create fsyncf");
+    }
+    let data = [0x5au8; 3000];
+    if write(fd, &data) != 3000 {
+        fail!(s, "cannot write fsyncf");
+    }
+    if sys::fsync(fd).is_err() {
+        fail!(s, "fsync of a file failed");
+    }
+    close(fd);
+    if sys::fsync(fd).is_ok() {
+        fail!(s, "fsync of a closed descriptor succeeded");
+    }
+    let got = slurp(s, b"fsyncf");
+    if got[..] != data[..] {
+        fail!(
+            s,
+            "fsyncf reads back {} bytes, not what was written",
+            got.len()
+        );
+    }
+    let Ok([r, w]) = sys::pipe() else {
+        fail!(s, "pipe failed");
+    };
+    if sys::fsync(r).is_err() || sys::fsync(w).is_err() {
+        fail!(s, "fsync of a pipe failed");
+    }
+    close(r);
+    close(w);
+    unlink(b"fsyncf");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Memory: faults, sbrk, stack
 // ---------------------------------------------------------------------------------------------
@@ -3981,6 +4023,7 @@ static QUICK: &[(&str, TestFn)] = table![
     copyinstr3,
     rwsbrk,
     badsyscalls,
+    fsynctest = "fsync",
     truncate1,
     truncate2,
     truncate3,
