@@ -1,9 +1,10 @@
 //! mkfs: builds an xv6 file-system image.
 //!
-//! The layout is the one MIT xv6's `mkfs` produces (see `xv6_abi::fs`):
+//! The layout is the one MIT xv6's `mkfs` produces (see `xv6_abi::fs`), with a larger log (255
+//! blocks) on images of 4096 blocks or more:
 //!
 //! ```text
-//! [ boot | super | log header + LOGBLOCKS | inodes (ninodes/IPB + 1) | bitmap (size/BPB + 1) | data ]
+//! [ boot | super | log header + log blocks | inodes (ninodes/IPB + 1) | bitmap (size/BPB + 1) | data ]
 //! ```
 //!
 //! The root directory (inode 1) holds `.`, `..` and one entry per file; the files get inodes
@@ -151,6 +152,20 @@ fn blocks_for(len: usize) -> usize {
     n + usize::from(n > NDIRECT)
 }
 
+/// Images of at least this many blocks get the largest log ([`LOGBLOCKS`] data blocks, so the
+/// kernel's group commit gathers up to 255 blocks); smaller ones xv6's 30, as xv6's mkfs lays
+/// them out.
+pub const BIG_LOG_FROM_BLOCKS: u32 = 4096;
+
+/// The log area (header and data blocks) for an image of `size_blocks` blocks.
+fn log_blocks(size_blocks: u32) -> u32 {
+    if size_blocks >= BIG_LOG_FROM_BLOCKS {
+        LOGBLOCKS as u32 + 1
+    } else {
+        31
+    }
+}
+
 /// The superblock `mkfs` writes for an image of `size_blocks` blocks and `ninodes` inodes, laid
 /// out as xv6's mkfs does; an error if the numbers cannot make a usable file system.
 pub fn layout(size_blocks: u32, ninodes: u32) -> Result<SuperBlock, String> {
@@ -170,7 +185,7 @@ pub fn layout(size_blocks: u32, ninodes: u32) -> Result<SuperBlock, String> {
             u32::from(u16::MAX) + 1
         ));
     }
-    let nlog = LOGBLOCKS as u32 + 1;
+    let nlog = log_blocks(size_blocks);
     let ninodeblocks = ninodes / IPB + 1;
     let nbitmap = size_blocks / BPB + 1;
     let nmeta = 2 + nlog + ninodeblocks + nbitmap;
@@ -418,6 +433,9 @@ pub(crate) mod tests {
             (31, 2, 33, 46)
         );
         assert_eq!(sb.data_start(), 47);
+        // Large images get the largest log the header can describe.
+        let big = layout(8192, 400).unwrap();
+        assert_eq!((big.nlog, big.inodestart), (LOGBLOCKS as u32 + 1, 2 + 256));
         assert_eq!(sb.nblocks, 2000 - 47);
         assert!(layout(40, 200).is_err());
         assert!(layout(2000, 1).is_err());

@@ -28,8 +28,10 @@ pub const IPB: u32 = (BSIZE / DINODE_SIZE) as u32;
 pub const BPB: u32 = (BSIZE * 8) as u32;
 /// Most blocks one file-system operation may write (xv6's MAXOPBLOCKS).
 pub const MAXOPBLOCKS: usize = 10;
-/// Data blocks in the log (xv6's LOGBLOCKS); the log area is one header block more.
-pub const LOGBLOCKS: usize = MAXOPBLOCKS * 3;
+/// Most data blocks a log holds: as many as the header block has room for after its count
+/// (xv6's LOGBLOCKS is 30). This project's mkfs makes logs this size; the kernel takes any log of
+/// at least MAXOPBLOCKS data blocks (the superblock's nlog says how many).
+pub const LOGBLOCKS: usize = BSIZE / 4 - 1;
 /// Size of a directory entry on disk.
 pub const DIRENT_SIZE: usize = 16;
 
@@ -324,7 +326,7 @@ mod tests {
     use super::*;
 
     fn sample() -> SuperBlock {
-        // xv6's mkfs for FSSIZE 2000: nlog 31, ninodes 200.
+        // This project's mkfs for FSSIZE 2000 (xv6's has nlog 31), ninodes 200.
         let nlog = LOGBLOCKS as u32 + 1;
         let ninodeblocks = 200 / IPB + 1;
         let nbitmap = 2000 / BPB + 1;

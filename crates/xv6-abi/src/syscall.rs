@@ -46,6 +46,7 @@ macro_rules! with_syscalls {
             (27, meminfo, Meminfo, (info: *mut $crate::MemInfo) -> i32),
             (28, poweroff, Poweroff, (status: i32) -> i32),
             (29, fsync, Fsync, (fd: i32) -> i32),
+            (30, dropcaches, Dropcaches, () -> i32),
         }
     };
 }
@@ -121,7 +122,9 @@ mod tests {
             .iter()
             .all(|s| Sysno::from_number(*s as u64) == Some(*s)));
         assert_eq!(Sysno::from_number(0), None);
-        assert_eq!(Sysno::from_number(29), None);
+        assert_eq!(Sysno::Fsync as u64, 29);
+        assert_eq!(Sysno::Dropcaches as u64, 30);
+        assert_eq!(Sysno::from_number(31), None);
     }
 
     #[test]

@@ -64,8 +64,12 @@ fn read_super() -> Result<SuperBlock, alloc::string::String> {
 
 // ---- blocks ------------------------------------------------------------------------------
 
+/// Blocks a sequential read reads beyond what it asked for.
+pub const READ_AHEAD: usize = 32;
+
 fn bzero(b: u32) -> Option<()> {
-    let mut buf = bio::bread(b)?;
+    // Not read first: every byte is overwritten.
+    let mut buf = bio::overwrite(b);
     buf.fill(0);
     log_write(&buf);
     Some(())
@@ -143,6 +147,9 @@ pub struct InodeData {
     pub inum: u32,
     /// Read from disk.
     pub valid: bool,
+    /// The file block a sequential reader would read next (where the last read ended): a read
+    /// starting there reads ahead.
+    pub ra_next: u32,
     /// Copy of the disk inode.
     pub d: DiskInode,
 }
@@ -160,6 +167,7 @@ static ITABLE: Table = Table {
             data: UnsafeCell::new(InodeData {
                 inum: 0,
                 valid: false,
+                ra_next: 0,
                 d: DiskInode {
                     typ: 0,
                     major: 0,
@@ -205,6 +213,7 @@ fn iget(inum: u32) -> Option<InodeRef> {
         let d = &mut *ITABLE.inodes[i].data.get();
         d.inum = inum;
         d.valid = false;
+        d.ra_next = 0;
     }
     Some(InodeRef { idx: i })
 }
@@ -461,6 +470,9 @@ impl Locked<'_> {
             return if self.typ() == 0 { None } else { Some(0) };
         }
         let n = n.min(size - off);
+        if n > 0 {
+            self.read_ahead(off, n, size);
+        }
         let mut tot = 0u32;
         while tot < n {
             let pos = off + tot;
@@ -473,6 +485,36 @@ impl Locked<'_> {
             tot += m as u32;
         }
         Some(tot)
+    }
+
+    /// Before reading `n` (> 0) bytes at `off` of a file of `size` bytes: if the first block is
+    /// not cached, reads the request's blocks, and when the read continues where the last one
+    /// ended (or starts the file) [`READ_AHEAD`] blocks beyond, into the cache in as few disk
+    /// requests as they allow.
+    fn read_ahead(&self, off: u32, n: u32, size: u32) {
+        let first = off as usize / BSIZE;
+        let last = (off + n - 1) as usize / BSIZE;
+        let d = self.data();
+        let sequential = first == 0 || first == d.ra_next as usize;
+        d.ra_next = (last + 1) as u32;
+        let Some(b0) = self.bmap(first, false) else {
+            return;
+        };
+        if bio::cached(b0) {
+            return;
+        }
+        let end_of_file = (size as usize).div_ceil(BSIZE);
+        let want = last + 1 + if sequential { READ_AHEAD } else { 0 };
+        let upto = want.min(end_of_file).min(first + crate::ide::MAX_RUN);
+        let mut blocks = [0u32; crate::ide::MAX_RUN];
+        let mut k = 0;
+        for bn in first..upto {
+            // A hole (never written) ends the list: there is nothing on the disk to read.
+            let Some(b) = self.bmap(bn, false) else { break };
+            blocks[k] = b;
+            k += 1;
+        }
+        bio::read_ahead(&blocks[..k]);
     }
 
     /// Writes `n` bytes at `off` taken from `src(offset_in_request, buffer)`; returns the count
@@ -504,7 +546,13 @@ impl Locked<'_> {
             let Some(bn) = self.bmap(pos as usize / BSIZE, true) else {
                 break;
             };
-            let Some(mut b) = bio::bread(bn) else { break };
+            // A whole block is not read first: every byte is overwritten.
+            let mut b = if m == BSIZE {
+                bio::overwrite(bn)
+            } else {
+                let Some(b) = bio::bread(bn) else { break };
+                b
+            };
             b[start..start + m].copy_from_slice(&tmp[..m]);
             log_write(&b);
             tot += m as u32;

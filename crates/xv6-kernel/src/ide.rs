@@ -2,11 +2,14 @@
 //! offers it (QEMU's PIIX3/PIIX4), else by programmed I/O with interrupts (xv6's ide.c).
 //!
 //! Requests queue up; the head of the queue is on the disk; the interrupt handler finishes it
-//! (for a programmed-I/O read, copying the data in), wakes its owner and starts the next.
+//! (for a programmed-I/O read, copying the data in), wakes its owner and starts the next. A
+//! request moves a run of up to [`MAX_RUN`] consecutive blocks in one disk command (by DMA; by
+//! programmed I/O a request is one block): the log writes its blocks, installs them at home and
+//! the buffer cache reads ahead in such runs.
 //!
 //! DMA: the controller's bus-master registers (PCI BAR4, primary channel at its base) take the
 //! physical address of a table of region descriptors (PRD: 32-bit address, 16-bit byte count,
-//! bit 63 ends the table); each request points one or two descriptors at the buffer's data and
+//! bit 63 ends the table); each request points one or two descriptors at each buffer's data and
 //! issues READ DMA / WRITE DMA (LBA28). The disk's interrupt means the transfer is over.
 
 use crate::arch::{dma_barrier, inb, insl, outb, outl, outsl};
@@ -45,13 +48,27 @@ const BM_INTR: u8 = 0x04;
 /// BM_STATUS: the "drive 0/1 can DMA" bits, kept as they are when clearing the others.
 const BM_CAPABLE: u8 = 0x60;
 
-/// The region descriptor table: one block needs two entries at most (split at a 64 KiB boundary).
-/// 16-byte aligned and 16 bytes long, so it never crosses a 64 KiB boundary itself.
-#[repr(C, align(16))]
-struct Prdt([u64; 2]);
+/// Most blocks one request moves (an LBA28 command moves at most 256 sectors).
+pub const MAX_RUN: usize = 64;
+
+/// The region descriptor table: one block needs two entries at most (split at a 64 KiB
+/// boundary). Aligned to its size, so it never crosses a 64 KiB boundary itself.
+#[repr(C, align(1024))]
+struct Prdt([u64; 2 * MAX_RUN]);
+
+/// A request: `n` buffers for the consecutive blocks from `blockno`, read or written together.
+/// It lives on its owner's stack while the owner sleeps until `done`.
+struct Req {
+    blockno: u32,
+    write: bool,
+    n: usize,
+    bufs: [*mut Buf; MAX_RUN],
+    done: bool,
+    error: bool,
+}
 
 struct Queue {
-    q: VecDeque<*mut Buf>,
+    q: VecDeque<*mut Req>,
     present: bool,
     /// Capacity in 1024-byte blocks (from IDENTIFY).
     blocks: u64,
@@ -75,7 +92,7 @@ static QUEUE: Spinlock<Queue> = Spinlock::new(
         blocks: 0,
         bm: 0,
         head_dma: false,
-        prdt: Prdt([0; 2]),
+        prdt: Prdt([0; 2 * MAX_RUN]),
     },
 );
 
@@ -154,8 +171,8 @@ pub fn init(gsi: u32, flags: u16, apic: u32) -> bool {
             crate::println!("ide: no bus-master IDE controller: disk 0 by programmed I/O");
         }
     }
-    // Room for every buffer at once, so queuing a request never allocates.
-    if q.q.try_reserve(crate::bio::NBUF).is_err() {
+    // Room for a request from every process at once, so queuing one never allocates.
+    if q.q.try_reserve(xv6_abi::param::NPROC).is_err() {
         q.present = false;
     }
     present
@@ -187,17 +204,31 @@ fn find_bus_master() -> Option<u16> {
     Some(base)
 }
 
-/// Starts the request for `b` on the disk: by DMA if the controller can reach its buffer, else by
-/// programmed I/O. Queue lock held.
-fn start(q: &mut Queue, b: &Buf) {
-    let sector = b.blockno as usize * SECTORS_PER_BLOCK;
-    let regions = match q.bm {
-        0 => None,
-        _ => v2p(b.data.as_ptr() as u64).and_then(|pa| prd::entries(pa, BSIZE as u64)),
-    };
-    let dma = regions.is_some();
-    if let Some(e) = regions {
-        q.prdt.0 = e;
+/// The descriptor table for `r` if the controller can reach every buffer, else None.
+fn dma_table(r: &Req) -> Option<[u64; 2 * MAX_RUN]> {
+    let mut t = [0u64; 2 * MAX_RUN];
+    let mut k = 0;
+    for &bp in &r.bufs[..r.n] {
+        // SAFETY: queued buffers stay valid until their request finishes (owners sleep on it).
+        let b = unsafe { &*bp };
+        let e = prd::entries(v2p(b.data.as_ptr() as u64)?, BSIZE as u64)?;
+        for d in e.into_iter().filter(|&d| d != 0) {
+            t[k] = d & !prd::END_OF_TABLE;
+            k += 1;
+        }
+    }
+    t[k.checked_sub(1)?] |= prd::END_OF_TABLE;
+    Some(t)
+}
+
+/// Starts request `r` on the disk: by DMA if the controller can reach its buffers, else (one
+/// block) by programmed I/O. Queue lock held.
+fn start(q: &mut Queue, r: &Req) {
+    let sector = r.blockno as usize * SECTORS_PER_BLOCK;
+    let table = if q.bm == 0 { None } else { dma_table(r) };
+    let dma = table.is_some();
+    if let Some(t) = table {
+        q.prdt.0 = t;
     }
     q.head_dma = dma;
     wait_ready(false);
@@ -206,27 +237,30 @@ fn start(q: &mut Queue, b: &Buf) {
         outb(bm + BM_CMD, 0);
         let st = inb(bm + BM_STATUS);
         outb(bm + BM_STATUS, (st & BM_CAPABLE) | BM_ERROR | BM_INTR);
-        outb(bm + BM_CMD, if b.dirty { 0 } else { BM_TO_MEMORY });
+        outb(bm + BM_CMD, if r.write { 0 } else { BM_TO_MEMORY });
     }
     outb(0x3f6, 0); // interrupts on
-    outb(0x1f2, SECTORS_PER_BLOCK as u8);
+                    // r.n <= MAX_RUN, so at most 128 sectors (a count of 0 would mean 256).
+    outb(0x1f2, (r.n * SECTORS_PER_BLOCK) as u8);
     outb(0x1f3, sector as u8);
     outb(0x1f4, (sector >> 8) as u8);
     outb(0x1f5, (sector >> 16) as u8);
     outb(0x1f6, 0xe0 | ((sector >> 24) & 0x0f) as u8);
     if dma {
-        outb(0x1f7, if b.dirty { CMD_WRITE_DMA } else { CMD_READ_DMA });
+        outb(0x1f7, if r.write { CMD_WRITE_DMA } else { CMD_READ_DMA });
         // The descriptors and (for a write) the data must be in memory before the controller
         // starts reading them.
         dma_barrier();
-        let dir = if b.dirty { 0 } else { BM_TO_MEMORY };
+        let dir = if r.write { 0 } else { BM_TO_MEMORY };
         outb(q.bm + BM_CMD, dir | BM_START);
-    } else if b.dirty {
+    } else if r.write {
         outb(0x1f7, CMD_WRMUL);
         // SAFETY: the buffer's owner holds its sleeplock and waits for us; data is 1024 bytes,
-        // a multiple of 4, and u32-aligned (Buf is align(8)).
-        let words =
-            unsafe { core::slice::from_raw_parts(b.data.as_ptr() as *const u32, BSIZE / 4) };
+        // a multiple of 4, and u32-aligned (Buf is align(8)). A programmed-I/O request is one
+        // block (`rw_run` sends runs only when DMA can take them).
+        let words = unsafe {
+            core::slice::from_raw_parts((*r.bufs[0]).data.as_ptr() as *const u32, BSIZE / 4)
+        };
         outsl(0x1f0, words);
     } else {
         outb(0x1f7, CMD_RDMUL);
@@ -236,15 +270,13 @@ fn start(q: &mut Queue, b: &Buf) {
 /// The disk interrupt: finishes the request at the head of the queue.
 pub fn intr() {
     let mut q = QUEUE.lock();
-    if q.q.is_empty() {
-        return;
-    }
+    let Some(&rp) = q.q.front() else { return };
     if q.head_dma {
         let bm = q.bm;
         let st = inb(bm + BM_STATUS);
         if st & BM_INTR == 0 {
             // The disk has not raised its interrupt (the controller latches it in this bit even
-            // when the command failed): not the end of our transfer, so the buffer stays queued.
+            // when the command failed): not the end of our transfer, so the request stays queued.
             return;
         }
         outb(bm + BM_CMD, 0);
@@ -253,67 +285,130 @@ pub fn intr() {
         outb(bm + BM_STATUS, (st & BM_CAPABLE) | BM_ERROR | BM_INTR);
         // The data the controller wrote must not be read from before this point.
         dma_barrier();
-        let Some(bp) = q.q.pop_front() else { return };
-        // SAFETY: the queued buffer's owner sleeps until we clear `disk`; nothing else touches it.
-        let b = unsafe { &mut *bp };
         if st & BM_ERROR != 0 || disk & (DF | ERR) != 0 {
-            b.error = true;
+            // SAFETY: the queued request's owner sleeps until we set `done`.
+            unsafe { (*rp).error = true };
         }
-        finish(&mut q, bp);
+        finish(&mut q);
         return;
     }
-    let Some(bp) = q.q.pop_front() else { return };
-    // SAFETY: the queued buffer's owner sleeps until we clear `disk`; nothing else touches it.
-    let b = unsafe { &mut *bp };
-    if !b.dirty {
+    // SAFETY: the queued request's owner sleeps until we set `done`; nothing else touches it
+    // or its one buffer.
+    let r = unsafe { &mut *rp };
+    if !r.write {
         if wait_ready(true) {
             // SAFETY: as above; data is BSIZE bytes, u32-aligned.
             let words = unsafe {
-                core::slice::from_raw_parts_mut(b.data.as_mut_ptr() as *mut u32, BSIZE / 4)
+                core::slice::from_raw_parts_mut(
+                    (*r.bufs[0]).data.as_mut_ptr() as *mut u32,
+                    BSIZE / 4,
+                )
             };
             insl(0x1f0, words);
         } else {
-            b.error = true;
+            r.error = true;
         }
     }
-    finish(&mut q, bp);
+    finish(&mut q);
 }
 
-/// Marks the request for `bp` (taken off the queue) done, wakes its owner, and starts the next.
-fn finish(q: &mut Queue, bp: *mut Buf) {
-    // SAFETY: the owner of the buffer just taken off the queue sleeps until we clear `disk`.
-    let b = unsafe { &mut *bp };
-    b.valid = !b.error;
-    b.dirty = false;
-    b.disk = false;
-    proc::wakeup(bp as usize);
+/// Takes the request at the head of the queue off it, marks it and its buffers done, wakes its
+/// owner, and starts the next.
+fn finish(q: &mut Queue) {
+    let Some(rp) = q.q.pop_front() else { return };
+    // SAFETY: the owner of the request just taken off the queue sleeps until we set `done`.
+    let r = unsafe { &mut *rp };
+    for &bp in &r.bufs[..r.n] {
+        // SAFETY: as above: the owner holds each buffer's sleeplock and waits.
+        let b = unsafe { &mut *bp };
+        if !r.write {
+            b.valid = !r.error;
+        }
+        b.dirty = false;
+    }
+    r.done = true;
+    proc::wakeup(rp as usize);
     if let Some(&next) = q.q.front() {
-        // SAFETY: queued buffers stay valid until finished (owners sleep on them).
+        // SAFETY: queued requests stay valid until finished (owners sleep on them).
         start(q, unsafe { &*next });
     }
+}
+
+/// Queues request `r` and sleeps until it is done; false on a disk error.
+fn submit(mut r: Req) -> bool {
+    let mut q = QUEUE.lock();
+    if !q.present {
+        return false;
+    }
+    if r.blockno as u64 + r.n as u64 > (1u64 << 27) {
+        return false; // past 28-bit LBA addressing
+    }
+    let rp = &mut r as *mut Req;
+    q.q.push_back(rp);
+    if q.q.len() == 1 {
+        start(&mut q, &r);
+    }
+    // SAFETY: `done` is written by the interrupt handler under the queue lock, which we hold
+    // whenever we read it here.
+    while !unsafe { core::ptr::read_volatile(&(*rp).done) } {
+        q = proc::sleep(rp as usize, q);
+    }
+    !r.error
 }
 
 /// Reads `b` from disk if it is not valid, or writes it if it is dirty. The caller holds its
 /// sleeplock. Returns false on a disk error or when there is no disk.
 pub fn rw(b: &mut Buf) -> bool {
-    let mut q = QUEUE.lock();
-    if !q.present {
-        return false;
+    let mut bufs = [core::ptr::null_mut(); MAX_RUN];
+    bufs[0] = b as *mut Buf;
+    submit(Req {
+        blockno: b.blockno,
+        write: b.dirty,
+        n: 1,
+        bufs,
+        done: false,
+        error: false,
+    })
+}
+
+/// Reads (`write` false) or writes the buffers of a run of consecutive blocks, the first
+/// `bufs[0].blockno`, in as few disk commands as DMA allows (one per [`MAX_RUN`] blocks; one per
+/// block by programmed I/O). The caller holds every buffer's sleeplock. Returns false on a disk
+/// error (some blocks may have moved).
+pub fn rw_run(bufs: &mut [&mut Buf], write: bool) -> bool {
+    let dma = QUEUE.lock().bm != 0;
+    let mut ok = true;
+    for chunk in bufs.chunks_mut(MAX_RUN) {
+        let Some(first) = chunk.first() else { continue };
+        let blockno = first.blockno;
+        let reachable = chunk.iter().all(|b| {
+            v2p(b.data.as_ptr() as u64).is_some_and(|pa| prd::entries(pa, BSIZE as u64).is_some())
+        });
+        let mut ptrs = [core::ptr::null_mut(); MAX_RUN];
+        for (k, b) in chunk.iter_mut().enumerate() {
+            assert_eq!(
+                b.blockno,
+                blockno + k as u32,
+                "ide: a run of blocks with a gap"
+            );
+            b.dirty = write;
+            ptrs[k] = &mut **b as *mut Buf;
+        }
+        if dma && reachable {
+            ok &= submit(Req {
+                blockno,
+                write,
+                n: chunk.len(),
+                bufs: ptrs,
+                done: false,
+                error: false,
+            });
+        } else {
+            // Programmed I/O (or a buffer the controller cannot reach): a block at a time.
+            for b in chunk.iter_mut() {
+                ok &= rw(b);
+            }
+        }
     }
-    if b.blockno as u64 >= (1u64 << 27) {
-        return false; // past 28-bit LBA addressing
-    }
-    b.error = false;
-    b.disk = true;
-    let bp = b as *mut Buf;
-    q.q.push_back(bp);
-    if q.q.len() == 1 {
-        start(&mut q, b);
-    }
-    // SAFETY: `disk` is written by the interrupt handler under the queue lock, which we hold
-    // whenever we read it here.
-    while unsafe { core::ptr::read_volatile(&(*bp).disk) } {
-        q = proc::sleep(bp as usize, q);
-    }
-    !b.error
+    ok
 }

@@ -11,6 +11,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod acpi;
+pub mod bcache;
 pub mod blockset;
 pub mod bootinfo;
 pub mod elf;

@@ -4,7 +4,9 @@
 
 use crate::bio;
 use crate::cpu::Spinlock;
+use crate::ide::MAX_RUN;
 use crate::proc;
+use alloc::vec::Vec;
 use xv6_abi::fs::{LogHeader, LOGBLOCKS, MAXOPBLOCKS};
 
 struct Log {
@@ -99,19 +101,70 @@ fn write_head() {
     }
 }
 
-/// Copies committed blocks from the log to their homes.
+/// Copies committed blocks from the log to their homes, in order of home block number so that
+/// neighbours go to the disk in one request. `recovering`: at mount, from the log blocks on the
+/// disk; otherwise from the cache, where the logged blocks are pinned (and are unpinned here).
 fn install(recovering: bool) {
     let (start, n, blocks) = {
         let l = LOG.lock();
         (l.start, l.n, l.blocks)
     };
-    for (i, &home) in blocks.iter().enumerate().take(n) {
-        let from = bio::bread(start + 1 + i as u32).expect("log: cannot read a log block");
-        let mut to = bio::bread(home).expect("log: cannot read a home block");
-        to.copy_from_slice(&from[..]);
-        if !to.write() {
-            panic!("log: disk error installing block {home}");
+    if recovering {
+        // The log area in as few requests as possible.
+        let mut i = 0;
+        while i < n {
+            let k = (n - i).min(MAX_RUN);
+            let mut ahead = [0u32; MAX_RUN];
+            for (j, a) in ahead.iter_mut().enumerate().take(k) {
+                *a = start + 1 + (i + j) as u32;
+            }
+            bio::read_ahead(&ahead[..k]);
+            i += k;
         }
+    }
+    // (home, slot in the log), by home.
+    let mut order = [(0u32, 0u32); LOGBLOCKS];
+    for (i, o) in order.iter_mut().enumerate().take(n) {
+        *o = (blocks[i], i as u32);
+    }
+    order[..n].sort_unstable();
+    let mut run: Vec<bio::BufGuard> = Vec::new();
+    let _ = run.try_reserve_exact(MAX_RUN);
+    for (k, &(home, slot)) in order[..n].iter().enumerate() {
+        let to = if recovering {
+            let from = bio::bread(start + 1 + slot).expect("log: cannot read a log block");
+            let mut to = bio::overwrite(home);
+            to.copy_from_slice(&from[..]);
+            to
+        } else {
+            bio::bread(home).expect("log: cannot read a cached block")
+        };
+        if run.len() == run.capacity() {
+            flush_home(&mut run, recovering);
+        }
+        run.push(to);
+        let next_follows = order[..n].get(k + 1).is_some_and(|&(h, _)| h == home + 1);
+        if !next_follows {
+            flush_home(&mut run, recovering);
+        }
+    }
+    flush_home(&mut run, recovering);
+}
+
+/// Writes a run of consecutive home blocks and releases them (and their pins).
+fn flush_home(run: &mut Vec<bio::BufGuard>, recovering: bool) {
+    if run.is_empty() {
+        return;
+    }
+    if !bio::write_run(run) {
+        panic!(
+            "log: disk error installing blocks from {}",
+            run[0].blockno()
+        );
+    }
+    for g in run.drain(..) {
+        let home = g.blockno();
+        drop(g);
         if !recovering {
             bio::unpin(home);
         }
@@ -262,19 +315,32 @@ fn commit() {
     if n == 0 {
         return;
     }
+    // The cached copies go to the log area, up to MAX_RUN blocks a request: the log blocks are
+    // consecutive, and only the log uses them, so nobody else ever waits for their buffers.
+    let mut run: Vec<bio::BufGuard> = Vec::new();
+    let _ = run.try_reserve_exact(MAX_RUN);
     for (i, &home) in blocks.iter().enumerate().take(n) {
-        let mut to = bio::bread(start + 1 + i as u32).expect("log: cannot read a log block");
+        let mut to = bio::overwrite(start + 1 + i as u32);
         let from = bio::bread(home).expect("log: cannot read a cached block");
         to.copy_from_slice(&from[..]);
         drop(from);
-        if !to.write() {
-            panic!("log: disk error writing the log");
+        if run.len() == run.capacity() {
+            write_log_run(&mut run);
         }
+        run.push(to);
     }
+    write_log_run(&mut run);
     write_head(); // the commit point
     install(false);
     LOG.lock().n = 0;
     write_head();
+}
+
+fn write_log_run(run: &mut Vec<bio::BufGuard>) {
+    if !run.is_empty() && !bio::write_run(run) {
+        panic!("log: disk error writing the log");
+    }
+    run.clear();
 }
 
 /// Records that the operation modified `b` (instead of writing it): it is logged at commit and

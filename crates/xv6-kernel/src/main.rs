@@ -92,6 +92,12 @@ extern "C" fn kmain(start_info: u64) -> ! {
     if !ide::init(gsi, fl, boot_apic) {
         println!("xv6: no disk found: give QEMU a file-system image as its first drive");
     }
+    // The buffer cache takes a 32nd of memory (bounded both ways; see bio::init).
+    let nbuf = {
+        let (_, total, _, _) = mem::usage();
+        bio::init((total as usize).saturating_mul(xv6_kernel::layout::PAGE as usize) / 32)
+            .expect("not enough memory for the buffer cache")
+    };
     proc::init();
     {
         let mut c = proc::CMDLINE.lock();
@@ -104,11 +110,12 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let (free, total, _, _) = mem::usage();
     let ncpu = smp::start_others(&madt, boot_apic);
     println!(
-        "xv6 kernel is booting: {} CPU(s), {} MiB RAM, {} of {} frames free",
+        "xv6 kernel is booting: {} CPU(s), {} MiB RAM, {} of {} frames free, {} disk buffers",
         ncpu,
         bi.top_of_ram() >> 20,
         free,
-        total
+        total,
+        nbuf
     );
     cpu::mycpu().started.store(true, Ordering::SeqCst);
     proc::scheduler()

@@ -115,8 +115,8 @@ xv6_abi::with_syscalls!(dispatcher);
 mod handlers {
     use super::*;
     pub use crate::sysfile::{
-        chdir, close, dup, exec_call as exec, fstat, fsync, link, mkdir, mknod, open, pipe, read,
-        unlink, write,
+        chdir, close, dropcaches, dup, exec_call as exec, fstat, fsync, link, mkdir, mknod, open,
+        pipe, read, unlink, write,
     };
     pub use crate::sysmem::{kmalloc, kmfree, meminfo, mmap, msync, munmap};
 

@@ -118,6 +118,14 @@ pub fn fsync(tf: &TrapFrame) -> i64 {
     0
 }
 
+/// `dropcaches()`: commits the log, then empties the buffer cache of every block nobody is
+/// using, so the next reads go to the disk (for benchmarks and tests that read cold). Returns
+/// how many blocks were dropped.
+pub fn dropcaches(_: &TrapFrame) -> i64 {
+    crate::log::force();
+    crate::bio::drop_unreferenced() as i64
+}
+
 /// `fstat(fd, st)`.
 pub fn fstat(tf: &TrapFrame) -> i64 {
     let Some((_, f)) = arg_fd(tf, 0) else {

@@ -357,6 +357,13 @@ pub fn fsync(fd: i32) -> Result<()> {
     check(unsafe { raw::fsync(fd) }).map(drop)
 }
 
+/// `dropcaches` (30): commits the log and empties the kernel's buffer cache of every block not
+/// in use, so the next reads go to the disk. Returns how many blocks were dropped.
+pub fn dropcaches() -> Result<usize> {
+    // SAFETY: no pointers.
+    check(unsafe { raw::dropcaches() }).map(|n| n as usize)
+}
+
 /// `meminfo` (27): the kernel's memory use.
 pub fn meminfo() -> Result<MemInfo> {
     let mut m = MemInfo::default();

@@ -102,6 +102,7 @@ int msync(void *addr, uint64 length, int flags);
 int meminfo(struct meminfo *m);
 int poweroff(int status) __attribute__((noreturn));
 int fsync(int fd);
+int dropcaches(void);
 
 // ulib.c
 int stat(const char *path, struct stat *st);
