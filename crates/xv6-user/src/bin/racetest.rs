@@ -5,8 +5,10 @@
 //!
 //! - **pipes**: a parent and a child each hold the last reference to one end of the same pipes and
 //!   close them at the same moment (they meet at a spin barrier on a shared page first);
-//! - **files**: four processes create, write, open, read and unlink the same three names, so that
-//!   the last references to unlinked inodes are dropped by several processes at once;
+//! - **files**: four processes create, write, fsync, open, read and unlink the same three names,
+//!   and empty the buffer cache (`dropcaches`) under each other, so that the last references to
+//!   unlinked inodes are dropped by several processes at once and commits are forced while
+//!   others' calls run; every byte read back must be one that was written;
 //! - **processes**: two processes each fork children that exit at once, spin, sleep, kmalloc, or
 //!   fork grandchildren and leave them to init, and kill them at random moments (while they run,
 //!   sleep or exit), then wait for each exactly once;
@@ -207,7 +209,7 @@ fn file_worker(seed: u64) -> i32 {
     let mut buf = [0u8; 64];
     for _ in 0..FILE_OPS {
         let name = NAMES[rng.below(NAMES.len() as u64) as usize];
-        match rng.below(4) {
+        match rng.below(5) {
             0 | 1 => {
                 let Ok(fd) = sys::open(name, O_CREATE | O_RDWR) else {
                     println!("racetest: open O_CREATE failed");
@@ -217,17 +219,35 @@ fn file_worker(seed: u64) -> i32 {
                     println!("racetest: write to an open file failed");
                     return 1;
                 }
+                // A commit forced while the other workers' calls are running.
+                if rng.below(3) == 0 && sys::fsync(fd).is_err() {
+                    println!("racetest: fsync of an open file failed");
+                    return 1;
+                }
                 spin(rng.below(2000));
                 let _ = sys::close(fd);
             }
             2 => {
                 let _ = sys::unlink(name);
             }
-            _ => {
+            3 => {
                 if let Ok(fd) = sys::open(name, O_RDONLY) {
-                    let _ = sys::read(fd, &mut buf);
+                    // Whatever is read (cached or read again after a drop) is what was written.
+                    if let Ok(n) = sys::read(fd, &mut buf) {
+                        if buf[..n].iter().any(|&c| c != b'x') {
+                            println!("racetest: a file read back bytes nobody wrote");
+                            return 1;
+                        }
+                    }
                     spin(rng.below(2000));
                     let _ = sys::close(fd);
+                }
+            }
+            _ => {
+                // The cache emptied under the other workers' reads and writes.
+                if sys::dropcaches().is_err() {
+                    println!("racetest: dropcaches failed");
+                    return 1;
                 }
             }
         }
