@@ -10,12 +10,18 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Flags shared by kernel and user programs: a static, non-PIE executable without libc.
-const COMMON_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes \
+/// User programs: a static, non-PIE executable for the host target, without libc.
+const USER_FLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes \
      -C link-arg=-nostartfiles -C link-arg=-nostdlib -C link-arg=-static -C link-arg=-no-pie";
 
-/// Kernel-only flags: linked in the top 2 GiB, no red zone (interrupts in ring 0 would clobber it).
-const KERNEL_FLAGS: &str = "-C code-model=kernel -C no-redzone=yes";
+/// The kernel's target: soft-float and no red zone, so kernel code never touches the FPU/SSE
+/// registers (user state stays in them across traps and is saved only at a process switch).
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// Kernel flags: a static executable linked in the top 2 GiB (the target's linker is rust-lld;
+/// the linker script comes from the crate's build.rs).
+const KERNEL_FLAGS: &str =
+    "-C relocation-model=static -C force-frame-pointers=yes -C code-model=kernel";
 
 /// What is built bare-metal: its package arguments, target directory and RUSTFLAGS.
 #[derive(Clone, Copy)]
@@ -27,10 +33,11 @@ enum BareMetal {
 impl BareMetal {
     /// `cargo SUBCOMMAND` for this part, with its target directory, flags, features and target.
     fn cargo(self, subcommand: &str) -> Command {
-        let (dir, flags, package): (&str, String, &[&str]) = match self {
+        let (dir, flags, target, package): (&str, String, &str, &[&str]) = match self {
             BareMetal::Kernel => (
                 "target/kernel",
-                format!("{COMMON_FLAGS} {KERNEL_FLAGS}"),
+                KERNEL_FLAGS.to_string(),
+                KERNEL_TARGET,
                 &[
                     "-p",
                     "xv6-kernel",
@@ -42,7 +49,8 @@ impl BareMetal {
             ),
             BareMetal::User => (
                 "target/user",
-                COMMON_FLAGS.to_string(),
+                USER_FLAGS.to_string(),
+                util::TARGET,
                 &["-p", "xv6-user", "--bins", "--features", "user"],
             ),
         };
@@ -51,7 +59,7 @@ impl BareMetal {
             .env("RUSTFLAGS", flags)
             .arg(subcommand)
             .args(package)
-            .args(["--target", util::TARGET, "--release"]);
+            .args(["--target", target, "--release"]);
         c
     }
 }
@@ -60,6 +68,7 @@ impl BareMetal {
 /// flags, which the host `cargo clippy --workspace` cannot see (they need features `kernel` and
 /// `user`).
 pub fn clippy_bare_metal() -> Result<()> {
+    crate::crates::ensure_target(KERNEL_TARGET)?;
     for part in [BareMetal::Kernel, BareMetal::User] {
         util::run(part.cargo("clippy").args(["--", "-D", "warnings"]))?;
     }
@@ -68,10 +77,11 @@ pub fn clippy_bare_metal() -> Result<()> {
 
 /// Builds the kernel and returns the path of its ELF file.
 pub fn kernel() -> Result<PathBuf> {
+    crate::crates::ensure_target(KERNEL_TARGET)?;
     let dir = util::root().join("target/kernel");
     let mut c = BareMetal::Kernel.cargo("build");
     util::run(&mut c)?;
-    let elf = dir.join(util::TARGET).join("release/xv6-kernel");
+    let elf = dir.join(KERNEL_TARGET).join("release/xv6-kernel");
     if !elf.is_file() {
         return Err(fail!("kernel build produced no {}", util::rel(&elf)));
     }

@@ -34,7 +34,7 @@ const MIRI_SKIP_IN_SUBSET: &[&str] = &["shadow_model", "garbage_left_by_an_earli
 
 /// Makes sure rustup has `target` for the toolchain in use, adding it if not; says how when
 /// rustup is absent.
-fn ensure_target(target: &str) -> Result<()> {
+pub fn ensure_target(target: &str) -> Result<()> {
     if !util::on_path("rustup") {
         // Without rustup the toolchain may still have it (a distribution's Rust with its std).
         let has = Command::new("rustc")

@@ -140,6 +140,8 @@ pub fn exec(path: &[u8], args: &Args) -> Result<(), ExecError> {
     *tf = crate::trap::TrapFrame::new_user(entry, sp);
     tf.rdi = args.n as u64;
     tf.rsi = argv;
+    // The new program starts with a clean FPU/SSE state; this process's is in the registers.
+    crate::arch::fxrstor(&crate::arch::FpuState::INITIAL);
     Ok(())
 }
 

@@ -24,7 +24,7 @@ pub fn set_trap_frame(tf: &mut TrapFrame) {
 /// Prints return addresses up the frame-pointer chain starting at `rbp` (kernel frames only).
 pub fn backtrace(mut rbp: u64) {
     crate::println!(
-        "backtrace (addr2line -e target/kernel/x86_64-unknown-linux-gnu/release/xv6-kernel ADDR):"
+        "backtrace (addr2line -e target/kernel/x86_64-unknown-none/release/xv6-kernel ADDR):"
     );
     for _ in 0..32 {
         if rbp < xv6_kernel::layout::PHYS_OFFSET || !rbp.is_multiple_of(8) {

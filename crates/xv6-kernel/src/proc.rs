@@ -65,6 +65,9 @@ pub struct Proc {
     pub kstack_top: u64,
     /// Saved registers for `swtch`.
     pub context: Context,
+    /// The user's x87/SSE registers while the process is off the CPU (saved by `sched`, loaded
+    /// by the scheduler before it switches to the process).
+    pub fpu: arch::FpuState,
     /// User page table.
     pub pt: PageTable,
     /// Memory bookkeeping: heap break, mmap regions, kmalloc blocks.
@@ -96,6 +99,7 @@ impl Proc {
             parent: core::ptr::null_mut(),
             kstack_top: 0,
             context: Context { rsp: 0 },
+            fpu: arch::FpuState::INITIAL,
             pt: PageTable { root: 0 },
             mm: MemState::new(),
             ofile: [const { None }; NOFILE],
@@ -278,6 +282,7 @@ fn alloc_proc() -> Option<*mut Proc> {
             unsafe { *((rsp + r * 8) as *mut u64) = 0 };
         }
         p.context = Context { rsp };
+        p.fpu = arch::FpuState::INITIAL;
         return Some(pp);
     }
     None
@@ -397,6 +402,9 @@ pub fn fork() -> i32 {
     unsafe {
         *c.tf() = *p.tf();
         (*c.tf()).rax = 0;
+        // The parent's user FPU/SSE state is in this CPU's registers (the kernel never touches
+        // them): the child starts with a copy.
+        arch::fxsave(&mut c.fpu);
     }
     for (i, f) in p.ofile.iter().enumerate() {
         c.ofile[i] = f.as_ref().map(|f| f.dup());
@@ -569,6 +577,8 @@ fn sched() {
         panic!("sched: interrupts enabled");
     }
     let intena = c.intena;
+    // The user's FPU/SSE registers go with the process; the next one loads its own.
+    arch::fxsave(&mut p.fpu);
     // SAFETY: both contexts are valid: ours is saved here, the scheduler's was saved by its swtch.
     unsafe { swtch(&mut p.context, &mycpu().scheduler) };
     mycpu().intena = intena;
@@ -697,6 +707,7 @@ pub fn scheduler() -> ! {
                 c.tss.rsp0 = p.kstack_top;
                 // SAFETY: the process's table maps the kernel half like every other.
                 unsafe { arch::set_cr3(p.pt.root) };
+                arch::fxrstor(&p.fpu);
                 // SAFETY: the process's context was saved by sched or built by alloc_proc.
                 unsafe { swtch(&mut c.scheduler, &p.context) };
                 // SAFETY: the kernel table maps the kernel; the process may be freed now.

@@ -1,9 +1,10 @@
 //! Traps: the interrupt descriptor table, the common entry and exit path, and the dispatcher.
 //!
 //! Every trap (exception, device interrupt, `int $64`, and `syscall`) builds the same
-//! [`TrapFrame`] on the kernel stack: the general registers, the vector and error code, what the
-//! CPU pushed, and the FPU/SSE state (`fxsave`), because the kernel's own Rust code uses SSE
-//! registers. A trap from user mode swaps GS so `mycpu` works; a trap from kernel mode reads the
+//! [`TrapFrame`] on the kernel stack: the general registers, the vector and error code, and what
+//! the CPU pushed. The FPU/SSE registers are not saved here: the kernel is built for a soft-float
+//! target and never touches them, so they keep the user's values until a process switch saves
+//! them (`proc::sched`, `Proc::fpu`). A trap from user mode swaps GS so `mycpu` works; a trap from kernel mode reads the
 //! GS base MSR to tell whether it interrupted the few instructions that run with the user's GS
 //! (Linux's "paranoid" entry); the exit path swaps back in both cases. docs/KERNEL.md ("Entry
 //! state") lists what each entry resets and why.
@@ -41,8 +42,6 @@ const FL_TF: u64 = 1 << 8;
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
 pub struct TrapFrame {
-    /// `fxsave64` area.
-    pub fx: [u8; 512],
     /// 1 if a kernel-mode entry found the user's GS base and swapped it (the exit swaps back).
     pub gs_swapped: u64,
     _pad: u64,
@@ -72,7 +71,7 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == 512 + 24 * 8);
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 24 * 8);
 
 impl TrapFrame {
     /// Whether the trap came from user mode.
@@ -82,8 +81,7 @@ impl TrapFrame {
 
     /// A frame that enters user mode at `rip` with stack `rsp`, interrupts on.
     pub fn new_user(rip: u64, rsp: u64) -> TrapFrame {
-        let mut tf = TrapFrame {
-            fx: [0; 512],
+        TrapFrame {
             gs_swapped: 0,
             _pad: 0,
             r15: 0,
@@ -108,12 +106,7 @@ impl TrapFrame {
             rflags: 0x202,
             rsp,
             ss: UDATA as u64,
-        };
-        // A clean FPU state: default control word 0x37f, MXCSR 0x1f80 (all exceptions masked).
-        tf.fx[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
-        tf.fx[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        tf.fx[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
-        tf
+        }
     }
 }
 
@@ -137,11 +130,6 @@ global_asm!(
     push %r14
     push %r15
 .endm
-
-.section .rodata
-.balign 4
-kernel_mxcsr:
-    .long 0x1f80                # all SIMD exceptions masked, round to nearest
 
 .section .text
 # Every vector's stub jumps here with [vector, error code, rip, cs, rflags, rsp, ss] on the stack.
@@ -187,19 +175,11 @@ alltraps_paranoid:
     swapgs
     movq $1, (%rsp)
 alltraps_save:
-    sub $512, %rsp
-    fxsave64 (%rsp)
-    # The user's MXCSR and x87 control word are in the frame; the kernel's code runs with the
-    # defaults whatever the user set (unmasked exceptions, rounding, pending x87 exceptions).
-    ldmxcsr kernel_mxcsr(%rip)
-    fninit
     cld
     mov %rsp, %rdi
     call trap
 .global trapret
 trapret:
-    fxrstor64 (%rsp)
-    add $512, %rsp
     testb $3, 160(%rsp)         # returning to user mode?
     jnz 1f
     testb $1, (%rsp)            # to kernel mode: did the entry swap GS?

@@ -44,6 +44,42 @@ pub fn inl(port: u16) -> u32 {
     v
 }
 
+/// A process's x87/SSE registers as `fxsave64` stores them. The kernel is built for a
+/// soft-float target and never touches these registers, so a process's state stays in them
+/// across its traps and system calls and is saved only when another process takes the CPU.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FpuState(pub [u8; 512]);
+
+impl FpuState {
+    /// The state a new program starts with: x87 control word 0x37f, MXCSR 0x1f80 (every
+    /// exception masked, round to nearest), nothing pending.
+    pub const INITIAL: FpuState = {
+        let mut b = [0u8; 512];
+        b[0] = 0x7f;
+        b[1] = 0x03;
+        b[24] = 0x80;
+        b[25] = 0x1f;
+        FpuState(b)
+    };
+}
+
+/// Saves this CPU's x87/SSE registers into `s`.
+pub fn fxsave(s: &mut FpuState) {
+    // SAFETY: `fxsave64` writes exactly 512 bytes at a 16-byte-aligned address: `s` is both.
+    unsafe { asm!("fxsave64 [{}]", in(reg) s.0.as_mut_ptr(), options(nostack, preserves_flags)) };
+}
+
+/// Loads this CPU's x87/SSE registers from `s`, which holds a state `fxsave` made (or
+/// [`FpuState::INITIAL`]): its MXCSR has no reserved bit set, so `fxrstor64` cannot fault.
+pub fn fxrstor(s: &FpuState) {
+    // SAFETY: reads 512 bytes at a 16-byte-aligned address; changes only the FPU/SSE registers,
+    // which no kernel code uses (soft-float target).
+    unsafe {
+        asm!("fxrstor64 [{}]", in(reg) s.0.as_ptr(), options(nostack, preserves_flags, readonly))
+    };
+}
+
 /// Keeps the compiler from moving memory accesses across this point, for memory a device reads
 /// or writes by DMA: the port writes above are `nomem`, so without it a store to a descriptor
 /// could sink below the port write that starts the device. (x86 DMA is cache-coherent and port
