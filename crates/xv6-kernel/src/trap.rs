@@ -44,7 +44,9 @@ const FL_TF: u64 = 1 << 8;
 pub struct TrapFrame {
     /// 1 if a kernel-mode entry found the user's GS base and swapped it (the exit swaps back).
     pub gs_swapped: u64,
-    _pad: u64,
+    /// 1 if the trap is a `syscall` instruction's (the exit may use `sysretq`, which clobbers
+    /// rcx and r11 as `syscall` does); 0 for everything else, `int $64` included.
+    pub by_syscall: u64,
     pub r15: u64,
     pub r14: u64,
     pub r13: u64,
@@ -83,7 +85,7 @@ impl TrapFrame {
     pub fn new_user(rip: u64, rsp: u64) -> TrapFrame {
         TrapFrame {
             gs_swapped: 0,
-            _pad: 0,
+            by_syscall: 0,
             r15: 0,
             r14: 0,
             r13: 0,
@@ -155,7 +157,7 @@ alltraps:
     mov %rax, %rsp
 1:  mov %gs:16, %rax
     PUSH_GPRS
-    push $0                     # padding
+    push $0                     # by_syscall: no
     push $0                     # gs_swapped: the exit path swaps because cs is the user's
     jmp alltraps_save
 
@@ -166,7 +168,7 @@ alltraps:
 # through a selector (CR4.FSGSBASE is off, so no wrgsbase).
 alltraps_paranoid:
     PUSH_GPRS
-    push $0                     # padding
+    push $0                     # by_syscall: no
     push $0                     # gs_swapped
     mov $0xc0000101, %ecx       # IA32_GS_BASE
     rdmsr
@@ -181,11 +183,23 @@ alltraps_save:
 .global trapret
 trapret:
     testb $3, 160(%rsp)         # returning to user mode?
+    jz 3f
+    # To user mode after a `syscall`: `sysretq` when it is safe, which is when the return rip is
+    # a canonical lower-half address (sysretq with a non-canonical rcx faults in ring 0, on the
+    # user's stack) and TF is clear (a single step after sysretq is left to iretq's exact
+    # semantics). Anything else returns through iretq.
+    testb $1, 8(%rsp)
+    jz 1f
+    mov 152(%rsp), %rcx         # rip
+    shr $47, %rcx
     jnz 1f
-    testb $1, (%rsp)            # to kernel mode: did the entry swap GS?
+    testw $0x100, 168(%rsp)     # rflags.TF
+    jnz 1f
+    jmp sysret_exit
+3:  testb $1, (%rsp)            # to kernel mode: did the entry swap GS?
     jz 2f
 1:  swapgs
-2:  add $16, %rsp               # gs_swapped, padding
+2:  add $16, %rsp               # gs_swapped, by_syscall
     pop %r15
     pop %r14
     pop %r13
@@ -206,6 +220,36 @@ trapret:
 trapret_iretq:
     iretq
 
+# The fast way back from a `syscall` (trapret decided it is safe): rip into rcx, rflags into r11,
+# the user's rsp, then sysretq (which loads CS 0x2b and SS 0x23 from STAR). rflags is the one
+# the CPU saved at `syscall` (IOPL cleared all the same). Interrupts stay off until sysretq; an
+# NMI or machine check after the swapgs arrives on its IST stack and finds GS by the MSR.
+sysret_exit:
+    add $16, %rsp               # gs_swapped, by_syscall
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    add $8, %rsp                # r11: rflags instead
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    add $8, %rsp                # rcx: rip instead
+    pop %rbx
+    pop %rax
+    add $16, %rsp               # vector and error code
+    mov 0(%rsp), %rcx           # rip
+    mov 16(%rsp), %r11          # rflags
+    and $~0x3000, %r11          # IOPL 0
+    or $0x202, %r11             # IF on, bit 1
+    mov 24(%rsp), %rsp          # the user's stack
+    swapgs
+    sysretq
+
 # `syscall` from 64-bit mode: rcx = user rip, r11 = user rflags, and SFMASK has cleared IF, TF, DF,
 # IOPL, NT and AC. Build the same frame an interrupt would, on this process's kernel stack, and
 # join the common path. (An NMI, debug trap or machine check before the stack switch arrives on its
@@ -223,8 +267,8 @@ syscall_entry:
     push $0                     # error code
     push $64                    # vector: T_SYSCALL
     PUSH_GPRS
-    push $0
-    push $0
+    push $1                     # by_syscall
+    push $0                     # gs_swapped
     jmp alltraps_save
 
 # `syscall` from compatibility mode (IA32_CSTAR). Ring 3 cannot reach compatibility mode (the GDT

@@ -630,6 +630,130 @@ fn jump_noncanonical() -> i32 {
     SURVIVED
 }
 
+/// Register values for [`regs_syscall`] and [`regs_int64`]: 12 in, 12 out.
+const REG_PATTERN: [u64; 12] = [
+    0x1111_2222_3333_4444,
+    0x5555_6666_7777_8888,
+    0x9999_aaaa_bbbb_cccc,
+    0xdddd_eeee_ffff_0001,
+    0x0123_4567_89ab_cdef,
+    0xfedc_ba98_7654_3210,
+    0x0f0f_0f0f_f0f0_f0f0,
+    0x8000_0000_0000_0001,
+    0x7fff_ffff_ffff_fffe,
+    0x1357_9bdf_2468_ace0,
+    0xa5a5_5a5a_c3c3_3c3c,
+    0xffff_0000_ffff_0000,
+];
+
+/// `syscall` (getpid) keeps every register but rax, rcx and r11, whichever way the kernel
+/// returns (`sysretq` or `iretq`): rbx, rdx, rsi, rdi, r8-r10 and r12-r15 must come back as
+/// they went in.
+fn regs_syscall() -> i32 {
+    let mut b = [0u64; 24];
+    b[..12].copy_from_slice(&REG_PATTERN);
+    // SAFETY: reads b[0..12] and writes b[12..24] through rdi, which the call preserves (if it did
+    // not, the stores would fault and the case would see a kill); rbx is saved on the stack.
+    unsafe {
+        asm!(
+            "push rbx",
+            "mov rbx, [rdi]", "mov rdx, [rdi + 8]", "mov rsi, [rdi + 16]", "mov r8, [rdi + 24]",
+            "mov r9, [rdi + 32]", "mov r10, [rdi + 40]", "mov r12, [rdi + 48]",
+            "mov r13, [rdi + 56]", "mov r14, [rdi + 64]", "mov r15, [rdi + 72]",
+            "mov eax, 11",
+            "syscall",
+            "mov [rdi + 96], rbx", "mov [rdi + 104], rdx", "mov [rdi + 112], rsi",
+            "mov [rdi + 120], r8", "mov [rdi + 128], r9", "mov [rdi + 136], r10",
+            "mov [rdi + 144], r12", "mov [rdi + 152], r13", "mov [rdi + 160], r14",
+            "mov [rdi + 168], r15", "mov [rdi + 176], rdi",
+            "pop rbx",
+            in("rdi") b.as_mut_ptr(),
+            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _, out("r8") _, out("r9") _,
+            out("r10") _, out("r11") _, out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+        )
+    };
+    let want: [u64; 11] = core::array::from_fn(|i| {
+        if i < 10 {
+            REG_PATTERN[i]
+        } else {
+            b.as_ptr() as u64
+        }
+    });
+    ok_if(
+        b[12..23] == want,
+        "a register other than rax, rcx, r11 changed across syscall",
+    )
+}
+
+/// `int $64` (getpid) keeps every register but rax, rcx and r11 included.
+fn regs_int64() -> i32 {
+    let mut b = [0u64; 24];
+    b[..12].copy_from_slice(&REG_PATTERN);
+    // SAFETY: as regs_syscall.
+    unsafe {
+        asm!(
+            "push rbx",
+            "mov rbx, [rdi]", "mov rdx, [rdi + 8]", "mov rsi, [rdi + 16]", "mov r8, [rdi + 24]",
+            "mov r9, [rdi + 32]", "mov r10, [rdi + 40]", "mov r12, [rdi + 48]",
+            "mov r13, [rdi + 56]", "mov r14, [rdi + 64]", "mov rcx, [rdi + 72]",
+            "mov r11, [rdi + 80]",
+            "mov eax, 11",
+            "int 64",
+            "mov [rdi + 96], rbx", "mov [rdi + 104], rdx", "mov [rdi + 112], rsi",
+            "mov [rdi + 120], r8", "mov [rdi + 128], r9", "mov [rdi + 136], r10",
+            "mov [rdi + 144], r12", "mov [rdi + 152], r13", "mov [rdi + 160], r14",
+            "mov [rdi + 168], rcx", "mov [rdi + 176], r11",
+            "pop rbx",
+            in("rdi") b.as_mut_ptr(),
+            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _, out("r8") _, out("r9") _,
+            out("r10") _, out("r11") _, out("r12") _, out("r13") _, out("r14") _,
+        )
+    };
+    ok_if(
+        b[12..23] == REG_PATTERN[..11],
+        "a register other than rax changed across int $64",
+    )
+}
+
+/// A `syscall` as the last two bytes of the highest page a process can make executable (the
+/// top of the mmap area): the kernel's `sysretq` exit returns to MMAP_TOP, which is unmapped, so
+/// the process is killed there and the kernel goes on. (No user code can sit near the canonical
+/// boundary, where a `syscall`'s return address would be non-canonical and `sysretq` would fault
+/// in ring 0: the stack is the only thing above MMAP_TOP and it is not executable. The exit path
+/// checks the address all the same.) In assembly, with no stack use after the mapping.
+fn syscall_at_top() -> i32 {
+    use xv6_user::abi::layout::MMAP_TOP;
+    use xv6_user::abi::mman::{
+        MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE,
+    };
+    // SAFETY: maps the top user page (replacing the stack; nothing after this uses it), writes
+    // `syscall` at its last two bytes and jumps there; nothing returns.
+    unsafe {
+        asm!(
+            "syscall",                      // mmap(MMAP_TOP - 4096, 4096, rwx, private|anon|fixed)
+            "cmp rax, r12",
+            "jne 2f",
+            "mov word ptr [r12 + 4094], 0x050f", // syscall
+            "mov eax, 11",                   // getpid
+            "lea rcx, [r12 + 4094]",
+            "jmp rcx",
+            "2: mov eax, 2",                 // mmap failed: exit(3), which the case reports
+            "mov edi, 3",
+            "syscall",
+            "ud2",
+            in("rax") Sysno::Mmap as u64,
+            in("rdi") MMAP_TOP - 4096,
+            in("rsi") 4096u64,
+            in("rdx") (PROT_READ | PROT_WRITE | PROT_EXEC) as u64,
+            in("r10") (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) as u64,
+            in("r8") -1i64 as u64,
+            in("r9") 0u64,
+            in("r12") MMAP_TOP - 4096,
+            options(noreturn)
+        )
+    }
+}
+
 fn jump_kernel() -> i32 {
     // SAFETY: the fetch faults (#PF, supervisor page); nothing returns.
     unsafe { asm!("jmp *{}", in(reg) 0xffff_ffff_8010_0000u64, options(att_syntax)) };
@@ -792,6 +916,21 @@ const CASES: &[Case] = &[
         name: "push on non-canonical rsp",
         want: Want::Killed,
         run: push_noncanonical,
+    },
+    Case {
+        name: "registers across syscall",
+        want: Want::Exit0,
+        run: regs_syscall,
+    },
+    Case {
+        name: "registers across int $64",
+        want: Want::Exit0,
+        run: regs_int64,
+    },
+    Case {
+        name: "syscall returning to MMAP_TOP",
+        want: Want::Killed,
+        run: syscall_at_top,
     },
     Case {
         name: "jump to non-canonical",
