@@ -5,6 +5,7 @@ mod cprog;
 mod crates;
 mod fsck;
 mod kbench;
+mod layers;
 mod mkfs;
 mod qemu;
 mod tasks;

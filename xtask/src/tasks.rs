@@ -486,6 +486,10 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
             }),
         ),
         (
+            "kernel layers (no upward import)",
+            Box::new(crate::layers::check),
+        ),
+        (
             "host tests",
             Box::new(|| util::run(cargo().args(["test", "--workspace"]))),
         ),

@@ -1,45 +1,33 @@
 //! The xv6 kernel binary: boot, then hand over to the scheduler.
 //!
-//! Built only by xtask (`cargo xtask build`), for the host target with bare-metal flags (see
-//! docs/BUILDING.md). Hardware access lives in the modules marked HARDWARE ACCESS (arch, console,
-//! irq, ide, pci, and the assembly in trap.rs, proc.rs and arch/boot.s); the logic that can be
+//! Built only by xtask (`cargo xtask build`), for `x86_64-unknown-none` (see docs/BUILDING.md).
+//! The kernel is cut into layers, one folder each, that import only downward (docs/KERNEL.md has
+//! the picture and a reading order; `cargo xtask test` checks it). Hardware access lives in the
+//! modules marked HARDWARE ACCESS (arch/, dev/console.rs, dev/irq.rs, dev/pci.rs, fs/ide.rs,
+//! smp.rs, and the assembly in arch/trap.rs, proc/proc.rs and arch/boot.s); the logic that can be
 //! tested on the host is in the `xv6_kernel` library (src/lib.rs: boot information, ACPI tables,
-//! page tables, user memory copies, ELF checks, DMA descriptors).
+//! page tables, user memory copies, ELF checks, DMA descriptors, the buffer-cache index).
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+// The layers, lowest first: a module may import only from layers before it (see docs/KERNEL.md;
+// `cargo xtask test` checks it). main.rs and smp.rs sit above them all.
 mod arch;
-mod bio;
-mod console;
-mod cpu;
-mod exec;
-mod file;
+mod dev;
 mod fs;
-mod ide;
-mod irq;
-mod log;
-mod mem;
 mod mm;
-mod panic;
-mod pci;
-mod pipe;
 mod proc;
-mod sleeplock;
+mod sync;
 mod syscall;
-mod sysfile;
-mod sysmem;
-mod trap;
+
+mod smp;
 
 use core::sync::atomic::Ordering;
 use xv6_kernel::bootinfo;
 use xv6_kernel::layout::p2v;
-use xv6_kernel::paging::PageTable;
-
-/// Status the machine powers off with after a kernel panic.
-pub const PANIC_STATUS: i32 = 127;
 
 core::arch::global_asm!(include_str!("arch/boot.s"), options(att_syntax));
 
@@ -50,17 +38,12 @@ fn read_phys(pa: u64, buf: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(p2v(pa) as *const u8, buf.as_mut_ptr(), buf.len()) };
 }
 
-/// A new user page table: empty lower half, the kernel's upper half.
-pub fn uvm_alloc_table() -> Option<PageTable> {
-    xv6_kernel::uvm::new_user_table(&mut mem::KernelFrames, mem::kernel_pt())
-}
-
 /// The boot CPU's Rust entry, from `start64` in boot.s, on the boot stack with interrupts off.
 #[no_mangle]
 extern "C" fn kmain(start_info: u64) -> ! {
     // SAFETY: first thing on the boot CPU, interrupts off, nothing else running.
-    unsafe { cpu::init_cpu(0, 0) };
-    console::init();
+    unsafe { arch::cpu::init_cpu(0, 0) };
+    dev::console::init();
     println!();
     let bi = match bootinfo::parse(start_info, read_phys) {
         Ok(b) => b,
@@ -72,42 +55,43 @@ extern "C" fn kmain(start_info: u64) -> ! {
         }
         Err(e) => panic!("boot: {e}"),
     };
-    mem::init(&bi);
-    trap::init();
-    trap::init_cpu();
+    mm::mem::init(&bi);
+    arch::cpu::init_ist_stacks(mm::mem::map_fresh_kernel_page);
+    arch::trap::init();
+    arch::trap::init_cpu();
     let madt = match xv6_kernel::acpi::parse_madt(bi.rsdp, read_phys) {
         Ok(m) => m,
         Err(e) => panic!("ACPI: {e:?}: cannot find the CPUs and interrupt controllers"),
     };
     let (ioapic, _) = madt.ioapic.unwrap_or((0xfec0_0000, 0));
-    irq::init(madt.lapic_addr, ioapic);
-    irq::calibrate_timer();
-    irq::init_cpu();
-    let boot_apic = irq::lapic_id();
+    dev::irq::init(madt.lapic_addr, ioapic);
+    dev::irq::calibrate_timer();
+    dev::irq::init_cpu();
+    let boot_apic = dev::irq::lapic_id();
     // SAFETY: still the boot CPU alone; fix up its LAPIC id.
-    unsafe { (*cpu::cpu_ptr(0)).apic_id = boot_apic };
-    let (gsi, fl) = madt.gsi_for_irq(trap::IRQ_COM1 as u8);
-    irq::enable(trap::IRQ_COM1, gsi, fl, boot_apic);
-    let (gsi, fl) = madt.gsi_for_irq(trap::IRQ_IDE as u8);
-    if !ide::init(gsi, fl, boot_apic) {
+    unsafe { (*arch::cpu::cpu_ptr(0)).apic_id = boot_apic };
+    let (gsi, fl) = madt.gsi_for_irq(arch::trap::IRQ_COM1 as u8);
+    dev::irq::enable(arch::trap::IRQ_COM1, gsi, fl, boot_apic);
+    let (gsi, fl) = madt.gsi_for_irq(arch::trap::IRQ_IDE as u8);
+    if !fs::ide::init(gsi, fl, boot_apic) {
         println!("xv6: no disk found: give QEMU a file-system image as its first drive");
     }
     // The buffer cache takes a 32nd of memory (bounded both ways; see bio::init).
     let nbuf = {
-        let (_, total, _, _) = mem::usage();
-        bio::init((total as usize).saturating_mul(xv6_kernel::layout::PAGE as usize) / 32)
+        let (_, total, _, _) = mm::mem::usage();
+        fs::bio::init((total as usize).saturating_mul(xv6_kernel::layout::PAGE as usize) / 32)
             .expect("not enough memory for the buffer cache")
     };
-    proc::init();
+    proc::proc::init();
     {
-        let mut c = proc::CMDLINE.lock();
+        let mut c = proc::proc::CMDLINE.lock();
         let line = bi.heap_option().1;
         let n = line.len().min(c.0.len());
         c.0[..n].copy_from_slice(&line[..n]);
         c.1 = n;
     }
-    proc::user_init();
-    let (free, total, _, _) = mem::usage();
+    proc::proc::user_init();
+    let (free, total, _, _) = mm::mem::usage();
     let ncpu = smp::start_others(&madt, boot_apic);
     println!(
         "xv6 kernel is booting: {} CPU(s), {} MiB RAM, {} of {} frames free, {} disk buffers",
@@ -117,8 +101,6 @@ extern "C" fn kmain(start_info: u64) -> ! {
         total,
         nbuf
     );
-    cpu::mycpu().started.store(true, Ordering::SeqCst);
-    proc::scheduler()
+    arch::cpu::mycpu().started.store(true, Ordering::SeqCst);
+    proc::sched::scheduler()
 }
-
-mod smp;

@@ -2,9 +2,9 @@
 //! trampoline copied to physical page 0x8000, which climbs to long mode on the kernel's page table
 //! and calls [`ap_main`] on a stack of its own.
 
-use crate::cpu;
-use crate::irq;
-use crate::mem::{self, KernelFrames};
+use crate::arch::cpu;
+use crate::dev::irq;
+use crate::mm::mem::{self, KernelFrames};
 use core::sync::atomic::Ordering;
 use xv6_abi::param::NCPU;
 use xv6_kernel::acpi::Madt;
@@ -164,8 +164,8 @@ extern "C" fn ap_main(index: u64) -> ! {
     let apic = unsafe { (*cpu::cpu_ptr(i)).apic_id };
     // SAFETY: first thing on this CPU.
     unsafe { cpu::init_cpu(i, apic) };
-    crate::trap::init_cpu();
+    crate::arch::trap::init_cpu();
     irq::init_cpu();
     cpu::mycpu().started.store(true, Ordering::SeqCst);
-    crate::proc::scheduler()
+    crate::proc::sched::scheduler()
 }

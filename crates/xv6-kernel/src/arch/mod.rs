@@ -1,9 +1,13 @@
-//! HARDWARE ACCESS: the x86_64 instructions the kernel needs, each in a small wrapper.
+//! Layer 1, arch. HARDWARE ACCESS: the x86_64 instructions the kernel needs, each in a small
+//! wrapper (this file), the per-CPU records, GDT and TSS (`cpu`), and the trap frame, IDT and
+//! entry/exit assembly (`trap`). Imports no other layer.
 //!
 //! Everything in this module touches the machine directly (ports, MSRs, control registers,
 //! interrupt flag). The rest of the kernel calls these wrappers instead of writing `asm!` itself.
 
+pub mod cpu;
 pub mod rt;
+pub mod trap;
 
 use core::arch::asm;
 

@@ -7,8 +7,8 @@
 //! blocks move in one disk request: [`write_run`] for the log, [`read_ahead`] for sequential
 //! reads.
 
-use crate::cpu::Spinlock;
-use crate::sleeplock::Sleeplock;
+use crate::sync::sleeplock::Sleeplock;
+use crate::sync::spinlock::Spinlock;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use xv6_abi::fs::{BSIZE, LOGBLOCKS};
@@ -102,7 +102,7 @@ fn bget(blockno: u32) -> (BufGuard, bool) {
         }
         // Every buffer is referenced (many processes in the file system at once, and the log's
         // pinned blocks): wait for one to be released instead of giving up.
-        m = crate::proc::sleep(meta_chan(), m);
+        m = crate::sync::wait::sleep(meta_chan(), m);
     };
     if let Got::Miss(i) = got {
         reset(i, blockno);
@@ -128,7 +128,7 @@ fn reset(i: usize, blockno: u32) {
 pub fn bread(blockno: u32) -> Option<BufGuard> {
     let (g, _) = bget(blockno);
     let b = g.buf();
-    if !b.valid && !crate::ide::rw(b) {
+    if !b.valid && !crate::fs::ide::rw(b) {
         return None;
     }
     Some(g)
@@ -157,17 +157,18 @@ pub fn write_run(run: &mut [BufGuard]) -> bool {
         return run.iter_mut().all(|g| g.write());
     }
     bufs.extend(run.iter().map(|g| g.buf()));
-    crate::ide::rw_run(&mut bufs, true)
+    crate::fs::ide::rw_run(&mut bufs, true)
 }
 
 /// Reads into the cache those of `blocks` that are not cached, each run of consecutive block
 /// numbers in one disk request, and returns without holding any of them. Best effort: blocks
 /// are skipped when no buffer is free, and a failed read leaves them to be read again by
-/// `bread`. Up to [`crate::ide::MAX_RUN`] blocks a call.
+/// `bread`. Up to [`crate::fs::ide::MAX_RUN`] blocks a call.
 pub fn read_ahead(blocks: &[u32]) {
-    let mut run: [Option<BufGuard>; crate::ide::MAX_RUN] = [const { None }; crate::ide::MAX_RUN];
+    let mut run: [Option<BufGuard>; crate::fs::ide::MAX_RUN] =
+        [const { None }; crate::fs::ide::MAX_RUN];
     let mut n = 0;
-    for &blockno in blocks.iter().take(crate::ide::MAX_RUN) {
+    for &blockno in blocks.iter().take(crate::fs::ide::MAX_RUN) {
         let follows = n > 0 && run[n - 1].as_ref().map(|g| g.buf().blockno + 1) == Some(blockno);
         if n > 0 && !follows {
             read_run(&mut run[..n]);
@@ -208,7 +209,7 @@ fn read_run(run: &mut [Option<BufGuard>]) {
         let mut bufs: Vec<&mut Buf> = Vec::new();
         if bufs.try_reserve_exact(run.len()).is_ok() {
             bufs.extend(run.iter().flatten().map(|g| g.buf()));
-            crate::ide::rw_run(&mut bufs, false);
+            crate::fs::ide::rw_run(&mut bufs, false);
         }
     }
     for g in run.iter_mut() {
@@ -245,7 +246,7 @@ impl BufGuard {
     pub fn write(&mut self) -> bool {
         let b = self.buf();
         b.dirty = true;
-        crate::ide::rw(b)
+        crate::fs::ide::rw(b)
     }
 
     /// Keeps the buffer in the cache (the log pins blocks until they are installed).
@@ -264,7 +265,7 @@ pub fn unpin(blockno: u32) {
     };
     drop(m);
     if freed {
-        crate::proc::wakeup(meta_chan());
+        crate::sync::wait::wakeup(meta_chan());
     }
 }
 
@@ -286,7 +287,7 @@ impl Drop for BufGuard {
         slots()[self.idx].lock.release();
         let freed = META.lock().as_mut().expect("bio").release(self.idx);
         if freed {
-            crate::proc::wakeup(meta_chan());
+            crate::sync::wait::wakeup(meta_chan());
         }
     }
 }

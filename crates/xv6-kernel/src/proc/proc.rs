@@ -1,5 +1,6 @@
-//! Processes: the process table, fork/exit/wait/kill, sleep and wakeup, the per-CPU scheduler, and
-//! the trap handler for user mode. The design is xv6's:
+//! Processes (the first half of xv6's proc.c): the process table, creating the first process
+//! and kernel threads, fork, exit, wait and kill. Switching, sleep/wakeup and the scheduler loop
+//! are `sched.rs`; the trap handler for user mode is `syscall::trap`. The design is xv6's:
 //!
 //! - Each process has a lock (`Proc::lock`) protecting `state`, `chan`, `killed`, `xstate` and
 //!   `pid`; `WAIT_LOCK` protects every `parent` field and orders wait/exit. The other fields belong
@@ -10,14 +11,16 @@
 //!   trap frame sits at its top.
 
 use crate::arch;
-use crate::cpu::{mycpu, pop_off, push_off, Context, RawSpinlock, Spinlock};
-use crate::file::FileRef;
-use crate::fs::InodeRef;
-use crate::mem::{self, KernelFrames};
-use crate::mm::MemState;
-use crate::trap::{TrapFrame, T_IRQ0, T_SYSCALL};
+use crate::arch::cpu::{mycpu, pop_off, push_off, Context};
+use crate::arch::trap::TrapFrame;
+use crate::fs::file::FileRef;
+use crate::fs::fs::InodeRef;
+use crate::mm::mem::{self, KernelFrames};
+use crate::proc::sched::{sched, sleep_raw, wakeup};
+use crate::proc::vm::MemState;
+use crate::sync::spinlock::{RawSpinlock, Spinlock};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 use xv6_abi::param::{NOFILE, NPROC};
 use xv6_kernel::layout::PAGE;
 use xv6_kernel::paging::{PageTable, Pte};
@@ -148,14 +151,14 @@ static WAIT_LOCK: RawSpinlock = RawSpinlock::new("wait");
 static NEXT_PID: AtomicI32 = AtomicI32::new(1);
 static INIT_PROC: Spinlock<usize> = Spinlock::new("initproc", 0);
 
-fn slot(i: usize) -> *mut Proc {
+pub(super) fn slot(i: usize) -> *mut Proc {
     PROCS.0[i].get()
 }
 
 /// The process running on this CPU, or null.
 pub fn myproc_ptr() -> *mut Proc {
     push_off();
-    let p = mycpu().proc;
+    let p = mycpu().proc as *mut Proc;
     pop_off();
     p
 }
@@ -172,6 +175,7 @@ pub fn myproc() -> &'static mut Proc {
 /// Maps every slot's kernel stack (with a guard page below) into the kernel's half of the address
 /// space. Called once at boot, before any process exists.
 pub fn init() {
+    crate::sync::wait::install(&super::sched::PROC_SCHEDULER);
     let kpt = mem::kernel_pt();
     for i in 0..NPROC {
         let bottom = KSTACK_BASE + (i as u64 * (KSTACK_PAGES + 1) + 1) * PAGE;
@@ -199,8 +203,8 @@ pub fn is_kstack_guard(va: u64) -> bool {
     off.is_multiple_of(KSTACK_PAGES + 1) && off / (KSTACK_PAGES + 1) < NPROC as u64
 }
 
+// `swtch` (defined below) is called from sched.rs.
 extern "C" {
-    fn swtch(old: *mut Context, new: *const Context);
     fn forkret_entry();
     fn kthread_entry();
 }
@@ -264,7 +268,7 @@ fn alloc_proc() -> Option<*mut Proc> {
         p.is_init = false;
         p.told_unknown_syscall = false;
         p.kernel_thread = false;
-        let Some(pt) = crate::uvm_alloc_table() else {
+        let Some(pt) = crate::mm::mem::new_user_table() else {
             p.state = State::Unused;
             p.lock.release();
             return None;
@@ -362,18 +366,20 @@ extern "C" fn forkret() {
     p.lock.release();
     if p.is_init {
         p.is_init = false;
-        crate::fs::init();
-        p.cwd = Some(crate::fs::namei(b"/").expect("no root directory"));
+        crate::fs::fs::init();
+        // The log's flusher commits finished transactions that nobody fsyncs.
+        spawn_kernel_thread(b"logflush", crate::fs::log::flusher);
+        p.cwd = Some(crate::fs::dir::namei(None, b"/").expect("no root directory"));
         let (buf, n) = *CMDLINE.lock();
         let cmd = &buf[..n];
         let args: [&[u8]; 2] = [b"init", cmd];
         let argv: &[&[u8]] = if n == 0 { &args[..1] } else { &args[..] };
-        if let Err(e) = crate::exec::exec_kernel(b"/init", argv) {
+        if let Err(e) = crate::proc::exec::exec_kernel(b"/init", argv) {
             crate::println!("\nxv6: cannot start /init: {e}");
             crate::println!(
                 "xv6: the disk image has no usable /init (cargo xtask image builds one)"
             );
-            crate::arch::poweroff(crate::PANIC_STATUS - 1);
+            crate::arch::poweroff(crate::dev::panic::PANIC_STATUS - 1);
         }
     }
     // Back in forkret_entry: return to user mode through the trap frame.
@@ -453,9 +459,9 @@ pub fn exit(status: i32) -> ! {
     // process can still sleep for the disk.
     p.mm.release(p.pt);
     if let Some(cwd) = p.cwd.take() {
-        crate::log::begin_op();
+        crate::fs::log::begin_op();
         cwd.put();
-        crate::log::end_op();
+        crate::fs::log::end_op();
     }
     WAIT_LOCK.acquire();
     reparent(pp);
@@ -557,250 +563,4 @@ pub fn count() -> u64 {
         p.lock.release();
     }
     n
-}
-
-/// Switches to the scheduler. The caller holds exactly its own process lock and has changed its
-/// state.
-fn sched() {
-    let p = myproc();
-    let c = mycpu();
-    if !p.lock.holding() {
-        panic!("sched: process lock not held");
-    }
-    if c.ncli != 1 {
-        panic!("sched: {} locks held", c.ncli);
-    }
-    if p.state == State::Running {
-        panic!("sched: process still running");
-    }
-    if arch::interrupts_enabled() {
-        panic!("sched: interrupts enabled");
-    }
-    let intena = c.intena;
-    // The user's FPU/SSE registers go with the process; the next one loads its own.
-    arch::fxsave(&mut p.fpu);
-    // SAFETY: both contexts are valid: ours is saved here, the scheduler's was saved by its swtch.
-    unsafe { swtch(&mut p.context, &mycpu().scheduler) };
-    mycpu().intena = intena;
-}
-
-/// Gives up the CPU for one round.
-pub fn yield_cpu() {
-    let p = myproc();
-    p.lock.acquire();
-    p.state = State::Runnable;
-    sched();
-    p.lock.release();
-}
-
-/// Wait channels: which process slots may be sleeping on a channel that hashes to each bucket.
-///
-/// A sleeper sets its slot's bit in its channel's bucket while holding its own lock, before it
-/// lets go of the condition's lock; `wakeup` visits only the slots whose bits are set in the
-/// channel's bucket (instead of locking every slot) and, holding each one's lock, wakes it if it
-/// sleeps on the channel. A bit whose slot no longer sleeps on a channel of that bucket (it was
-/// woken, or killed awake) is cleared by the next `wakeup` that finds it, also under the slot's
-/// lock, so a bit is only ever set or cleared under its slot's lock. No wakeup is lost: a waker
-/// changes the condition under the condition's lock and then reads the bucket, and the sleeper's
-/// bit was set before it released that lock (xv6's argument, with the bucket standing in for the
-/// scan of the table).
-static WAIT_BUCKETS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
-
-const _: () = assert!(NPROC <= 64, "a bucket is one bit per process slot");
-
-fn bucket(chan: usize) -> &'static AtomicU64 {
-    // Fibonacci hashing of the channel (usually an address).
-    let h = (chan as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
-    &WAIT_BUCKETS[h as usize]
-}
-
-/// The slot number of process `p`.
-fn slot_index(p: *const Proc) -> usize {
-    (p as usize - PROCS.0.as_ptr() as usize) / core::mem::size_of::<UnsafeCell<Proc>>()
-}
-
-/// Marks `p` (whose lock the caller holds) as sleeping on `chan`.
-fn enter_sleep(p: &mut Proc, chan: usize) {
-    bucket(chan).fetch_or(1 << slot_index(p), Ordering::AcqRel);
-    p.chan = chan;
-    p.state = State::Sleeping;
-}
-
-/// Sleeps on `chan`, releasing `lk` (held on entry) while asleep and holding it again on return.
-pub fn sleep_raw(chan: usize, lk: &RawSpinlock) {
-    let p = myproc();
-    p.lock.acquire();
-    enter_sleep(p, chan);
-    lk.release();
-    sched();
-    p.chan = 0;
-    p.lock.release();
-    lk.acquire();
-}
-
-/// [`sleep_raw`] for a [`Spinlock`] guard: the guard comes back re-acquired.
-pub fn sleep<'a, T>(
-    chan: usize,
-    guard: crate::cpu::SpinGuard<'a, T>,
-) -> crate::cpu::SpinGuard<'a, T> {
-    let lock = guard.lock_ref();
-    let p = myproc();
-    p.lock.acquire();
-    enter_sleep(p, chan);
-    drop(guard);
-    sched();
-    p.chan = 0;
-    p.lock.release();
-    lock.lock()
-}
-
-/// Wakes every process sleeping on `chan`, visiting only the slots its wait bucket names (see
-/// [`WAIT_BUCKETS`]). Must be called without any process lock held.
-pub fn wakeup(chan: usize) {
-    let me = myproc_ptr();
-    let b = bucket(chan);
-    let mut mask = b.load(Ordering::Acquire);
-    while mask != 0 {
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        let pp = slot(i);
-        if pp == me {
-            continue;
-        }
-        // SAFETY: state and chan read and written under the slot's lock.
-        let p = unsafe { &mut *pp };
-        p.lock.acquire();
-        let sleeping = p.state == State::Sleeping;
-        if sleeping && p.chan == chan {
-            p.state = State::Runnable;
-            b.fetch_and(!(1 << i), Ordering::AcqRel);
-        } else if !(sleeping && core::ptr::eq(bucket(p.chan), b)) {
-            // Stale: woken otherwise (kill) or gone; its next sleep sets the bit again.
-            b.fetch_and(!(1 << i), Ordering::AcqRel);
-        }
-        p.lock.release();
-    }
-}
-
-/// Each CPU's scheduler loop: runs runnable processes round-robin; waits for an interrupt when
-/// there are none.
-pub fn scheduler() -> ! {
-    let c = mycpu();
-    c.proc = core::ptr::null_mut();
-    let mut next = 0usize;
-    loop {
-        // Take the interrupts that are waiting, even when there is always a process to run (one
-        // that gives up the CPU in the kernel, like a long console write, never goes through
-        // user mode, where interrupts are on).
-        crate::irq::interrupt_window();
-        let mut found = false;
-        for k in 0..NPROC {
-            let i = (next + k) % NPROC;
-            // SAFETY: state read and written under the slot's lock.
-            let p = unsafe { &mut *slot(i) };
-            p.lock.acquire();
-            if p.state == State::Runnable {
-                p.state = State::Running;
-                let c = mycpu();
-                c.proc = p;
-                c.kstack_top = p.kstack_top;
-                c.tss.rsp0 = p.kstack_top;
-                // SAFETY: the process's table maps the kernel half like every other.
-                unsafe { arch::set_cr3(p.pt.root) };
-                arch::fxrstor(&p.fpu);
-                // SAFETY: the process's context was saved by sched or built by alloc_proc.
-                unsafe { swtch(&mut c.scheduler, &p.context) };
-                // SAFETY: the kernel table maps the kernel; the process may be freed now.
-                unsafe { arch::set_cr3(mem::kernel_pt().root) };
-                mycpu().proc = core::ptr::null_mut();
-                found = true;
-                next = i + 1;
-            }
-            p.lock.release();
-            if found {
-                break;
-            }
-        }
-        if !found {
-            // SAFETY: the IDT is loaded; no lock is held here.
-            unsafe { arch::wait_for_interrupt() };
-        }
-    }
-}
-
-/// A trap from user mode: system calls, device interrupts, and faults (which kill the process
-/// unless they are first touches of mapped memory).
-pub fn user_trap(tf: &mut TrapFrame) {
-    let p = myproc();
-    let mut timer = false;
-    match tf.vector {
-        T_SYSCALL => {
-            if p.is_killed() {
-                exit(-1);
-            }
-            tf.rax = crate::syscall::dispatch(tf) as u64;
-        }
-        v if v >= T_IRQ0 => {
-            timer = v == T_IRQ0 + crate::trap::IRQ_TIMER;
-            if !crate::irq::handle(v) {
-                crate::println!("pid {} {}: unexpected interrupt {v}", p.pid, p.name_str());
-            }
-        }
-        14 => {
-            let addr = arch::cr2();
-            let write = tf.error & 2 != 0;
-            let exec = tf.error & 16 != 0;
-            if let Err(why) = p.mm.handle_fault(p.pt, addr, write, exec) {
-                crate::println!(
-                    "pid {} {}: {why} ({}) at {:#x}, rip {:#x}: killed",
-                    p.pid,
-                    p.name_str(),
-                    if exec {
-                        "execute"
-                    } else if write {
-                        "write"
-                    } else {
-                        "read"
-                    },
-                    addr,
-                    tf.rip
-                );
-                p.lock.acquire();
-                p.killed = true;
-                p.lock.release();
-            }
-        }
-        v => {
-            crate::println!(
-                "pid {} {}: {} (trap {v}, error {:#x}) at rip {:#x}: killed",
-                p.pid,
-                p.name_str(),
-                crate::trap::trap_name(v),
-                tf.error,
-                tf.rip
-            );
-            p.lock.acquire();
-            p.killed = true;
-            p.lock.release();
-        }
-    }
-    if p.is_killed() {
-        exit(-1);
-    }
-    if timer {
-        yield_cpu();
-    }
-}
-
-/// Prints the process list (Ctrl-P on the console).
-pub fn dump() {
-    crate::println!();
-    for i in 0..NPROC {
-        // SAFETY: a debugging aid: reads racy fields without locks, like xv6's procdump.
-        let p = unsafe { &*slot(i) };
-        if p.state == State::Unused {
-            continue;
-        }
-        crate::println!("{} {:?} {}", p.pid, p.state, p.name_str());
-    }
 }

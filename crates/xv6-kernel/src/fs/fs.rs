@@ -1,19 +1,16 @@
-//! The file system's inode and directory layers (xv6's fs.c): the superblock, block allocation,
-//! the inode table, file contents, directories and path names. The on-disk format is xv6's
+//! The file system's block and inode layers (the first half of xv6's fs.c): the superblock, block
+//! allocation, the inode table and file contents. Directories and path names are `dir.rs`. The on-disk format is xv6's
 //! (`xv6_abi::fs`). A disk whose superblock is not of that format is refused at mount, and block
 //! numbers read from disk are checked before use, so a corrupt image gives errors, not a crash.
 
-use crate::bio;
-use crate::cpu::Spinlock;
-use crate::log::{self, log_write};
-use crate::sleeplock::Sleeplock;
+use crate::fs::bio;
+use crate::fs::log::{self, log_write};
+use crate::sync::sleeplock::Sleeplock;
+use crate::sync::spinlock::Spinlock;
 use core::cell::UnsafeCell;
-use xv6_abi::fs::{
-    decode_dirent, encode_dirent, DiskInode, SuperBlock, BPB, BSIZE, DIRENT_SIZE, IPB, MAXFILE,
-    NDIRECT, NINDIRECT, ROOTINO,
-};
+use xv6_abi::fs::{DiskInode, SuperBlock, BPB, BSIZE, IPB, MAXFILE, NDIRECT, NINDIRECT};
 use xv6_abi::stat::{T_DEVICE, T_DIR, T_FILE};
-use xv6_abi::{Dirent, Stat, DIRSIZ};
+use xv6_abi::Stat;
 
 /// Inodes kept in memory at once.
 pub const NINODE: usize = 50;
@@ -37,13 +34,13 @@ pub fn init() {
             crate::println!(
                 "xv6: give QEMU an xv6 file-system image (cargo xtask image builds one)"
             );
-            crate::arch::poweroff(crate::PANIC_STATUS - 1);
+            crate::arch::poweroff(crate::dev::panic::PANIC_STATUS - 1);
         }
     };
     *SB.lock() = Some(sb);
     if let Err(why) = log::init(sb.logstart, sb.nlog) {
         crate::println!("\nxv6: cannot mount the disk: {why}");
-        crate::arch::poweroff(crate::PANIC_STATUS - 1);
+        crate::arch::poweroff(crate::dev::panic::PANIC_STATUS - 1);
     }
 }
 
@@ -52,7 +49,7 @@ fn read_super() -> Result<SuperBlock, alloc::string::String> {
     let b = bio::bread(1).ok_or("no disk, or block 1 cannot be read")?;
     let sb = SuperBlock::decode(&b[..]).map_err(|e| format!("{e}"))?;
     sb.validate().map_err(|e| format!("{e}"))?;
-    let disk = crate::ide::capacity_blocks();
+    let disk = crate::fs::ide::capacity_blocks();
     if disk != 0 && sb.size as u64 > disk {
         return Err(format!(
             "the superblock says the file system has {} blocks, but the disk holds only {disk}",
@@ -197,7 +194,7 @@ pub struct Locked<'a> {
 }
 
 /// Finds or allocates the table slot for `inum` and takes a reference. Does not read the disk.
-fn iget(inum: u32) -> Option<InodeRef> {
+pub(super) fn iget(inum: u32) -> Option<InodeRef> {
     let mut r = REFS.lock();
     if let Some(i) = r.iter().position(|e| e.1 > 0 && e.0 == inum) {
         r[i].1 += 1;
@@ -341,7 +338,7 @@ pub fn ialloc(typ: i16) -> Option<InodeRef> {
 }
 
 /// Looks up inode `inum` (for directory entries).
-fn iget_checked(inum: u32) -> Option<InodeRef> {
+pub(super) fn iget_checked(inum: u32) -> Option<InodeRef> {
     if inum == 0 || inum >= sb().ninodes {
         return None;
     }
@@ -505,8 +502,8 @@ impl Locked<'_> {
         }
         let end_of_file = (size as usize).div_ceil(BSIZE);
         let want = last + 1 + if sequential { READ_AHEAD } else { 0 };
-        let upto = want.min(end_of_file).min(first + crate::ide::MAX_RUN);
-        let mut blocks = [0u32; crate::ide::MAX_RUN];
+        let upto = want.min(end_of_file).min(first + crate::fs::ide::MAX_RUN);
+        let mut blocks = [0u32; crate::fs::ide::MAX_RUN];
         let mut k = 0;
         for bn in first..upto {
             // A hole (never written) ends the list: there is nothing on the disk to read.
@@ -586,105 +583,6 @@ impl Locked<'_> {
             true
         })
     }
-
-    // ---- directories ---------------------------------------------------------------------
-
-    /// Calls `each(offset, entry)` for the directory's entries from byte `from` on, a block
-    /// read at a time, until it returns `Break`. Ok(Some(v)) if it broke with `v`, Ok(None) at
-    /// the end; Err(offset) at an entry that cannot be read or decoded.
-    fn scan_dir<T>(
-        &self,
-        from: u32,
-        mut each: impl FnMut(u32, &Dirent) -> core::ops::ControlFlow<T>,
-    ) -> Result<Option<T>, u32> {
-        let size = self.size();
-        let mut off = from;
-        let mut block = [0u8; BSIZE];
-        while off + DIRENT_SIZE as u32 <= size {
-            // The whole entries from `off` to the end of its block (or of the directory).
-            let block_end = (off / BSIZE as u32 + 1) * BSIZE as u32;
-            let end = block_end.min(size - (size - off) % DIRENT_SIZE as u32);
-            let n = (end - off) as usize;
-            if self.read_kernel(off, &mut block[..n]) != Some(n as u32) {
-                return Err(off);
-            }
-            for (i, raw) in block[..n].chunks_exact(DIRENT_SIZE).enumerate() {
-                let at = off + (i * DIRENT_SIZE) as u32;
-                let de = decode_dirent(raw).map_err(|_| at)?;
-                if let core::ops::ControlFlow::Break(v) = each(at, &de) {
-                    return Ok(Some(v));
-                }
-            }
-            off = end;
-        }
-        Ok(None)
-    }
-
-    /// Looks `name` up in this directory: the inode and the entry's byte offset.
-    pub fn dir_lookup(&self, name: &[u8]) -> Option<(InodeRef, u32)> {
-        use core::ops::ControlFlow::{Break, Continue};
-        if self.typ() != T_DIR {
-            return None;
-        }
-        let found = self.scan_dir(0, |off, de| {
-            if de.inum != 0 && names_equal(de.name_bytes(), name) {
-                Break((de.inum, off))
-            } else {
-                Continue(())
-            }
-        });
-        let (inum, off) = found.ok()??;
-        Some((iget_checked(inum as u32)?, off))
-    }
-
-    /// Adds entry `name` -> `inum`; false if the name exists or the directory cannot grow.
-    pub fn dir_link(&self, name: &[u8], inum: u32) -> bool {
-        if let Some((ip, _)) = self.dir_lookup(name) {
-            ip.put();
-            return false;
-        }
-        use core::ops::ControlFlow::{Break, Continue};
-        // The first free entry, or the end of the directory.
-        let free = self.scan_dir(0, |off, de| {
-            if de.inum == 0 {
-                Break(off)
-            } else {
-                Continue(())
-            }
-        });
-        let off = match free {
-            Ok(Some(off)) => off,
-            Ok(None) => self.size() - self.size() % DIRENT_SIZE as u32,
-            Err(_) => return false,
-        };
-        let mut de = Dirent {
-            inum: inum as u16,
-            name: [0; DIRSIZ],
-        };
-        let n = name.len().min(DIRSIZ);
-        de.name[..n].copy_from_slice(&name[..n]);
-        let mut b = [0u8; DIRENT_SIZE];
-        encode_dirent(&de, &mut b);
-        self.write_kernel(off, &b) == Some(DIRENT_SIZE as u32)
-    }
-
-    /// Clears the entry at `off`.
-    pub fn dir_clear(&self, off: u32) -> bool {
-        self.write_kernel(off, &[0u8; DIRENT_SIZE]) == Some(DIRENT_SIZE as u32)
-    }
-
-    /// Whether the directory holds only `.` and `..`.
-    pub fn dir_is_empty(&self) -> bool {
-        use core::ops::ControlFlow::{Break, Continue};
-        let used = self.scan_dir(2 * DIRENT_SIZE as u32, |_, de| {
-            if de.inum == 0 {
-                Continue(())
-            } else {
-                Break(())
-            }
-        });
-        matches!(used, Ok(None))
-    }
 }
 
 impl Drop for Locked<'_> {
@@ -692,73 +590,3 @@ impl Drop for Locked<'_> {
         self.ip.inode().lock.release();
     }
 }
-
-fn names_equal(a: &[u8], b: &[u8]) -> bool {
-    let b = &b[..b.len().min(DIRSIZ)];
-    a == b
-}
-
-// ---- path names --------------------------------------------------------------------------
-
-/// Splits the next element off `path`: (element, rest), skipping slashes; None at the end.
-pub fn skip_elem(path: &[u8]) -> Option<(&[u8], &[u8])> {
-    let p = path.iter().position(|&c| c != b'/')?;
-    let path = &path[p..];
-    let e = path.iter().position(|&c| c == b'/').unwrap_or(path.len());
-    let rest = &path[e..];
-    let r = rest.iter().position(|&c| c != b'/').unwrap_or(rest.len());
-    Some((&path[..e], &rest[r..]))
-}
-
-fn namex(path: &[u8], parent: bool) -> Option<(InodeRef, [u8; DIRSIZ], usize)> {
-    let mut ip = if path.first() == Some(&b'/') {
-        iget(ROOTINO)?
-    } else {
-        crate::proc::myproc().cwd.as_ref()?.dup()
-    };
-    let mut rest = path;
-    let mut last = ([0u8; DIRSIZ], 0usize);
-    while let Some((elem, r)) = skip_elem(rest) {
-        let n = elem.len().min(DIRSIZ);
-        last.0 = [0; DIRSIZ];
-        last.0[..n].copy_from_slice(&elem[..n]);
-        last.1 = n;
-        let l = ip.lock();
-        if l.typ() != T_DIR {
-            drop(l);
-            ip.put();
-            return None;
-        }
-        if parent && r.is_empty() {
-            drop(l);
-            return Some((ip, last.0, last.1));
-        }
-        let next = l.dir_lookup(elem);
-        drop(l);
-        let Some((next, _)) = next else {
-            ip.put();
-            return None;
-        };
-        ip.put();
-        ip = next;
-        rest = r;
-    }
-    if parent {
-        ip.put();
-        return None;
-    }
-    Some((ip, last.0, last.1))
-}
-
-/// The inode for `path`. Must be called inside a transaction (it may drop references).
-pub fn namei(path: &[u8]) -> Option<InodeRef> {
-    namex(path, false).map(|r| r.0)
-}
-
-/// The parent directory of `path` and the last element's name.
-pub fn namei_parent(path: &[u8]) -> Option<(InodeRef, [u8; DIRSIZ], usize)> {
-    namex(path, true)
-}
-
-#[allow(dead_code)]
-const _: () = assert!(BSIZE.is_multiple_of(DIRENT_SIZE));

@@ -1,7 +1,7 @@
 //! Sleep locks: held across disk I/O, so a waiter sleeps instead of spinning (xv6's sleeplock.c).
 
-use crate::cpu::Spinlock;
-use crate::proc;
+use crate::sync::spinlock::Spinlock;
+use crate::sync::wait;
 
 /// A lock whose waiters sleep.
 pub struct Sleeplock {
@@ -25,9 +25,9 @@ impl Sleeplock {
     pub fn acquire(&self) {
         let mut g = self.inner.lock();
         while g.0 {
-            g = proc::sleep(self.chan(), g);
+            g = wait::sleep(self.chan(), g);
         }
-        *g = (true, proc::myproc().pid);
+        *g = (true, wait::pid());
     }
 
     /// Releases the lock and wakes its waiters.
@@ -35,6 +35,6 @@ impl Sleeplock {
         let mut g = self.inner.lock();
         *g = (false, 0);
         drop(g);
-        proc::wakeup(self.chan());
+        wait::wakeup(self.chan());
     }
 }

@@ -2,9 +2,12 @@
 //! and a backtrace of kernel frames by the frame-pointer chain), then every CPU stops.
 
 use crate::arch;
-use crate::console::PANICKED;
-use crate::trap::TrapFrame;
+use crate::arch::trap::TrapFrame;
+use crate::dev::console::PANICKED;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// Status the machine powers off with after a kernel panic.
+pub const PANIC_STATUS: i32 = 127;
 
 /// CPU id + 1 of the CPU that panicked first.
 static PANIC_CPU: AtomicUsize = AtomicUsize::new(0);
@@ -13,7 +16,7 @@ static TRAP_FRAME: AtomicPtr<TrapFrame> = AtomicPtr::new(core::ptr::null_mut());
 /// Whether this CPU is the one that panicked.
 pub fn this_cpu_panicked() -> bool {
     let p = PANIC_CPU.load(Ordering::Relaxed);
-    p != 0 && p == crate::cpu::mycpu().id + 1
+    p != 0 && p == crate::arch::cpu::mycpu().id + 1
 }
 
 /// Records the frame of the fault about to panic, for the report.
@@ -50,8 +53,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     arch::cli();
     // The fault may have come with the user's GS base (every path into the kernel should have
     // fixed it, but the report must not depend on that): `mycpu` below needs the kernel's.
-    crate::cpu::repair_gs_for_panic();
-    let me = crate::cpu::mycpu().id + 1;
+    crate::arch::cpu::repair_gs_for_panic();
+    let me = crate::arch::cpu::mycpu().id + 1;
     if PANIC_CPU
         .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
@@ -70,9 +73,49 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     } else {
         // SAFETY: set just before this panic by the trap handler, on this CPU's stack, still live.
         let tf = unsafe { &*tf };
-        crate::trap::dump(tf);
+        dump_frame(tf);
         crate::println!("  {:#x}  (faulting instruction)", tf.rip);
         backtrace(tf.rbp);
     }
-    arch::poweroff(crate::PANIC_STATUS)
+    arch::poweroff(PANIC_STATUS)
+}
+
+/// Prints a trap frame, for fault reports.
+pub fn dump_frame(tf: &TrapFrame) {
+    crate::println!(
+        "  rip {:#018x}  rsp {:#018x}  rflags {:#x}  cs {:#x}  error {:#x}",
+        tf.rip,
+        tf.rsp,
+        tf.rflags,
+        tf.cs,
+        tf.error
+    );
+    crate::println!(
+        "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}  rdx {:#018x}",
+        tf.rax,
+        tf.rbx,
+        tf.rcx,
+        tf.rdx
+    );
+    crate::println!(
+        "  rsi {:#018x}  rdi {:#018x}  rbp {:#018x}  r8  {:#018x}",
+        tf.rsi,
+        tf.rdi,
+        tf.rbp,
+        tf.r8
+    );
+    crate::println!(
+        "  r9  {:#018x}  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}",
+        tf.r9,
+        tf.r10,
+        tf.r11,
+        tf.r12
+    );
+    crate::println!(
+        "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}  cr2 {:#018x}",
+        tf.r13,
+        tf.r14,
+        tf.r15,
+        crate::arch::cr2()
+    );
 }

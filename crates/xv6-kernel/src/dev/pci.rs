@@ -3,7 +3,7 @@
 //! read or set its registers.
 
 use crate::arch::{inl, outl};
-use crate::cpu::Spinlock;
+use crate::sync::spinlock::Spinlock;
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;

@@ -3,11 +3,11 @@
 //! image is built completely in a fresh page table; only then is the old one dropped, so a failed
 //! exec leaves the caller exactly as it was.
 
-use crate::fs;
-use crate::log;
-use crate::mem::KernelFrames;
-use crate::mm::MemState;
-use crate::proc;
+use crate::fs::fs;
+use crate::fs::log;
+use crate::mm::mem::KernelFrames;
+use crate::proc::proc;
+use crate::proc::vm::MemState;
 use xv6_abi::layout::{USER_STACK_BOTTOM, USER_STACK_TOP};
 use xv6_abi::param::MAXARG;
 use xv6_kernel::elf::{self, Segment, MAX_PHDRS, PF_W, PF_X};
@@ -106,7 +106,7 @@ impl core::fmt::Display for ExecError {
 
 /// exec for the kernel itself (starting /init).
 pub fn exec_kernel(path: &[u8], argv: &[&[u8]]) -> Result<(), ExecError> {
-    let mut args = crate::mem::try_box(Args::new()).ok_or(ExecError::OutOfMemory)?;
+    let mut args = crate::mm::mem::try_box(Args::new()).ok_or(ExecError::OutOfMemory)?;
     for a in argv {
         if !args.push(a) {
             return Err(ExecError::ArgumentsTooBig);
@@ -137,7 +137,7 @@ pub fn exec(path: &[u8], args: &Args) -> Result<(), ExecError> {
     p.set_name(name);
     // SAFETY: the trap frame is on this process's kernel stack.
     let tf = unsafe { &mut *p.tf() };
-    *tf = crate::trap::TrapFrame::new_user(entry, sp);
+    *tf = crate::arch::trap::TrapFrame::new_user(entry, sp);
     tf.rdi = args.n as u64;
     tf.rsi = argv;
     // The new program starts with a clean FPU/SSE state; this process's is in the registers.
@@ -148,7 +148,8 @@ pub fn exec(path: &[u8], args: &Args) -> Result<(), ExecError> {
 type Loaded = (PageTable, u64, u64, u64, u64);
 
 fn load(path: &[u8], args: &Args) -> Result<Loaded, ExecError> {
-    let ip = fs::namei(path).ok_or(ExecError::NotFound)?;
+    let ip = crate::fs::dir::namei(crate::proc::proc::myproc().cwd.as_ref(), path)
+        .ok_or(ExecError::NotFound)?;
     let l = ip.lock();
     let r = (|| {
         if l.typ() != xv6_abi::stat::T_FILE {
@@ -167,7 +168,7 @@ fn load(path: &[u8], args: &Args) -> Result<Loaded, ExecError> {
         }
         let mut segs = [Segment::default(); MAX_PHDRS];
         let n = elf::parse_segments(&h, &ph[..phlen], &mut segs).map_err(ExecError::Elf)?;
-        let pt = crate::uvm_alloc_table().ok_or(ExecError::OutOfMemory)?;
+        let pt = crate::mm::mem::new_user_table().ok_or(ExecError::OutOfMemory)?;
         match build(&l, pt, &segs[..n], args) {
             Ok((image_end, sp, argv)) => Ok((pt, image_end, h.entry, sp, argv)),
             Err(e) => {

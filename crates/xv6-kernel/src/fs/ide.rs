@@ -13,9 +13,9 @@
 //! issues READ DMA / WRITE DMA (LBA28). The disk's interrupt means the transfer is over.
 
 use crate::arch::{dma_barrier, inb, insl, outb, outl, outsl};
-use crate::bio::Buf;
-use crate::cpu::Spinlock;
-use crate::proc;
+use crate::fs::bio::Buf;
+use crate::sync::spinlock::Spinlock;
+use crate::sync::wait;
 use alloc::collections::VecDeque;
 use xv6_abi::fs::BSIZE;
 use xv6_kernel::layout::v2p;
@@ -112,7 +112,7 @@ fn wait_ready(check: bool) -> bool {
 
 /// Finds the disk and routes its interrupt. Returns false if there is no disk 0.
 pub fn init(gsi: u32, flags: u16, apic: u32) -> bool {
-    crate::irq::enable(crate::trap::IRQ_IDE, gsi, flags, apic);
+    crate::dev::irq::enable(crate::arch::trap::IRQ_IDE, gsi, flags, apic);
     outb(0x1f6, 0xe0); // drive 0, LBA
     let mut present = false;
     for _ in 0..1000 {
@@ -186,7 +186,7 @@ pub fn capacity_blocks() -> u64 {
 /// The bus-master base of a PCI IDE controller whose primary channel is in compatibility mode
 /// (ports 0x1f0 and IRQ 14, the ones this driver uses), with bus mastering turned on.
 fn find_bus_master() -> Option<u16> {
-    let f = crate::pci::find_class(0x01, 0x01)?; // mass storage, IDE
+    let f = crate::dev::pci::find_class(0x01, 0x01)?; // mass storage, IDE
     let (_, _, progif) = f.class();
     // Bit 0: primary channel in native mode (elsewhere); bit 7: bus-master capable.
     if progif & 0x01 != 0 || progif & 0x80 == 0 {
@@ -200,7 +200,7 @@ fn find_bus_master() -> Option<u16> {
     if base == 0 {
         return None; // not assigned by the firmware
     }
-    f.enable(crate::pci::CMD_IO | crate::pci::CMD_BUS_MASTER);
+    f.enable(crate::dev::pci::CMD_IO | crate::dev::pci::CMD_BUS_MASTER);
     Some(base)
 }
 
@@ -327,7 +327,7 @@ fn finish(q: &mut Queue) {
         b.dirty = false;
     }
     r.done = true;
-    proc::wakeup(rp as usize);
+    wait::wakeup(rp as usize);
     if let Some(&next) = q.q.front() {
         // SAFETY: queued requests stay valid until finished (owners sleep on them).
         start(q, unsafe { &*next });
@@ -351,7 +351,7 @@ fn submit(mut r: Req) -> bool {
     // SAFETY: `done` is written by the interrupt handler under the queue lock, which we hold
     // whenever we read it here.
     while !unsafe { core::ptr::read_volatile(&(*rp).done) } {
-        q = proc::sleep(rp as usize, q);
+        q = wait::sleep(rp as usize, q);
     }
     !r.error
 }

@@ -2,8 +2,8 @@
 //! bytes; with 8 KiB a writer of 4 KiB blocks and its reader take turns a block or two at a time
 //! instead of 512 bytes, each turn two wakeups and two context switches).
 
-use crate::cpu::Spinlock;
-use crate::proc;
+use crate::sync::spinlock::Spinlock;
+use crate::sync::wait;
 use alloc::boxed::Box;
 
 const PIPESIZE: usize = 8192;
@@ -28,7 +28,7 @@ struct PipeData {
 impl Pipe {
     /// A new pipe with both ends open, on the kernel heap.
     pub fn alloc() -> Option<&'static Pipe> {
-        let p = crate::mem::try_box(Pipe {
+        let p = crate::mm::mem::try_box(Pipe {
             inner: Spinlock::new(
                 "pipe",
                 PipeData {
@@ -73,7 +73,7 @@ impl Pipe {
             drop(unsafe { Box::from_raw(self as *const Pipe as *mut Pipe) });
         } else {
             // Wake the other end's sleepers: a reader sees end of file, a writer an error.
-            proc::wakeup(if writable { read_chan } else { write_chan });
+            wait::wakeup(if writable { read_chan } else { write_chan });
         }
     }
 
@@ -91,14 +91,14 @@ impl Pipe {
             let mut k = 0;
             let mut g = self.inner.lock();
             while k < chunk {
-                if !g.readopen || proc::myproc().is_killed() {
+                if !g.readopen || wait::killed() {
                     drop(g);
-                    proc::wakeup(self.read_chan());
+                    wait::wakeup(self.read_chan());
                     return if i + k > 0 { (i + k) as i32 } else { -1 };
                 }
                 if g.nwrite == g.nread + PIPESIZE {
-                    proc::wakeup(self.read_chan());
-                    g = proc::sleep(self.write_chan(), g);
+                    wait::wakeup(self.read_chan());
+                    g = wait::sleep(self.write_chan(), g);
                     continue;
                 }
                 let start = g.nwrite % PIPESIZE;
@@ -110,7 +110,7 @@ impl Pipe {
                 k += m;
             }
             drop(g);
-            proc::wakeup(self.read_chan());
+            wait::wakeup(self.read_chan());
             i += chunk;
         }
         i as i32
@@ -121,10 +121,10 @@ impl Pipe {
     pub fn read(&self, n: usize, mut dst: impl FnMut(usize, &[u8]) -> bool) -> i32 {
         let mut g = self.inner.lock();
         while g.nread == g.nwrite && g.writeopen {
-            if proc::myproc().is_killed() {
+            if wait::killed() {
                 return -1;
             }
-            g = proc::sleep(self.read_chan(), g);
+            g = wait::sleep(self.read_chan(), g);
         }
         let mut tmp = [0u8; CHUNK];
         let mut i = 0;
@@ -139,7 +139,7 @@ impl Pipe {
             i += m;
         }
         drop(g);
-        proc::wakeup(self.write_chan());
+        wait::wakeup(self.write_chan());
         if i > 0 && !dst(0, &tmp[..i]) {
             return -1;
         }

@@ -269,3 +269,32 @@ pub fn flush_tlb() {
     // SAFETY: reloading the current table only flushes the TLB.
     unsafe { arch::set_cr3(arch::cr3()) };
 }
+
+/// Backs the kernel page at `va` (in a part of the kernel half this kernel reserves for stacks)
+/// with a fresh frame, writable and not executable. For boot-time stacks: panics when memory or
+/// page-table frames run out.
+pub fn map_fresh_kernel_page(va: u64) {
+    let pa = alloc_frame().expect("no memory for a kernel stack");
+    kernel_pt()
+        .map(
+            &mut KernelFrames,
+            va,
+            pa,
+            xv6_kernel::paging::Pte::WRITE | xv6_kernel::paging::Pte::NO_EXECUTE,
+        )
+        .expect("mapping a kernel stack page");
+}
+
+/// Frees a kernel-heap block that `kmalloc` (the system call) handed out with size `n`.
+pub fn free_kmalloc_block(a: u64, n: usize) {
+    let ptr = core::ptr::NonNull::new(a as *mut u8).expect("kmalloc never returns null blocks");
+    let layout = core::alloc::Layout::from_size_align(n, 16).expect("a kmalloc size");
+    // SAFETY: `a` came from `kmalloc(n)`, which is `allocate` with this layout, and its record
+    // was just removed by the caller, so it is freed once.
+    unsafe { HEAP.lock().deallocate(ptr, layout) };
+}
+
+/// A new user page table: empty lower half, the kernel's upper half.
+pub fn new_user_table() -> Option<PageTable> {
+    xv6_kernel::uvm::new_user_table(&mut KernelFrames, kernel_pt())
+}

@@ -10,7 +10,7 @@
 //! state") lists what each entry resets and why.
 
 use crate::arch;
-use crate::cpu::{self, KCODE, UCODE, UDATA};
+use crate::arch::cpu::{self, KCODE, UCODE, UDATA};
 use core::arch::global_asm;
 
 /// xv6's system call vector (`int $64`).
@@ -36,7 +36,7 @@ pub const T_DOUBLE_FAULT: u64 = 8;
 /// Machine check.
 pub const T_MACHINE_CHECK: u64 = 18;
 /// RFLAGS.TF.
-const FL_TF: u64 = 1 << 8;
+pub const FL_TF: u64 = 1 << 8;
 
 /// What a trap saved. The layout is shared with the assembly below.
 #[repr(C, align(16))]
@@ -316,9 +316,8 @@ fn gate(handler: u64, user: bool, ist: u8) -> u128 {
     lo | ((handler >> 32) as u128) << 64
 }
 
-/// Fills the IDT and maps every CPU's IST stacks (once, on the boot CPU, after `mem::init`).
+/// Fills the IDT (once, on the boot CPU, after `cpu::init_ist_stacks`).
 pub fn init() {
-    cpu::init_ist_stacks();
     // SAFETY: runs once on the boot CPU before any other CPU starts or interrupts are enabled.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
@@ -407,113 +406,9 @@ pub fn trap_name(v: u64) -> &'static str {
     }
 }
 
-/// Prints a trap frame, for fault reports.
-pub fn dump(tf: &TrapFrame) {
-    crate::println!(
-        "  rip {:#018x}  rsp {:#018x}  rflags {:#x}  cs {:#x}  error {:#x}",
-        tf.rip,
-        tf.rsp,
-        tf.rflags,
-        tf.cs,
-        tf.error
-    );
-    crate::println!(
-        "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}  rdx {:#018x}",
-        tf.rax,
-        tf.rbx,
-        tf.rcx,
-        tf.rdx
-    );
-    crate::println!(
-        "  rsi {:#018x}  rdi {:#018x}  rbp {:#018x}  r8  {:#018x}",
-        tf.rsi,
-        tf.rdi,
-        tf.rbp,
-        tf.r8
-    );
-    crate::println!(
-        "  r9  {:#018x}  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}",
-        tf.r9,
-        tf.r10,
-        tf.r11,
-        tf.r12
-    );
-    crate::println!(
-        "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}  cr2 {:#018x}",
-        tf.r13,
-        tf.r14,
-        tf.r15,
-        arch::cr2()
-    );
-}
-
-/// Called by `alltraps` with the frame it built (GS already the kernel's).
-#[no_mangle]
-extern "C" fn trap(tf: &mut TrapFrame) {
-    match tf.vector {
-        // Nothing in this kernel sends NMIs (QEMU's monitor command `nmi` does): whichever mode
-        // it interrupted, it is not that code's fault. Ignore it.
-        T_NMI => {}
-        // Hardware trouble or a kernel bug, whatever the saved CS says (it is undefined for a
-        // double fault).
-        T_DOUBLE_FAULT | T_MACHINE_CHECK => kernel_trap(tf),
-        // A debug trap in kernel mode: the kernel sets no breakpoints and never runs with TF, so
-        // it can only be a step trap carried in from user mode. Clear TF and go on.
-        T_DEBUG if !tf.is_user() => tf.rflags &= !FL_TF,
-        _ if tf.is_user() => crate::proc::user_trap(tf),
-        _ => kernel_trap(tf),
-    }
-}
-
-/// A trap taken in kernel mode: a device interrupt (only possible in the scheduler's idle wait) or
-/// a kernel bug.
-fn kernel_trap(tf: &mut TrapFrame) {
-    if tf.vector != T_DOUBLE_FAULT && tf.vector != T_MACHINE_CHECK && crate::irq::handle(tf.vector)
-    {
-        return;
-    }
-    if matches!(tf.vector, 11..=13) && tf.rip == trapret_iretq as *const () as usize as u64 {
-        bad_user_return(tf);
-    }
-    crate::panic::set_trap_frame(tf);
-    panic!(
-        "kernel {} (trap {}) at {:#x}{}",
-        trap_name(tf.vector),
-        tf.vector,
-        tf.rip,
-        if matches!(tf.vector, 8 | 14) && crate::proc::is_kstack_guard(arch::cr2()) {
-            alloc::format!(", address {:#x}: kernel stack overflow", arch::cr2())
-        } else if matches!(tf.vector, 8 | 14) && cpu::is_ist_guard(arch::cr2()) {
-            alloc::format!(", address {:#x}: interrupt stack overflow", arch::cr2())
-        } else if tf.vector == 14 {
-            alloc::format!(", address {:#x}", arch::cr2())
-        } else {
-            alloc::string::String::new()
-        }
-    );
-}
-
-/// `iretq` to user mode faulted (#NP, #SS or #GP in kernel mode at `trapret_iretq`). The frame it
-/// was popping is the process's own, so this is the process's fault, not the kernel's: kill it (as
-/// Linux does for a bad IRET frame). Nothing in this kernel builds such a frame (user CS and SS are
-/// constants, RIP comes from the CPU or from an ELF entry inside user space, NT never survives into
-/// the kernel), so this is a second line of defence. Returns only if the frame was not a user's.
-fn bad_user_return(tf: &TrapFrame) {
-    // SAFETY: at `trapret_iretq` rsp points at the 5-word iretq frame on this kernel stack; the
-    // fault frame was pushed below it, so it is still intact.
-    let (rip, cs) = unsafe { (*(tf.rsp as *const u64), *((tf.rsp + 8) as *const u64)) };
-    if cs & 3 != 3 || crate::proc::myproc_ptr().is_null() {
-        return;
-    }
-    let p = crate::proc::myproc();
-    crate::println!(
-        "pid {} {}: {} returning to user mode at rip {:#x}: killed",
-        p.pid,
-        p.name_str(),
-        trap_name(tf.vector),
-        rip
-    );
-    crate::proc::exit(-1);
+/// Whether `rip` is the `iretq` of the exit path (a fault there is a bad user frame).
+pub fn is_exit_iretq(rip: u64) -> bool {
+    rip == trapret_iretq as *const () as usize as u64
 }
 
 #[allow(dead_code)]

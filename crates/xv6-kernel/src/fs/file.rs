@@ -1,13 +1,12 @@
-//! Open files (xv6's file.c) and the console device (xv6's console.c).
+//! Open files (xv6's file.c). The console device they read and write is `dev::console`.
 //!
 //! A [`FileRef`] is a counted reference to an entry of the system-wide file table: `dup` and
 //! `fork` share the entry (and its offset); the last `close` releases the pipe end or inode.
 
-use crate::cpu::Spinlock;
-use crate::fs::InodeRef;
-use crate::log;
-use crate::pipe::Pipe;
-use crate::proc;
+use crate::fs::fs::InodeRef;
+use crate::fs::log;
+use crate::fs::pipe::Pipe;
+use crate::sync::spinlock::Spinlock;
 use core::cell::UnsafeCell;
 use xv6_abi::param::NFILE;
 use xv6_abi::Stat;
@@ -160,7 +159,7 @@ impl FileRef {
         match self.kind() {
             Kind::Pipe(p) => p.read(n, dst),
             Kind::Device(_, major) => match *major {
-                xv6_abi::CONSOLE_MAJOR => console_read(n, dst),
+                xv6_abi::CONSOLE_MAJOR => crate::dev::console::console_read(n, dst),
                 _ => -1,
             },
             Kind::Inode(ip) => {
@@ -187,7 +186,7 @@ impl FileRef {
         match self.kind() {
             Kind::Pipe(p) => p.write(n, src),
             Kind::Device(_, major) => match *major {
-                xv6_abi::CONSOLE_MAJOR => console_write(n, src),
+                xv6_abi::CONSOLE_MAJOR => crate::dev::console::console_write(n, src),
                 _ => -1,
             },
             Kind::Inode(ip) => {
@@ -233,149 +232,4 @@ impl Drop for FileRef {
         crate::println!("warning: file reference dropped without close");
         REFS.lock()[self.idx] -= 1;
     }
-}
-
-// ---- the console -------------------------------------------------------------------------
-
-const INPUT_BUF: usize = 128;
-
-struct Input {
-    buf: [u8; INPUT_BUF],
-    /// Read index.
-    r: usize,
-    /// Write index (end of complete lines).
-    w: usize,
-    /// Edit index.
-    e: usize,
-}
-
-static INPUT: Spinlock<Input> = Spinlock::new(
-    "console",
-    Input {
-        buf: [0; INPUT_BUF],
-        r: 0,
-        w: 0,
-        e: 0,
-    },
-);
-
-fn input_chan() -> usize {
-    &INPUT as *const _ as usize
-}
-
-const fn ctrl(c: u8) -> u8 {
-    c - b'@'
-}
-
-fn echo(c: u8) {
-    if c == 0x7f || c == ctrl(b'H') {
-        crate::console::write_bytes(b"\x08 \x08");
-    } else {
-        crate::console::write_bytes(&[c]);
-    }
-}
-
-/// The serial interrupt: line editing (backspace, Ctrl-U kills the line, Ctrl-D ends input,
-/// Ctrl-P lists processes), echo, and waking readers at the end of a line.
-pub fn console_intr() {
-    let mut dump = false;
-    let mut g = INPUT.lock();
-    while let Some(mut c) = crate::console::getc_raw() {
-        if c == b'\r' {
-            c = b'\n';
-        }
-        match c {
-            x if x == ctrl(b'P') => dump = true,
-            x if x == ctrl(b'U') => {
-                while g.e != g.w && g.buf[(g.e - 1) % INPUT_BUF] != b'\n' {
-                    g.e -= 1;
-                    echo(0x7f);
-                }
-            }
-            x if x == ctrl(b'H') || x == 0x7f => {
-                if g.e != g.w {
-                    g.e -= 1;
-                    echo(0x7f);
-                }
-            }
-            _ => {
-                if c != 0 && g.e - g.r < INPUT_BUF {
-                    let e = g.e;
-                    g.buf[e % INPUT_BUF] = c;
-                    g.e += 1;
-                    if c != ctrl(b'D') {
-                        echo(c);
-                    }
-                    if c == b'\n' || c == ctrl(b'D') || g.e - g.r == INPUT_BUF {
-                        g.w = g.e;
-                        proc::wakeup(input_chan());
-                    }
-                }
-            }
-        }
-    }
-    drop(g);
-    if dump {
-        proc::dump();
-    }
-}
-
-/// Reads up to a line; Ctrl-D at the start of a line reads as end of file.
-fn console_read(n: usize, mut dst: impl FnMut(usize, &[u8]) -> bool) -> i32 {
-    let mut out = [0u8; INPUT_BUF];
-    let mut got = 0usize;
-    let mut g = INPUT.lock();
-    while got < n.min(INPUT_BUF) {
-        while g.r == g.w {
-            if proc::myproc().is_killed() {
-                return -1;
-            }
-            g = proc::sleep(input_chan(), g);
-        }
-        let c = g.buf[g.r % INPUT_BUF];
-        g.r += 1;
-        if c == ctrl(b'D') {
-            if got > 0 {
-                g.r -= 1; // keep it for next time: this read returns what came before
-            }
-            break;
-        }
-        out[got] = c;
-        got += 1;
-        if c == b'\n' {
-            break;
-        }
-    }
-    drop(g);
-    if got > 0 && !dst(0, &out[..got]) {
-        return -1;
-    }
-    got as i32
-}
-
-/// Writes in pieces of 256 bytes. Between pieces it stops if the process has been killed (the
-/// count so far is returned), and gives up the CPU once a tick, as a timer interrupt in user mode
-/// would: the kernel runs with interrupts off, so one long write must not keep the CPU.
-fn console_write(n: usize, mut src: impl FnMut(usize, &mut [u8]) -> bool) -> i32 {
-    let mut buf = [0u8; 256];
-    let mut i = 0;
-    let mut tick = crate::irq::ticks();
-    while i < n {
-        let m = (n - i).min(buf.len());
-        if !src(i, &mut buf[..m]) {
-            return -1;
-        }
-        if !crate::console::write_user(&buf[..m]) {
-            break;
-        }
-        i += m;
-        if proc::myproc().is_killed() {
-            break;
-        }
-        if crate::irq::ticks() != tick {
-            proc::yield_cpu();
-            tick = crate::irq::ticks();
-        }
-    }
-    i as i32
 }

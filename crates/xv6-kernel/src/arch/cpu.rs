@@ -5,12 +5,10 @@
 //! one load and the `syscall` entry finds its kernel stack without touching a register.
 
 use crate::arch;
-use crate::mem::{self, KernelFrames};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::AtomicBool;
 use xv6_abi::param::NCPU;
 use xv6_kernel::layout::PAGE;
-use xv6_kernel::paging::Pte;
 
 /// Segment selectors, fixed by the `syscall`/`sysret` MSR layout. Slot 0x18 is where `sysret`'s
 /// layout puts a 32-bit user code segment; it is left empty (a null descriptor), so ring 3 cannot
@@ -67,8 +65,8 @@ pub struct Cpu {
     pub ncli: i32,
     /// Were interrupts enabled before the outermost push_off?
     pub intena: bool,
-    /// The process running here, or null.
-    pub proc: *mut crate::proc::Proc,
+    /// The process running here (a `proc::proc::Proc`, which this layer does not know), or null.
+    pub proc: *mut (),
     /// The scheduler's saved context.
     pub scheduler: Context,
     /// Whether the CPU finished starting.
@@ -223,118 +221,6 @@ pub fn pop_off() {
     }
 }
 
-/// A spinlock without data, for the few places where ownership passes through a context switch
-/// (a process's lock is taken by one kernel thread and released by the scheduler, or the other way
-/// round), which a guard cannot express.
-pub struct RawSpinlock {
-    locked: AtomicBool,
-    /// CPU id + 1 of the holder, 0 when free (for `holding`).
-    owner: AtomicUsize,
-    name: &'static str,
-}
-
-impl RawSpinlock {
-    /// A new, unlocked lock.
-    pub const fn new(name: &'static str) -> Self {
-        RawSpinlock {
-            locked: AtomicBool::new(false),
-            owner: AtomicUsize::new(0),
-            name,
-        }
-    }
-
-    /// Acquires the lock, spinning, with interrupts off until the matching `release`.
-    pub fn acquire(&self) {
-        push_off();
-        if self.holding() {
-            panic!("acquire: lock `{}` already held by this CPU", self.name);
-        }
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
-        }
-        self.owner.store(mycpu().id + 1, Ordering::Relaxed);
-    }
-
-    /// Releases the lock.
-    pub fn release(&self) {
-        if !self.holding() {
-            panic!("release: lock `{}` not held", self.name);
-        }
-        self.owner.store(0, Ordering::Relaxed);
-        self.locked.store(false, Ordering::Release);
-        pop_off();
-    }
-
-    /// Whether this CPU holds the lock. Interrupts must be off.
-    pub fn holding(&self) -> bool {
-        self.locked.load(Ordering::Relaxed) && self.owner.load(Ordering::Relaxed) == mycpu().id + 1
-    }
-}
-
-/// A spinlock that disables interrupts while held (xv6's `struct spinlock`), owning its data.
-pub struct Spinlock<T> {
-    raw: RawSpinlock,
-    data: UnsafeCell<T>,
-}
-
-// SAFETY: the data is reached only through a guard, which exists on one CPU at a time.
-unsafe impl<T: Send> Sync for Spinlock<T> {}
-// SAFETY: moving the lock moves the data.
-unsafe impl<T: Send> Send for Spinlock<T> {}
-
-impl<T> Spinlock<T> {
-    /// A new, unlocked lock.
-    pub const fn new(name: &'static str, data: T) -> Self {
-        Spinlock {
-            raw: RawSpinlock::new(name),
-            data: UnsafeCell::new(data),
-        }
-    }
-
-    /// Acquires the lock, spinning; interrupts stay off until the guard is dropped.
-    pub fn lock(&self) -> SpinGuard<'_, T> {
-        self.raw.acquire();
-        SpinGuard { lock: self }
-    }
-}
-
-/// Access to the data of a held [`Spinlock`].
-pub struct SpinGuard<'a, T> {
-    lock: &'a Spinlock<T>,
-}
-
-impl<'a, T> SpinGuard<'a, T> {
-    /// The lock this guard holds.
-    pub fn lock_ref(&self) -> &'a Spinlock<T> {
-        self.lock
-    }
-}
-
-impl<T> core::ops::Deref for SpinGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard proves the lock is held by us.
-        unsafe { &*self.lock.data.get() }
-    }
-}
-
-impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves the lock is held by us, and `&mut self` makes this unique.
-        unsafe { &mut *self.lock.data.get() }
-    }
-}
-
-impl<T> Drop for SpinGuard<'_, T> {
-    fn drop(&mut self) {
-        self.lock.raw.release();
-    }
-}
-
 /// Interrupt-stack-table slots (TSS.IST1..4): vectors that may arrive when the current stack
 /// cannot be trusted get a stack of their own, per CPU, each with an unmapped guard page below.
 pub const IST_DOUBLE_FAULT: u8 = 1;
@@ -350,23 +236,18 @@ const IST_PAGES: u64 = 4;
 /// `IST_PAGES` pages after a guard page. A PML4 slot of its own, below the kernel stacks.
 const IST_BASE: u64 = 0xffff_fe00_0000_0000;
 
-/// Maps every CPU's IST stacks (all NCPU records, before any user page table copies the kernel
-/// half) and points each record's TSS at them. Called once on the boot CPU, after `mem::init`.
-pub fn init_ist_stacks() {
-    let kpt = mem::kernel_pt();
+/// Sets up every CPU's IST stacks (all NCPU records, before any user page table copies the kernel
+/// half) and points each record's TSS at them: `map_page(va)` must back the page at `va` with a
+/// fresh writable frame (the memory layer does; this layer only says where). The page below each
+/// stack stays unmapped, as its guard. Called once on the boot CPU, after the frame allocator is
+/// up.
+pub fn init_ist_stacks(mut map_page: impl FnMut(u64)) {
     for c in 0..NCPU {
         for k in 0..NIST {
             let n = c as u64 * NIST + k;
             let bottom = IST_BASE + (n * (IST_PAGES + 1) + 1) * PAGE;
             for pg in 0..IST_PAGES {
-                let pa = mem::alloc_frame().expect("no memory for interrupt stacks");
-                kpt.map(
-                    &mut KernelFrames,
-                    bottom + pg * PAGE,
-                    pa,
-                    Pte::WRITE | Pte::NO_EXECUTE,
-                )
-                .expect("mapping an interrupt stack");
+                map_page(bottom + pg * PAGE);
             }
             // SAFETY: boot CPU alone (the other CPUs start later and only then use their record);
             // the TSS is read by the CPU only when an IST vector arrives, after this store.

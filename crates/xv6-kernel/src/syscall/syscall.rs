@@ -4,10 +4,10 @@
 //! from: a call added there without a handler here does not compile. Every user pointer goes
 //! through `copy_in`/`copy_out`, which check the page tables; every failure returns -1.
 
-use crate::exec::{self, Args};
-use crate::mem::KernelFrames;
-use crate::proc;
-use crate::trap::TrapFrame;
+use crate::arch::trap::TrapFrame;
+use crate::mm::mem::KernelFrames;
+use crate::proc::exec::{self, Args};
+use crate::proc::proc;
 use xv6_abi::param::{MAXARG, MAXPATH};
 use xv6_kernel::uvm::{self, Fault, StrError};
 
@@ -113,69 +113,14 @@ xv6_abi::with_syscalls!(dispatcher);
 
 /// One function per system call, named as in the table.
 mod handlers {
-    use super::*;
-    pub use crate::sysfile::{
+    pub use crate::syscall::sysfile::{
         chdir, close, dropcaches, dup, exec_call as exec, fstat, fsync, link, mkdir, mknod, open,
         pipe, read, unlink, write,
     };
-    pub use crate::sysmem::{kmalloc, kmfree, meminfo, mmap, msync, munmap};
-
-    pub fn fork(_: &TrapFrame) -> i64 {
-        proc::fork() as i64
-    }
-
-    pub fn exit(tf: &TrapFrame) -> i64 {
-        proc::exit(arg_int(tf, 0))
-    }
-
-    pub fn wait(tf: &TrapFrame) -> i64 {
-        proc::wait(arg(tf, 0)) as i64
-    }
-
-    pub fn kill(tf: &TrapFrame) -> i64 {
-        proc::kill(arg_int(tf, 0)) as i64
-    }
-
-    pub fn getpid(_: &TrapFrame) -> i64 {
-        proc::myproc().pid as i64
-    }
-
-    pub fn sbrk(tf: &TrapFrame) -> i64 {
-        match proc::grow(arg_int(tf, 0) as i64) {
-            Some(old) => old as i64,
-            None => -1,
-        }
-    }
-
-    pub fn sleep(tf: &TrapFrame) -> i64 {
-        let n = arg_int(tf, 0).max(0) as u64;
-        let t0 = crate::irq::ticks();
-        // The clock check happens under TICKS, which the timer interrupt takes to wake sleepers.
-        let mut t = crate::irq::TICKS.lock();
-        while crate::irq::ticks() - t0 < n {
-            if proc::myproc().is_killed() {
-                return -1;
-            }
-            let chan = &*t as *const u64 as usize;
-            t = proc::sleep(chan, t);
-        }
-        0
-    }
-
-    pub fn uptime(_: &TrapFrame) -> i64 {
-        crate::irq::ticks() as i64
-    }
-
-    pub fn poweroff(tf: &TrapFrame) -> i64 {
-        if proc::myproc().pid != 1 {
-            return -1; // only init may stop the machine
-        }
-        // Let running file-system calls finish and commit, and start no more: the image is
-        // left consistent with nothing in the log.
-        crate::log::shutdown();
-        crate::println!();
-        crate::arch::poweroff(arg_int(tf, 0))
-    }
+    pub use crate::syscall::sysmem::{kmalloc, kmfree, meminfo, mmap, msync, munmap};
+    pub use crate::syscall::sysproc::{
+        exit, fork, getpid, kill, poweroff, sbrk, sleep, uptime, wait,
+    };
 }
 
 /// Gathers `exec`'s argument vector from user memory: at most MAXARG strings.

@@ -2,10 +2,10 @@
 //! (`begin_op` .. `end_op`); blocks it writes go first to the on-disk log, and only when the log's
 //! header says "committed" are they installed at home. Recovery at mount replays a committed log.
 
-use crate::bio;
-use crate::cpu::Spinlock;
-use crate::ide::MAX_RUN;
-use crate::proc;
+use crate::fs::bio;
+use crate::fs::ide::MAX_RUN;
+use crate::sync::spinlock::Spinlock;
+use crate::sync::wait;
 use alloc::vec::Vec;
 use xv6_abi::fs::{LogHeader, LOGBLOCKS, MAXOPBLOCKS};
 
@@ -56,8 +56,8 @@ fn flusher_chan() -> usize {
     chan() + 1
 }
 
-/// Sets up the log from the superblock, recovers a committed transaction, and starts the
-/// flusher. Called once, from the first process.
+/// Sets up the log from the superblock and recovers a committed transaction. Called once, from
+/// the first process, which then starts [`flusher`] as a kernel thread.
 pub fn init(logstart: u32, nlog: u32) -> Result<(), &'static str> {
     let capacity = (nlog as usize).saturating_sub(1).min(LOGBLOCKS);
     if capacity < MAXOPBLOCKS {
@@ -68,9 +68,7 @@ pub fn init(logstart: u32, nlog: u32) -> Result<(), &'static str> {
         l.start = logstart;
         l.capacity = capacity;
     }
-    recover()?;
-    proc::spawn_kernel_thread(b"logflush", flusher);
-    Ok(())
+    recover()
 }
 
 fn read_head() -> Result<(), &'static str> {
@@ -189,12 +187,12 @@ pub fn begin_op() {
     let mut l = LOG.lock();
     loop {
         if l.committing || l.want_commit {
-            l = proc::sleep(chan(), l);
+            l = wait::sleep(chan(), l);
         } else if l.n + (l.outstanding + 1) * MAXOPBLOCKS > l.capacity {
             if l.outstanding == 0 {
                 l = commit_locked(l);
             } else {
-                l = proc::sleep(chan(), l);
+                l = wait::sleep(chan(), l);
             }
         } else {
             l.outstanding += 1;
@@ -210,10 +208,10 @@ pub fn shutdown() {
     let mut l = LOG.lock();
     loop {
         if l.committing {
-            l = proc::sleep(chan(), l);
+            l = wait::sleep(chan(), l);
         } else if l.outstanding > 0 {
             l.want_commit = true;
-            l = proc::sleep(chan(), l);
+            l = wait::sleep(chan(), l);
         } else if l.n > 0 {
             l = commit_locked(l);
         } else {
@@ -236,20 +234,20 @@ pub fn end_op() {
     if l.outstanding == 0 && (l.want_commit || l.n + MAXOPBLOCKS > l.capacity) {
         l = commit_locked(l);
     } else if l.n > 0 && l.dirty_since == 0 {
-        l.dirty_since = crate::irq::ticks().max(1);
+        l.dirty_since = crate::dev::irq::ticks().max(1);
         drop(l);
-        proc::wakeup(flusher_chan());
-        proc::wakeup(chan());
+        wait::wakeup(flusher_chan());
+        wait::wakeup(chan());
         return;
     }
     drop(l);
-    proc::wakeup(chan());
+    wait::wakeup(chan());
 }
 
 /// Commits the log with `l` held and no operation running; returns the guard re-acquired.
 fn commit_locked(
-    mut l: crate::cpu::SpinGuard<'static, Log>,
-) -> crate::cpu::SpinGuard<'static, Log> {
+    mut l: crate::sync::spinlock::SpinGuard<'static, Log>,
+) -> crate::sync::spinlock::SpinGuard<'static, Log> {
     debug_assert!(l.outstanding == 0 && !l.committing);
     l.committing = true;
     drop(l);
@@ -260,7 +258,7 @@ fn commit_locked(
     l.dirty_since = 0;
     l.commits += 1;
     drop(l);
-    proc::wakeup(chan());
+    wait::wakeup(chan());
     LOG.lock()
 }
 
@@ -278,18 +276,18 @@ pub fn force() {
         } else {
             // The last running operation commits when it ends.
             l.want_commit |= !l.committing;
-            l = proc::sleep(chan(), l);
+            l = wait::sleep(chan(), l);
         }
     }
 }
 
 /// The flusher (a kernel thread): commits finished operations [`COMMIT_DELAY_TICKS`] after the
 /// log first held them, so work nobody `fsync`s still reaches the disk soon.
-extern "C" fn flusher() -> ! {
+pub extern "C" fn flusher() -> ! {
     loop {
         let mut l = LOG.lock();
         while l.dirty_since == 0 || l.committing {
-            l = proc::sleep(flusher_chan(), l);
+            l = wait::sleep(flusher_chan(), l);
         }
         let due = l.dirty_since + COMMIT_DELAY_TICKS;
         drop(l);
@@ -300,10 +298,10 @@ extern "C" fn flusher() -> ! {
 
 /// Sleeps until the clock reaches tick `due`.
 fn sleep_until(due: u64) {
-    let mut t = crate::irq::TICKS.lock();
-    while crate::irq::ticks() < due {
+    let mut t = crate::dev::irq::TICKS.lock();
+    while crate::dev::irq::ticks() < due {
         let c = &*t as *const u64 as usize;
-        t = proc::sleep(c, t);
+        t = wait::sleep(c, t);
     }
 }
 

@@ -1,13 +1,11 @@
 //! Memory system calls: `kmalloc`/`kmfree` (the kernel heap exposed for teaching and testing),
 //! `meminfo`, and `mmap`/`munmap`/`msync`.
 
-use crate::mem::HEAP;
-use crate::mm::{MapObj, MemState};
-use crate::proc;
-use crate::syscall::{arg, arg_int, copy_out};
-use crate::trap::TrapFrame;
-use core::alloc::Layout;
-use core::ptr::NonNull;
+use crate::arch::trap::TrapFrame;
+use crate::mm::mem::HEAP;
+use crate::proc::proc;
+use crate::proc::vm::MapObj;
+use crate::syscall::syscall::{arg, arg_int, copy_out};
 use kmalloc::RawHeap;
 use xv6_abi::param::KMALLOC_CAP;
 
@@ -44,23 +42,8 @@ pub fn kmfree(tf: &TrapFrame) -> i64 {
         return -1;
     };
     p.mm.kbytes -= n;
-    free_block(a, n);
+    crate::mm::mem::free_kmalloc_block(a, n);
     0
-}
-
-/// Frees a block `kmalloc` handed out with size `n`.
-fn free_block(a: u64, n: usize) {
-    let ptr = NonNull::new(a as *mut u8).expect("kmalloc never returns null blocks");
-    let layout = Layout::from_size_align(n, 16).expect("a kmalloc size");
-    // SAFETY: `a` came from `kmalloc(n)`, which is `allocate` with this layout, and its record
-    // was just removed, so it is freed once.
-    unsafe { HEAP.lock().deallocate(ptr, layout) };
-}
-
-/// Frees every kernel-heap block a process still holds (at exit).
-pub fn free_all_kblocks(mm: &mut MemState) {
-    mm.kblocks.drain(free_block);
-    mm.kbytes = 0;
 }
 
 /// `meminfo(m)`.
@@ -68,10 +51,10 @@ pub fn meminfo(tf: &TrapFrame) -> i64 {
     // Wholly free heap chunks go back to the frame allocator first, so that the figures compare
     // between runs.
     HEAP.lock().release_free_pages();
-    let (free, total, heap_used, heap_pages) = crate::mem::usage();
+    let (free, total, heap_used, heap_pages) = crate::mm::mem::usage();
     // Frames promised to heap pages that sbrk granted and nobody touched yet are not counted as
     // free: they are spoken for, and this way touching them leaves the figure unchanged.
-    let free = free.saturating_sub(crate::mm::promised());
+    let free = free.saturating_sub(crate::proc::vm::promised());
     let vals = [total, free, heap_used, heap_pages, proc::count()];
     let mut b = [0u8; 40];
     for (i, v) in vals.iter().enumerate() {
@@ -175,7 +158,7 @@ pub fn msync(tf: &TrapFrame) -> i64 {
             // MS_SYNC waits until the written-back pages are on the disk, as on Linux; the
             // others leave them to the log's next group commit.
             if flags & MS_SYNC != 0 {
-                crate::log::force();
+                crate::fs::log::force();
             }
             0
         }

@@ -8,9 +8,9 @@
 //! process in user mode give up its CPU. No CPU is special: one that sits in the kernel with
 //! interrupts off delays nobody's time, only its own interrupts.
 
+use crate::arch::trap::{IRQ_TIMER, T_IRQ0, T_SPURIOUS};
 use crate::arch::{inb, outb};
-use crate::cpu::Spinlock;
-use crate::trap::{IRQ_COM1, IRQ_IDE, IRQ_TIMER, T_IRQ0, T_SPURIOUS};
+use crate::sync::spinlock::Spinlock;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use xv6_kernel::layout::p2v;
 
@@ -40,12 +40,12 @@ pub fn ticks() -> u64 {
 
 /// A timer interrupt (on any CPU): if the clock has passed a tick since the last one that woke
 /// the sleepers, wake them.
-fn clock_intr() {
+pub fn clock_intr() {
     let now = ticks();
     let mut t = TICKS.lock();
     if now > *t {
         *t = now;
-        crate::proc::wakeup(&*t as *const u64 as usize);
+        crate::sync::wait::wakeup(&*t as *const u64 as usize);
     }
 }
 
@@ -249,30 +249,4 @@ pub fn spin_us(us: u64) {
     while crate::arch::rdtsc() - t0 < us * 3000 {
         core::hint::spin_loop();
     }
-}
-
-/// Handles device interrupt `vector`; false if it is not one.
-pub fn handle(vector: u64) -> bool {
-    match vector {
-        v if v == T_IRQ0 + IRQ_TIMER => {
-            clock_intr();
-            eoi();
-        }
-        v if v == T_IRQ0 + IRQ_COM1 => {
-            crate::console::uart_intr();
-            eoi();
-        }
-        v if v == T_IRQ0 + IRQ_IDE => {
-            crate::ide::intr();
-            eoi();
-        }
-        v if v == T_IRQ0 + 19 || v == T_IRQ0 + 7 || v == T_SPURIOUS => {
-            // LAPIC error or spurious: nothing to do (spurious takes no EOI).
-            if v != T_SPURIOUS {
-                eoi();
-            }
-        }
-        _ => return false,
-    }
-    true
 }

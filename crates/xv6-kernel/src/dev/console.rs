@@ -1,21 +1,22 @@
-//! HARDWARE ACCESS: the console on the first serial port (COM1, a 16550 UART), and the kernel's
-//! `println!`.
+//! HARDWARE ACCESS: the console on the first serial port (COM1, a 16550 UART), the kernel's
+//! `println!`, and the console device's line discipline (xv6's console.c).
 //!
 //! Output takes one of two ways, as in xv6-riscv's uart.c:
 //! - Programs' output (the console device's `write`, [`write_user`]) goes into a transmit ring,
 //!   and the UART takes what it can at once: a FIFO's worth (16 bytes) each time its transmitter
 //!   is empty. When the UART is busy (the host is not reading), the writer sleeps; the transmit
 //!   interrupt sends more and wakes it. The console device writes in bounded pieces, gives up
-//!   the CPU between them and stops when its process is killed (`file.rs`), so no write, however
-//!   long, holds a CPU.
+//!   the CPU between them and stops when its process is killed ([`console_write`]), so no write,
+//!   however long, holds a CPU.
 //! - The kernel's own messages (`println!`, the echo of typed input, the panic report) are written
 //!   at once with interrupts off, polling the UART; what the ring still held goes first, so the
 //!   order is kept. They work from any context, interrupt handlers and panics included.
 //!
-//! Input arrives by interrupt and is handed to the console device's line discipline in `file.rs`.
+//! Input arrives by interrupt and goes through the line discipline at the end of this file
+//! (editing, echo, ^D, ^P) to [`console_read`].
 
 use crate::arch::{inb, outb};
-use crate::cpu::Spinlock;
+use crate::sync::spinlock::Spinlock;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -109,10 +110,10 @@ pub fn write_user(b: &[u8]) -> bool {
                 if uart_start(&mut t) {
                     continue;
                 }
-                if crate::proc::myproc().is_killed() {
+                if crate::sync::wait::killed() {
                     return false;
                 }
-                t = crate::proc::sleep(tx_chan(), t);
+                t = crate::sync::wait::sleep(tx_chan(), t);
             }
             let w = t.w;
             t.buf[w % TX_BUF] = c;
@@ -141,13 +142,13 @@ pub fn uart_intr() {
                 inb(LSR);
             }
             1 => {}
-            _ => crate::file::console_intr(),
+            _ => console_intr(),
         }
         // Transmitter empty (its indication was cleared by reading IIR), or anything else: send
         // what waits, and wake writers if that made room.
         let mut t = TX.lock();
         if uart_start(&mut t) {
-            crate::proc::wakeup(tx_chan());
+            crate::sync::wait::wakeup(tx_chan());
         }
     }
 }
@@ -213,12 +214,12 @@ pub fn write_bytes(b: &[u8]) {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
-    if PANICKED.load(Ordering::Relaxed) && !crate::panic::this_cpu_panicked() {
+    if PANICKED.load(Ordering::Relaxed) && !crate::dev::panic::this_cpu_panicked() {
         loop {
             core::hint::spin_loop();
         }
     }
-    if crate::panic::this_cpu_panicked() {
+    if crate::dev::panic::this_cpu_panicked() {
         // The panicking CPU may have held the lock: write without it.
         let _ = Uart.write_fmt(args);
         return;
@@ -231,12 +232,157 @@ pub fn _print(args: fmt::Arguments<'_>) {
 /// Prints to the console.
 #[macro_export]
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::console::_print(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::dev::console::_print(format_args!($($arg)*)) };
 }
 
 /// Prints a line to the console.
 #[macro_export]
 macro_rules! println {
     () => { $crate::print!("\n") };
-    ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::dev::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+// ---- the console device: line discipline (xv6's console.c) -------------------------------------------------------------------------
+
+const INPUT_BUF: usize = 128;
+
+struct Input {
+    buf: [u8; INPUT_BUF],
+    /// Read index.
+    r: usize,
+    /// Write index (end of complete lines).
+    w: usize,
+    /// Edit index.
+    e: usize,
+}
+
+static INPUT: Spinlock<Input> = Spinlock::new(
+    "console",
+    Input {
+        buf: [0; INPUT_BUF],
+        r: 0,
+        w: 0,
+        e: 0,
+    },
+);
+
+fn input_chan() -> usize {
+    &INPUT as *const _ as usize
+}
+
+const fn ctrl(c: u8) -> u8 {
+    c - b'@'
+}
+
+fn echo(c: u8) {
+    if c == 0x7f || c == ctrl(b'H') {
+        write_bytes(b"\x08 \x08");
+    } else {
+        write_bytes(&[c]);
+    }
+}
+
+/// The serial interrupt: line editing (backspace, Ctrl-U kills the line, Ctrl-D ends input,
+/// Ctrl-P lists processes), echo, and waking readers at the end of a line.
+pub fn console_intr() {
+    let mut dump = false;
+    let mut g = INPUT.lock();
+    while let Some(mut c) = getc_raw() {
+        if c == b'\r' {
+            c = b'\n';
+        }
+        match c {
+            x if x == ctrl(b'P') => dump = true,
+            x if x == ctrl(b'U') => {
+                while g.e != g.w && g.buf[(g.e - 1) % INPUT_BUF] != b'\n' {
+                    g.e -= 1;
+                    echo(0x7f);
+                }
+            }
+            x if x == ctrl(b'H') || x == 0x7f => {
+                if g.e != g.w {
+                    g.e -= 1;
+                    echo(0x7f);
+                }
+            }
+            _ => {
+                if c != 0 && g.e - g.r < INPUT_BUF {
+                    let e = g.e;
+                    g.buf[e % INPUT_BUF] = c;
+                    g.e += 1;
+                    if c != ctrl(b'D') {
+                        echo(c);
+                    }
+                    if c == b'\n' || c == ctrl(b'D') || g.e - g.r == INPUT_BUF {
+                        g.w = g.e;
+                        crate::sync::wait::wakeup(input_chan());
+                    }
+                }
+            }
+        }
+    }
+    drop(g);
+    if dump {
+        crate::sync::wait::dump();
+    }
+}
+
+/// Reads up to a line; Ctrl-D at the start of a line reads as end of file.
+pub fn console_read(n: usize, mut dst: impl FnMut(usize, &[u8]) -> bool) -> i32 {
+    let mut out = [0u8; INPUT_BUF];
+    let mut got = 0usize;
+    let mut g = INPUT.lock();
+    while got < n.min(INPUT_BUF) {
+        while g.r == g.w {
+            if crate::sync::wait::killed() {
+                return -1;
+            }
+            g = crate::sync::wait::sleep(input_chan(), g);
+        }
+        let c = g.buf[g.r % INPUT_BUF];
+        g.r += 1;
+        if c == ctrl(b'D') {
+            if got > 0 {
+                g.r -= 1; // keep it for next time: this read returns what came before
+            }
+            break;
+        }
+        out[got] = c;
+        got += 1;
+        if c == b'\n' {
+            break;
+        }
+    }
+    drop(g);
+    if got > 0 && !dst(0, &out[..got]) {
+        return -1;
+    }
+    got as i32
+}
+
+/// Writes in pieces of 256 bytes. Between pieces it stops if the process has been killed (the
+/// count so far is returned), and gives up the CPU once a tick, as a timer interrupt in user mode
+/// would: the kernel runs with interrupts off, so one long write must not keep the CPU.
+pub fn console_write(n: usize, mut src: impl FnMut(usize, &mut [u8]) -> bool) -> i32 {
+    let mut buf = [0u8; 256];
+    let mut i = 0;
+    let mut tick = crate::dev::irq::ticks();
+    while i < n {
+        let m = (n - i).min(buf.len());
+        if !src(i, &mut buf[..m]) {
+            return -1;
+        }
+        if !write_user(&buf[..m]) {
+            break;
+        }
+        i += m;
+        if crate::sync::wait::killed() {
+            break;
+        }
+        if crate::dev::irq::ticks() != tick {
+            crate::sync::wait::yield_cpu();
+            tick = crate::dev::irq::ticks();
+        }
+    }
+    i as i32
 }

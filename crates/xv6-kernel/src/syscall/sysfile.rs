@@ -1,15 +1,25 @@
 //! File-system system calls (xv6's sysfile.c): argument checking, descriptors, and the operations
 //! that create and remove names, each in one log transaction.
 
-use crate::file::{self, FileRef, Kind};
-use crate::fs::{self, InodeRef};
-use crate::log;
-use crate::proc;
-use crate::syscall::{arg, arg_int, arg_path, copy_in, copy_out};
-use crate::trap::TrapFrame;
+use crate::arch::trap::TrapFrame;
+use crate::fs::file::{self, FileRef, Kind};
+use crate::fs::fs::{self, InodeRef};
+use crate::fs::log;
+use crate::proc::proc;
+use crate::syscall::syscall::{arg, arg_int, arg_path, copy_in, copy_out};
 use xv6_abi::fcntl::{O_CREATE, O_RDWR, O_TRUNC, O_WRONLY};
 use xv6_abi::param::{MAXPATH, NOFILE};
 use xv6_abi::stat::{T_DEVICE, T_DIR, T_FILE};
+
+/// The inode for `path`, from the calling process's current directory.
+fn namei(path: &[u8]) -> Option<InodeRef> {
+    crate::fs::dir::namei(proc::myproc().cwd.as_ref(), path)
+}
+
+/// The parent directory of `path` (from the current directory) and its last element.
+fn namei_parent(path: &[u8]) -> Option<(InodeRef, [u8; xv6_abi::DIRSIZ], usize)> {
+    crate::fs::dir::namei_parent(proc::myproc().cwd.as_ref(), path)
+}
 
 /// The open file behind descriptor argument `n`.
 fn arg_fd(tf: &TrapFrame, n: usize) -> Option<(usize, &'static FileRef)> {
@@ -114,7 +124,7 @@ pub fn fsync(tf: &TrapFrame) -> i64 {
     if arg_fd(tf, 0).is_none() {
         return -1;
     }
-    crate::log::force();
+    crate::fs::log::force();
     0
 }
 
@@ -122,8 +132,8 @@ pub fn fsync(tf: &TrapFrame) -> i64 {
 /// using, so the next reads go to the disk (for benchmarks and tests that read cold). Returns
 /// how many blocks were dropped.
 pub fn dropcaches(_: &TrapFrame) -> i64 {
-    crate::log::force();
-    crate::bio::drop_unreferenced() as i64
+    crate::fs::log::force();
+    crate::fs::bio::drop_unreferenced() as i64
 }
 
 /// `fstat(fd, st)`.
@@ -157,7 +167,9 @@ pub fn link(tf: &TrapFrame) -> i64 {
 }
 
 fn do_link(old: &[u8], new: &[u8]) -> i64 {
-    let Some(ip) = fs::namei(old) else { return -1 };
+    let Some(ip) = namei(old) else {
+        return -1;
+    };
     {
         let l = ip.lock();
         if l.typ() == T_DIR || l.typ() == 0 {
@@ -173,7 +185,7 @@ fn do_link(old: &[u8], new: &[u8]) -> i64 {
         l.data().d.nlink += 1;
         l.update();
     }
-    let ok = match fs::namei_parent(new) {
+    let ok = match namei_parent(new) {
         Some((dp, name, n)) => {
             let dl = dp.lock();
             let ok = dl.data().d.nlink >= 1 && dl.dir_link(&name[..n], ip.inum());
@@ -208,7 +220,7 @@ pub fn unlink(tf: &TrapFrame) -> i64 {
 }
 
 fn do_unlink(path: &[u8]) -> i64 {
-    let Some((dp, name, n)) = fs::namei_parent(path) else {
+    let Some((dp, name, n)) = namei_parent(path) else {
         return -1;
     };
     let name = &name[..n];
@@ -260,7 +272,7 @@ fn do_unlink(path: &[u8]) -> i64 {
 /// Creates `path` of type `typ` (or, for T_FILE, opens an existing file). Inside a transaction.
 /// Returns the inode, referenced and unlocked.
 fn create(path: &[u8], typ: i16, major: i16, minor: i16) -> Option<InodeRef> {
-    let (dp, name, n) = fs::namei_parent(path)?;
+    let (dp, name, n) = namei_parent(path)?;
     let name = &name[..n];
     let dl = dp.lock();
     if let Some((ip, _)) = dl.dir_lookup(name) {
@@ -340,7 +352,7 @@ fn do_open(path: &[u8], mode: i32) -> i64 {
             None => return -1,
         }
     } else {
-        match fs::namei(path) {
+        match namei(path) {
             Some(ip) => ip,
             None => return -1,
         }
@@ -438,7 +450,7 @@ pub fn chdir(tf: &TrapFrame) -> i64 {
         return -1;
     };
     log::begin_op();
-    let Some(ip) = fs::namei(&path[..n]) else {
+    let Some(ip) = namei(&path[..n]) else {
         log::end_op();
         return -1;
     };
@@ -462,13 +474,13 @@ pub fn exec_call(tf: &TrapFrame) -> i64 {
     let Some(n) = arg_path(tf, 0, &mut path) else {
         return -1;
     };
-    let Some(mut args) = crate::mem::try_box(crate::exec::Args::new()) else {
+    let Some(mut args) = crate::mm::mem::try_box(crate::proc::exec::Args::new()) else {
         return -1;
     };
-    if !crate::syscall::fetch_args(arg(tf, 1), &mut args) {
+    if !crate::syscall::syscall::fetch_args(arg(tf, 1), &mut args) {
         return -1;
     }
-    match crate::exec::exec(&path[..n], &args) {
+    match crate::proc::exec::exec(&path[..n], &args) {
         // exec rewrote the trap frame; rax must keep argc's register file as set (rdi/rsi), and
         // the return value lands in rax: 0.
         Ok(()) => 0,
@@ -479,7 +491,7 @@ pub fn exec_call(tf: &TrapFrame) -> i64 {
 /// `pipe(fds)`.
 pub fn pipe(tf: &TrapFrame) -> i64 {
     let fdarray = arg(tf, 0);
-    let Some(pi) = crate::pipe::Pipe::alloc() else {
+    let Some(pi) = crate::fs::pipe::Pipe::alloc() else {
         return -1;
     };
     let rf = match file::alloc(Kind::Pipe(pi), true, false) {
