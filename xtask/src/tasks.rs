@@ -285,22 +285,60 @@ fn crash_test() -> Result<()> {
     };
     errln!("crash test: seed {seed} (XV6_CRASH_SEED={seed} repeats its random moments)");
     let mut rng = seed | 1;
-    let mut random = |below: u64| {
+    let mut random = move |below: u64| {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         rng % below
     };
+    let mut replays = 0;
+    // Small operations in a known order: kills after given operations and at random moments.
+    replays += crash_phase(
+        &kernel,
+        &base,
+        seed,
+        ("crashwriter write", "crashwriter check"),
+        &[0, 41, 98, 150],
+        5,
+        &mut random,
+    )?;
+    // Big files: commits and recoveries of the whole log.
+    replays += crash_phase(
+        &kernel,
+        &base,
+        seed,
+        ("crashwriter big", "crashwriter bigcheck"),
+        &[],
+        8,
+        &mut random,
+    )?;
+    errln!("crash test: every round consistent; {replays} of them replayed a committed log");
+    Ok(())
+}
+
+/// One phase of the crash test: a whole timed run of `writer`, then rounds killed after the
+/// `cw done N` lines in `after_ops` and at `randoms` random moments inside the writer's run;
+/// after each kill the same image boots with `checker N` (N: the last `cw synced` line seen)
+/// and must be found consistent, and clean by fsck. Returns how many rounds replayed a log.
+fn crash_phase(
+    kernel: &Path,
+    base: &Path,
+    seed: u64,
+    (writer, checker): (&str, &str),
+    after_ops: &[i32],
+    randoms: usize,
+    random: &mut dyn FnMut(u64) -> u64,
+) -> Result<usize> {
     let timeout = Duration::from_secs(120);
     // A whole run first, timed from `cw start` to `cw finished`, so that the random moments
     // below fall inside the writer's run however fast the kernel (and this machine) is.
     let whole = {
         let m = Machine {
-            kernel: kernel.clone(),
-            image: build::fresh_copy(&base, "crash-fs")?,
+            kernel: kernel.to_path_buf(),
+            image: build::fresh_copy(base, "crash-fs")?,
             cpus: 2,
             mem_mib: 256,
-            append: Some("crashwriter write".into()),
+            append: Some(writer.into()),
             gdb: false,
         };
         let mut started: Option<Instant> = None;
@@ -315,28 +353,23 @@ fn crash_test() -> Result<()> {
             }
             false
         })?;
-        check_run(&r, 2, "crashwriter write", &["cw finished"], timeout)?;
-        took.ok_or_else(|| fail!("crashwriter printed no `cw start` before `cw finished`"))?
+        check_run(&r, 2, writer, &["cw finished"], timeout)?;
+        took.ok_or_else(|| fail!("`{writer}` printed no `cw start` before `cw finished`"))?
     };
     let span = (whole.as_millis() as u64).max(1);
-    errln!("crash test: a whole run of the writer takes {span} ms");
-    let mut plan = vec![
-        KillAt::Op(0),
-        KillAt::Op(41),
-        KillAt::Op(98),
-        KillAt::Op(150),
-    ];
-    for _ in 0..5 {
+    errln!("crash test: a whole run of `{writer}` takes {span} ms");
+    let mut plan: Vec<KillAt> = after_ops.iter().map(|&n| KillAt::Op(n)).collect();
+    for _ in 0..randoms {
         plan.push(KillAt::Millis(random(span)));
     }
     let mut replays = 0;
     for (round, at) in plan.into_iter().enumerate() {
         let mut m = Machine {
-            kernel: kernel.clone(),
-            image: build::fresh_copy(&base, "crash-fs")?,
+            kernel: kernel.to_path_buf(),
+            image: build::fresh_copy(base, "crash-fs")?,
             cpus: 2,
             mem_mib: 256,
-            append: Some("crashwriter write".into()),
+            append: Some(writer.into()),
             gdb: false,
         };
         let mut started: Option<Instant> = None;
@@ -359,9 +392,9 @@ fn crash_test() -> Result<()> {
         } else if r.status == Some(0) && r.output.contains("cw finished") {
             errln!("round {round}: the writer finished before {at:?}; checking the whole run");
         } else {
-            check_run(&r, 2, "crashwriter write", &[], timeout)?;
+            check_run(&r, 2, writer, &[], timeout)?;
         }
-        let line = format!("crashwriter check {seen}");
+        let line = format!("{checker} {seen}");
         m.append = Some(line.clone());
         let r = m.run_captured(timeout, true)?;
         let verdict = check_run(&r, 2, &line, &["crashwriter: ok"], timeout)
@@ -373,13 +406,13 @@ fn crash_test() -> Result<()> {
         {
             errln!("  {}", l.trim());
         }
-        verdict.map_err(|e| fail!("crash test round {round} ({at:?}, seed {seed}): {e}"))?;
+        verdict
+            .map_err(|e| fail!("crash test `{writer}` round {round} ({at:?}, seed {seed}): {e}"))?;
         if r.output.contains("fs: recovering") {
             replays += 1;
         }
     }
-    errln!("crash test: every round consistent; {replays} of them replayed a committed log");
-    Ok(())
+    Ok(replays)
 }
 
 /// Makes sure `cargo fuzz` is available, installing it from crates.io if not.

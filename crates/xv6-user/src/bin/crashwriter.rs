@@ -16,6 +16,10 @@
 //!   link count; the operation after M may only be a create caught between its `open` and its
 //!   `write` (an empty file). N = -1: no operation was seen. Prints `crashwriter: ok ...` or
 //!   `crashwriter: FAILED: ...` (exit 1).
+//! - `crashwriter big` / `crashwriter bigcheck N`: six files of 96 KiB written in 4 KiB writes
+//!   and fsync'd one by one, so that commits and recoveries hold the whole log (255 blocks);
+//!   the check wants the fsync'd files whole and any other only the written bytes, from the
+//!   start.
 #![no_std]
 #![no_main]
 
@@ -326,12 +330,107 @@ fn check(seen: i32) -> i32 {
     1
 }
 
+// ---- big files: commits of the whole log ------------------------------------------------
+
+/// Files `big` writes, and the bytes of each (so that a commit holds up to the log's 255 blocks,
+/// and recovery replays that many).
+const BIG_FILES: i32 = 6;
+const BIG_SIZE: usize = 96 * 1024;
+
+/// Byte `j` of big file `k`.
+fn big_byte(k: i32, j: usize) -> u8 {
+    (j / 7 + j / 1031 + k as usize * 37) as u8 ^ 0x5c
+}
+
+/// `/big<k>`.
+fn big_name(k: i32) -> [u8; 6] {
+    [b'/', b'b', b'i', b'g', b'0' + k as u8, 0]
+}
+
+/// `crashwriter big`: writes `/big0`.. in 4 KiB writes (each two transactions), fsyncs each
+/// file and prints `big synced K`. Without fsync between the writes, the log fills and commits
+/// in large groups.
+fn big() -> i32 {
+    println!("cw start");
+    let mut buf = [0u8; 4096];
+    for k in 0..BIG_FILES {
+        let name = big_name(k);
+        let Ok(fd) = sys::open(&name[..5], O_CREATE | O_RDWR) else {
+            println!("crashwriter: FAILED: create big{k}");
+            return 1;
+        };
+        for off in (0..BIG_SIZE).step_by(buf.len()) {
+            for (j, b) in buf.iter_mut().enumerate() {
+                *b = big_byte(k, off + j);
+            }
+            if sys::write(fd, &buf) != Ok(buf.len()) {
+                println!("crashwriter: FAILED: write big{k}");
+                return 1;
+            }
+        }
+        if sys::fsync(fd).is_err() {
+            println!("crashwriter: FAILED: fsync big{k}");
+            return 1;
+        }
+        let _ = sys::close(fd);
+        println!("cw synced {k}");
+    }
+    println!("cw finished {BIG_FILES}");
+    0
+}
+
+/// `crashwriter bigcheck N`: big0..=N are whole; every later file that exists holds only the
+/// bytes that were written, from the start (a prefix of it: transactions commit whole and in
+/// order, so no block of garbage or of another file may show).
+fn bigcheck(seen: i32) -> i32 {
+    let mut buf = alloc::vec![0u8; BIG_SIZE + 1];
+    for k in 0..BIG_FILES {
+        let name = big_name(k);
+        let Ok(fd) = sys::open(&name[..5], O_RDONLY) else {
+            if k <= seen {
+                println!("crashwriter: FAILED: big{k} is missing though its fsync returned");
+                return 1;
+            }
+            continue;
+        };
+        let mut got = 0;
+        while let Ok(n) = sys::read(fd, &mut buf[got..]) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let _ = sys::close(fd);
+        if k <= seen && got != BIG_SIZE {
+            println!(
+                "crashwriter: FAILED: big{k} has {got} bytes, not {BIG_SIZE}, after its fsync"
+            );
+            return 1;
+        }
+        if got > BIG_SIZE {
+            println!("crashwriter: FAILED: big{k} has {got} bytes");
+            return 1;
+        }
+        if let Some(j) = (0..got).find(|&j| buf[j] != big_byte(k, j)) {
+            println!("crashwriter: FAILED: big{k} byte {j} of {got} is not what was written");
+            return 1;
+        }
+    }
+    println!("crashwriter: ok: big files whole up to {seen}, the rest prefixes");
+    0
+}
+
 fn main(args: Args) -> i32 {
     match (args.get(1), args.get(2).and_then(parse_i32)) {
         (Some(b"write"), _) => write(),
         (Some(b"check"), Some(n)) => check(n),
+        (Some(b"big"), _) => big(),
+        (Some(b"bigcheck"), Some(n)) => bigcheck(n),
         _ => {
-            println!("usage: crashwriter write | crashwriter check N");
+            println!(
+                "usage: crashwriter write | crashwriter check N | crashwriter big | \
+                 crashwriter bigcheck N"
+            );
             1
         }
     }
