@@ -110,7 +110,7 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Limits how many pages `morecore` takes at once for requests smaller than that (at least
-    /// 1). The default grows the heap geometrically, up to 256 pages per chunk, which keeps
+    /// 1). The default grows the heap geometrically, up to 4096 pages (16 MiB) per chunk, which keeps
     /// chunk edges rare. A limit of 1 is xv6's `morecore`: a page at a time for small blocks,
     /// each page returned when it is wholly free (but for one spare), the most frugal with memory
     /// a kernel shares with user processes.
@@ -465,7 +465,7 @@ impl<S: PageSource> Heap<S> {
 
     /// Current statistics, in O(1). `largest_free_block` is the payload of the head of the
     /// highest non-empty class: a request of that size is served without asking the source, and
-    /// no free block is more than 1/16 larger.
+    /// no free block is more than 1/64 larger.
     pub fn stats(&self) -> HeapStats {
         let largest = match self.index.highest() {
             // SAFETY: the head of a non-empty class is a free block.

@@ -316,7 +316,8 @@ fn steps_of(h: &mut Heap<HostSource>, big: NonNull<u8>) -> usize {
 fn fragmentation_does_not_slow_free_or_alloc() {
     let (mut small, big_s) = fragmented(Heap::new(HostSource::new(100_000)), 1_000);
     let (mut large, big_l) = fragmented(Heap::new(HostSource::new(100_000)), 100_000);
-    assert!(large.stats().free_blocks >= 100_000);
+    // (The small-block cache keeps the first few freed fragments, outside the index.)
+    assert!(large.stats().free_blocks >= 100_000 - crate::cache::DEPTH as usize);
     let s = steps_of(&mut small, big_s);
     let l = steps_of(&mut large, big_l);
     assert!(s <= 8, "a free and two allocations look at {s} blocks");
