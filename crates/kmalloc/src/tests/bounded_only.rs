@@ -333,9 +333,10 @@ fn the_step_counter_sees_the_classic_heaps_walks() {
         let (mut h, big) = fragmented(ClassicHeap::new(HostSource::new(100_000)), n);
         let before = h.steps();
         free(&mut h, big, layout(6000, 16));
-        let a = h.allocate(layout(6000, 16)).unwrap();
+        // Larger than any free block: first fit looks at every one before `morecore`.
+        let a = h.allocate(layout(2 << 20, 16)).unwrap();
         steps.push(h.steps() - before);
-        free(&mut h, a, layout(6000, 16));
+        free(&mut h, a, layout(2 << 20, 16));
     }
     assert!(steps[1] > 50 * steps[0].max(1), "classic steps {steps:?}");
 }
