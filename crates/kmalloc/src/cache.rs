@@ -5,8 +5,8 @@
 //! split the same large free block and every free merge it back, which takes that block out of
 //! the index and puts it back in another class each time (on the host: 84-110 ns per
 //! allocate/free pair beside K&R's 32-36 ns). A cached block stays a used block to its
-//! neighbours (no `FREE` flag, so nothing merges with it), but its header carries the *cached*
-//! tag instead of the used tag, so a second free of it, a `reallocate` or a checked `kmfree` of
+//! neighbours (no `FREE` flag, so nothing merges with it), but its header has the `HELD` flag
+//! (see [`block`](crate::block)), so a second free of it, a `reallocate` or a checked `kmfree` of
 //! it are refused like any other double free. Its payload's first word links it to the next
 //! cached block of its size.
 //!
@@ -23,23 +23,6 @@ pub(crate) const MAX_LEN: usize = 256;
 pub(crate) const CLASSES: usize = (MAX_LEN - MIN_BLOCK) / UNIT + 1;
 /// Blocks kept per size.
 pub(crate) const DEPTH: u8 = 8;
-
-/// The tag a cached block at `addr` carries: the used tag with other low bits (`0b1111`), so it
-/// is neither the used tag nor a 16-aligned link.
-#[inline(always)]
-pub(crate) fn cached_tag(addr: usize) -> usize {
-    block::tag(addr) | 0b1010
-}
-
-/// True if `h` carries the cached tag.
-///
-/// # Safety
-/// `h` is readable for a header.
-#[inline(always)]
-pub(crate) unsafe fn is_cached(h: Block) -> bool {
-    // SAFETY: per the contract.
-    unsafe { ptr::read(ptr::addr_of!((*h).link)) == cached_tag(h.addr()) }
-}
 
 /// The cached blocks, by size.
 pub(crate) struct Cache {
@@ -87,7 +70,7 @@ impl Cache {
         // SAFETY: `h` is a cached block: its header and payload are the heap's.
         unsafe {
             self.heads[c] = ptr::read(next_slot(h));
-            (*h).link = block::tag(h.addr());
+            block::set_held(h, false);
         }
         self.counts[c] -= 1;
         self.bytes -= len;
@@ -111,7 +94,7 @@ impl Cache {
         // SAFETY: `h` is a used block of at least MIN_BLOCK bytes: its payload holds a word.
         unsafe {
             ptr::write(next_slot(h), self.heads[c]);
-            (*h).link = cached_tag(h.addr());
+            block::set_held(h, true);
         }
         self.heads[c] = h;
         self.counts[c] += 1;

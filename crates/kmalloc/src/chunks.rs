@@ -2,7 +2,7 @@
 //! gives back when they are wholly free.
 //!
 //! ```text
-//! chunk: [ Chunk record (32 B) | block | block | ... | block | sentinel (16 B) ]
+//! chunk: [ Chunk record (24 B) | block | block | ... | block | sentinel (8 B) ]
 //!                                ^ FIRST                        size 0, SENTINEL
 //! ```
 //!
@@ -35,11 +35,12 @@ pub(crate) struct Chunk {
     pub pages: usize,
 }
 
-/// Bytes before a chunk's first block.
-pub(crate) const CHUNK_REC: usize = 32;
+/// Bytes before a chunk's first block: the record, so that the first payload is 16-aligned.
+pub(crate) const CHUNK_REC: usize = 24;
 /// Bytes of a chunk that are no block's: the record and the sentinel.
 pub(crate) const CHUNK_OVERHEAD: usize = CHUNK_REC + HDR;
 const _: () = assert!(core::mem::size_of::<Chunk>() <= CHUNK_REC);
+const _: () = assert!((CHUNK_REC + HDR) % block::UNIT == 0);
 
 /// The most pages `morecore` takes for a request that needs fewer (16 MiB). Blocks never span
 /// chunks, so each chunk edge leaves a piece too small for some large request: with chunks of

@@ -40,7 +40,6 @@ impl<S: PageSource> Heap<S> {
             }
             let new = block_len(new_size).ok_or(AllocError)?;
             let cur = block::size(h);
-            let keep = block::flags(h);
             let next = block::offset(h, cur);
             if new == cur {
                 return Ok(ptr);
@@ -57,7 +56,7 @@ impl<S: PageSource> Heap<S> {
                 let t = block::offset(h, new);
                 block::set_free(t, tail, 0);
                 self.index.insert(t, tail);
-                (*h).size = new | keep;
+                block::set_size(h, new);
                 self.in_use -= cur - new;
                 return Ok(ptr);
             }
@@ -76,7 +75,7 @@ impl<S: PageSource> Heap<S> {
                         (*block::offset(h, total)).size &= !PREV_FREE;
                         total
                     };
-                    (*h).size = used | keep;
+                    block::set_size(h, used);
                     self.in_use += used - cur;
                     return Ok(ptr);
                 }
