@@ -19,8 +19,8 @@
 //!   [`FIRST`] (the block starts its chunk) and [`HELD`] (neither free nor in use: a chunk's
 //!   sentinel, which has size 0, or a block in the small-block [`cache`](crate::cache)) in the low
 //!   bits. A chunk ends with a sentinel, never free, so no block merges past its chunk.
-//! - the tag (64-bit targets): the top 16 bits of a used or cached block's word mix its own
-//!   address ([`tag_bits`]), with the top bit set; a free block has none. A pointer whose header
+//! - the tag (64-bit targets): the top 16 bits of a used or cached block's word hold bits of
+//!   its own address ([`tag_bits`]), with the top bit set; a free block has none. A pointer whose header
 //!   word does not carry the tag of its address is refused as a wild pointer.
 //! - a free block's payload holds the links of its size-class list (see
 //!   [`index`](crate::index)) and its last word repeats its size (the footer). The flags
@@ -70,12 +70,12 @@ pub(crate) const MAX_BLOCK: usize = if usize::BITS == 64 {
 
 const TAG_MAGIC: u64 = 0x6b6d_616c_6c6f_6321;
 
-/// The tag a used block at `addr` carries in its top bits (0 on 32-bit targets): mixed from the
-/// address, with the top bit set so that it is never 0.
+/// The tag a used block at `addr` carries in its top bits (0 on 32-bit targets): address bits 4
+/// to 18 (those that tell apart the headers within 512 KiB), with the top bit set so that it
+/// is never 0. Two shifts and an `or`: every allocation writes it and every free checks it.
 #[inline(always)]
 pub(crate) fn tag_bits(addr: usize) -> usize {
-    let x = (addr as u64 ^ TAG_MAGIC).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    ((x | 1 << 63) & 0xffff_u64 << 48) as usize
+    ((addr as u64) << 44 & 0x7fff_u64 << 48 | 1 << 63) as usize
 }
 
 /// The tag the classic heap's used blocks keep in their link word: mixed from the address, with

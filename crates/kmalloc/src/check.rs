@@ -127,7 +127,7 @@ impl<S: PageSource> Heap<S> {
         assert_eq!(in_use, self.in_use, "bytes in use");
         // The cache: its lists hold exactly the blocks tagged cached, of their sizes.
         let mut listed_cached = 0;
-        self.cache.for_each(|h, len, _| {
+        self.cache.for_each(|h, len| {
             // SAFETY: cache members are blocks of the heap.
             unsafe {
                 assert!(block::is_cached(h), "cache member {h:p} not tagged cached");
