@@ -218,16 +218,17 @@ impl<S: PageSource> Heap<S> {
         let h = self.index.head(fl, sl);
         self.step();
         // SAFETY: a head of the index is a free block.
-        if !h.is_null() && unsafe { block::size(h) } >= len {
-            // SAFETY: as above.
-            unsafe { self.unlist(h, block::size(h)) };
-            return Some(h);
+        let (fl, sl) = if !h.is_null() && unsafe { block::size(h) } >= len {
+            (fl, sl)
+        } else {
+            self.step();
+            self.index.above(fl, sl)?
+        };
+        // SAFETY: `(fl, sl)` is non-empty.
+        let h = unsafe { self.index.pop(fl, sl) };
+        if h == self.spare {
+            self.spare = ptr::null_mut();
         }
-        let (fl, sl) = self.index.above(fl, sl)?;
-        let h = self.index.head(fl, sl);
-        self.step();
-        // SAFETY: a head of a non-empty class.
-        unsafe { self.unlist(h, block::size(h)) };
         Some(h)
     }
 

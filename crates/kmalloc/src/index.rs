@@ -112,6 +112,31 @@ impl Index {
         self.count += 1;
     }
 
+    /// Takes the head off the non-empty list `(fl, sl)` and returns it: [`Index::remove`]
+    /// without finding the class or the member before.
+    ///
+    /// # Safety
+    /// List `(fl, sl)` is non-empty.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&mut self, fl: usize, sl: usize) -> Block {
+        let h = self.heads[fl][sl];
+        // SAFETY: `h` is the head, a member; its successor (if any) is a member too.
+        unsafe {
+            let next = *next_slot(h);
+            self.heads[fl][sl] = next;
+            if next.is_null() {
+                self.sl_map[fl] &= !(1 << sl);
+                if self.sl_map[fl] == 0 {
+                    self.fl_map &= !(1 << fl);
+                }
+            } else {
+                *prev_slot(next) = ptr::null_mut();
+            }
+        }
+        self.count -= 1;
+        h
+    }
+
     /// Takes member `h` of `len` bytes off its list.
     ///
     /// # Safety
