@@ -102,13 +102,15 @@ impl Index {
         unsafe {
             *prev_slot(h) = ptr::null_mut();
             *next_slot(h) = head;
-            if !head.is_null() {
+            if head.is_null() {
+                // The list was empty: mark it.
+                self.sl_map[fl] |= 1 << sl;
+                self.fl_map |= 1 << fl;
+            } else {
                 *prev_slot(head) = h;
             }
         }
         self.heads[fl][sl] = h;
-        self.sl_map[fl] |= 1 << sl;
-        self.fl_map |= 1 << fl;
         self.count += 1;
     }
 
