@@ -169,7 +169,7 @@ impl Index {
     }
 
     /// The smallest non-empty class strictly above `(fl, sl)`: two bitmap scans.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn above(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
         let rest = if sl + 1 < SL {
             self.sl_map[fl] & (!0u32 << (sl + 1))

@@ -476,6 +476,7 @@ fn cached_small_blocks_are_reused_and_still_refused_twice() {
 }
 
 #[test]
+#[cfg(feature = "tag-checks")]
 #[should_panic(expected = "double free")]
 fn deallocating_a_cached_block_twice_panics() {
     let mut h = Heap::new(HostSource::new(10));
