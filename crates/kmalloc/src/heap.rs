@@ -199,7 +199,7 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `h` is a used block of the heap.
     #[inline(always)]
-    unsafe fn free_used(&mut self, h: Block) {
+    pub(crate) unsafe fn free_used(&mut self, h: Block) {
         // SAFETY: per the contract.
         unsafe {
             let len = block::size(h);

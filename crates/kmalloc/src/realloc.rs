@@ -2,7 +2,8 @@
 //!
 //! Shrinking splits off the tail as a free block (merged with a free block after it) when the
 //! tail can be a block. Growing takes the free block after it when that is enough, splitting off
-//! what is left. Otherwise the block moves: allocate, copy, free. Each case is a fixed number
+//! what is left. Otherwise the block moves: allocate, copy, free (into the small-block cache when
+//! it takes the old block, as any free). Each case is a fixed number
 //! of header reads and writes; only the copy grows with the size.
 
 use crate::block::{self, FREE, MIN_BLOCK, PREV_FREE, UNIT};
@@ -83,7 +84,7 @@ impl<S: PageSource> Heap<S> {
             let layout = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
             let p = self.allocate(layout)?;
             core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size().min(new_size));
-            self.release(h);
+            self.free_used(h);
             Ok(p)
         }
     }
