@@ -64,7 +64,8 @@ impl<S: PageSource> AnyHeap<S> {
         true
     }
 
-    /// [`Heap::set_growth_limit`] for the bounded heap; the classic heap keeps K&R's `NALLOC`.
+    /// [`Heap::set_growth_limit`] for the bounded heap; the classic heap keeps its own growth
+    /// (at least K&R's `NALLOC` units, as many pages as it holds, up to 256).
     pub fn set_growth_limit(&mut self, pages: usize) {
         if let AnyHeap::Bounded(h) = self {
             h.set_growth_limit(pages);

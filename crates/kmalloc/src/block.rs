@@ -1,38 +1,47 @@
-//! Blocks of the bounded heap: the 16-byte header, its flags and tag, and the boundary tag
+//! Blocks of the bounded heap: the one-word header, its flags and tag, and the boundary tag
 //! (footer) that lets a block find a free block before it in O(1).
 //!
-//! A chunk (see [`chunks`](crate::chunks)) is tiled by blocks. A block is a [`Header`] of two words
-//! followed by its payload; sizes are multiples of [`UNIT`] and include the header:
+//! A chunk (see [`chunks`](crate::chunks)) is tiled by blocks. A block starts 8 bytes before a
+//! 16-byte boundary with its header word, and its payload follows at that boundary; sizes are
+//! multiples of [`UNIT`] and include the header:
 //!
 //! ```text
-//! used block: [ size|flags | tag            ] payload ..................................
-//! free block: [ size|flags | next free      ] prev free | ......... | footer = size
+//! used block: [ size|flags|tag ] payload ......................................
+//! free block: [ size|flags     ] next free | prev free | ......... | footer = size
 //! ```
 //!
+//! So a used block costs one word, as in dlmalloc: a request of `n` bytes takes
+//! `round_up(n + 8, 16)` (at least [`MIN_BLOCK`]). The word before the header is the end of the
+//! block before: its payload when that block is used, its footer when it is free.
+//!
 //! - `size|flags`: the size in bytes, with [`FREE`] (this block is free), [`PREV_FREE`] (the block
-//!   just before it in memory is free, so the word before this header is that block's footer)
-//!   and [`FIRST`] (the block starts its chunk) in the low bits. A chunk ends with a sentinel
-//!   header of size 0 and flag [`SENTINEL`], never free, so no block merges past its chunk.
-//! - second word: in a used block, [`tag`] of its own address — a value no free block holds
-//!   there (a free block keeps a 16-aligned link, whose low bits are 0). `deallocate` and
-//!   `reallocate` refuse a header without it: a second free, or a pointer the heap never
-//!   handed out. A block that merges into the free block before it has its tag wiped, so a
-//!   second free of it is caught as well.
+//!   just before it in memory is free, so the word before this header is that block's footer),
+//!   [`FIRST`] (the block starts its chunk) and [`HELD`] (neither free nor in use: a chunk's
+//!   sentinel, which has size 0, or a block in the small-block [`cache`](crate::cache)) in the low
+//!   bits. A chunk ends with a sentinel, never free, so no block merges past its chunk.
+//! - the tag (64-bit targets): the top 16 bits of a used or cached block's word hold bits of
+//!   its own address ([`tag_bits`]), with the top bit set; a free block has none. A pointer whose header
+//!   word does not carry the tag of its address is refused as a wild pointer.
 //! - a free block's payload holds the links of its size-class list (see
 //!   [`index`](crate::index)) and its last word repeats its size (the footer). The flags
 //!   and the footer make merging with both neighbours O(1): the next block is at `h + size`,
 //!   the previous one at `h - footer` when `PREV_FREE` says it is free.
+//!
+//! A double free is refused by the flags alone, whatever the target: a freed block's header says
+//! `FREE` (or `HELD` while it waits in the cache), and a block that merges into the free block
+//! before it has its header word wiped to 0. 32-bit targets have no room for the tag (sizes take
+//! the word), so there a wild pointer is refused only when its header word does not look like a
+//! used block's (no `FREE` or `HELD` flag and a size of at least [`MIN_BLOCK`]).
 //!
 //! Invariants: two free blocks are never neighbours (they are merged); every free block is in
 //! the index; `PREV_FREE` of a block is set exactly when the block before it is free.
 
 use core::ptr;
 
-/// The header's size and the heap's granule: every block size and payload address is a
-/// multiple of it.
+/// The heap's granule: every block size, and every payload address, is a multiple of it.
 pub(crate) const UNIT: usize = 16;
-/// Bytes of a header before the payload.
-pub(crate) const HDR: usize = UNIT;
+/// Bytes of a header before the payload (one word, padded on 32-bit targets).
+pub(crate) const HDR: usize = 8;
 /// The smallest block: a header and the two free-list links plus the footer of a free block.
 pub(crate) const MIN_BLOCK: usize = 2 * UNIT;
 
@@ -42,28 +51,49 @@ pub(crate) const FREE: usize = 1;
 pub(crate) const PREV_FREE: usize = 2;
 /// Flag: the block is the first of its chunk.
 pub(crate) const FIRST: usize = 4;
-/// Flag: the header ends its chunk (size 0, never free).
-pub(crate) const SENTINEL: usize = 8;
-const FLAGS: usize = FREE | PREV_FREE | FIRST | SENTINEL;
+/// Flag: neither free nor in use: a chunk's sentinel (size 0) or a cached block.
+pub(crate) const HELD: usize = 8;
+/// The sentinel that ends each chunk: size 0, [`HELD`].
+pub(crate) const SENTINEL: usize = HELD;
+const FLAGS: usize = FREE | PREV_FREE | FIRST | HELD;
+/// The bits of the header word that hold the tag: the top 16 on 64-bit targets, none on 32-bit.
+const TAG_MASK: usize = (0xffff_u64 << 48) as usize;
+const SIZE_MASK: usize = !(FLAGS | TAG_MASK);
+
+/// The largest block the heap makes: below the tag bits, and far from overflow in any arithmetic
+/// on sizes.
+pub(crate) const MAX_BLOCK: usize = if usize::BITS == 64 {
+    1 << 46
+} else {
+    isize::MAX as usize / 4
+};
 
 const TAG_MAGIC: u64 = 0x6b6d_616c_6c6f_6321;
 
-/// The tag a used block at `addr` carries in its second word: mixed from the address, with
+/// The tag a used block at `addr` carries in its top bits (0 on 32-bit targets): address bits 4
+/// to 18 (those that tell apart the headers within 512 KiB), with the top bit set so that it
+/// is never 0. Two shifts and an `or`: every allocation writes it and every free checks it.
+#[inline(always)]
+pub(crate) fn tag_bits(addr: usize) -> usize {
+    ((addr as u64) << 44 & 0x7fff_u64 << 48 | 1 << 63) as usize
+}
+
+/// The tag the classic heap's used blocks keep in their link word: mixed from the address, with
 /// low bits `0b0101` so that it never equals a 16-aligned link or null.
 #[inline]
 pub(crate) fn tag(addr: usize) -> usize {
     ((addr.rotate_left(23) ^ TAG_MAGIC as usize) & !0xf) | 0b0101
 }
 
-/// A block header. Payload follows at `HDR` bytes.
+/// A block header: one word. Payload follows at `HDR` bytes.
 #[repr(C)]
 pub(crate) struct Header {
     pub size: usize,
-    /// The tag (used) or the next free block of its class (free).
-    pub link: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() <= HDR);
+// Sizes up to twice the largest block (a block with its alignment slack) stay below the tag.
+const _: () = assert!((2 * MAX_BLOCK) & TAG_MASK == 0);
 
 /// Block pointer arithmetic and field access, all through raw pointers derived from the
 /// chunk's pointer (so provenance is kept).
@@ -94,7 +124,7 @@ pub(crate) fn header_of(p: *mut u8) -> Block {
 #[inline(always)]
 pub(crate) unsafe fn size(h: Block) -> usize {
     // SAFETY: per the contract.
-    unsafe { (*h).size & !FLAGS }
+    unsafe { (*h).size & SIZE_MASK }
 }
 
 /// The flags of `h`.
@@ -105,6 +135,16 @@ pub(crate) unsafe fn size(h: Block) -> usize {
 pub(crate) unsafe fn flags(h: Block) -> usize {
     // SAFETY: per the contract.
     unsafe { (*h).size & FLAGS }
+}
+
+/// Gives used block `h` a new size, keeping its flags and tag.
+///
+/// # Safety
+/// `h` is a used block of the heap and `len` a block size.
+#[inline(always)]
+pub(crate) unsafe fn set_size(h: Block, len: usize) {
+    // SAFETY: per the contract.
+    unsafe { (*h).size = ((*h).size & !SIZE_MASK) | len }
 }
 
 /// The block after `h` in memory (the sentinel after the last block).
@@ -128,6 +168,12 @@ pub(crate) unsafe fn prev_phys(h: Block) -> Block {
     h.cast::<u8>().wrapping_sub(len).cast()
 }
 
+/// The footer slot of a block of `len` bytes at `h`: its last word.
+#[inline(always)]
+pub(crate) fn footer(h: Block, len: usize) -> *mut usize {
+    offset(h, len).cast::<usize>().wrapping_sub(1)
+}
+
 /// Makes `h` a free block of `len` bytes (flags `FREE` plus `keep` from its old flags), writes
 /// its footer, and tells the next block.
 ///
@@ -138,13 +184,13 @@ pub(crate) unsafe fn set_free(h: Block, len: usize, keep: usize) {
     // SAFETY: per the contract the block and its successor's header are ours.
     unsafe {
         (*h).size = len | FREE | keep;
-        *offset(h, len).cast::<usize>().wrapping_sub(1) = len;
+        *footer(h, len) = len;
         (*offset(h, len)).size |= PREV_FREE;
     }
 }
 
 /// [`set_free`] for a block whose successor already has `PREV_FREE` (the tail split off a free
-/// block): writes only `h`'s header and footer, not the successor's line.
+/// block): writes only `h`'s header and footer, not the successor's header.
 ///
 /// # Safety
 /// As [`set_free`], and the block after `h + len` has `PREV_FREE` set.
@@ -153,7 +199,7 @@ pub(crate) unsafe fn set_free_tail(h: Block, len: usize) {
     // SAFETY: per the contract.
     unsafe {
         (*h).size = len | FREE;
-        *offset(h, len).cast::<usize>().wrapping_sub(1) = len;
+        *footer(h, len) = len;
     }
 }
 
@@ -164,18 +210,45 @@ pub(crate) unsafe fn set_free_tail(h: Block, len: usize) {
 #[inline(always)]
 pub(crate) unsafe fn set_used(h: Block, len: usize, keep: usize) {
     // SAFETY: per the contract.
-    unsafe {
-        (*h).size = len | keep;
-        (*h).link = tag(h.addr());
-    }
+    unsafe { (*h).size = len | keep | tag_bits(h.addr()) };
 }
 
-/// True if `h` carries the tag of a used block.
+/// True if `h`'s word is that of a used block: neither `FREE` nor `HELD`, a plausible size,
+/// and (64-bit) the tag of its address.
 ///
 /// # Safety
 /// `h` is readable for a header.
 #[inline(always)]
 pub(crate) unsafe fn is_used(h: Block) -> bool {
     // SAFETY: per the contract.
-    unsafe { ptr::read(ptr::addr_of!((*h).link)) == tag(h.addr()) }
+    let w = unsafe { ptr::read(ptr::addr_of!((*h).size)) };
+    w & (FREE | HELD | TAG_MASK) == tag_bits(h.addr()) && w & SIZE_MASK >= MIN_BLOCK
+}
+
+/// True if `h`'s word is that of a block in the small-block cache: [`is_used`] but with
+/// `HELD`.
+///
+/// # Safety
+/// `h` is readable for a header.
+#[inline(always)]
+pub(crate) unsafe fn is_cached(h: Block) -> bool {
+    // SAFETY: per the contract.
+    let w = unsafe { ptr::read(ptr::addr_of!((*h).size)) };
+    w & (FREE | HELD | TAG_MASK) == HELD | tag_bits(h.addr()) && w & SIZE_MASK >= MIN_BLOCK
+}
+
+/// Marks used block `h` as cached (`held`) or used again.
+///
+/// # Safety
+/// `h` is a used or cached block of the heap.
+#[inline(always)]
+pub(crate) unsafe fn set_held(h: Block, held: bool) {
+    // SAFETY: per the contract.
+    unsafe {
+        if held {
+            (*h).size |= HELD;
+        } else {
+            (*h).size &= !HELD;
+        }
+    }
 }

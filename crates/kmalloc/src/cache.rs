@@ -5,45 +5,32 @@
 //! split the same large free block and every free merge it back, which takes that block out of
 //! the index and puts it back in another class each time (on the host: 84-110 ns per
 //! allocate/free pair beside K&R's 32-36 ns). A cached block stays a used block to its
-//! neighbours (no `FREE` flag, so nothing merges with it), but its header carries the *cached*
-//! tag instead of the used tag, so a second free of it, a `reallocate` or a checked `kmfree` of
-//! it are refused like any other double free. Its payload's first word links it to the next
-//! cached block of its size.
+//! neighbours (no `FREE` flag, so nothing merges with it), but its header has the `HELD` flag
+//! (see [`block`](crate::block)), so a second free of it, a `reallocate` or a checked `kmfree` of
+//! it are refused like any other double free. The cache keeps the blocks' addresses in arrays
+//! of its own, one per size: taking a block out reads nothing from the block (whose memory is
+//! likely cold), so a run of allocations is not a chain of dependent cache misses.
 //!
-//! Bounds: [`DEPTH`] blocks per size, so at most 15 x 8 blocks (17 KiB); flushing the whole
+//! Bounds: [`DEPTH`] blocks per size, so at most 15 x 32 blocks (69 KiB; 32 rather than 8 took a
+//! third of the instructions off the kernel-like trace, whose bursts free dozens of blocks of a
+//! size at once); flushing the whole
 //! cache (when the source has no memory left, or when the heap gives wholly free memory back)
 //! is a bounded number of ordinary frees. Cached bytes count as free in the statistics.
 
-use crate::block::{self, Block, HDR, MIN_BLOCK, UNIT};
+use crate::block::{self, Block, MIN_BLOCK, UNIT};
 use core::ptr;
 
 /// The largest block length the cache keeps.
 pub(crate) const MAX_LEN: usize = 256;
 /// Sizes cached: every block length from [`MIN_BLOCK`] to [`MAX_LEN`] in steps of 16.
 pub(crate) const CLASSES: usize = (MAX_LEN - MIN_BLOCK) / UNIT + 1;
-/// Blocks kept per size.
-pub(crate) const DEPTH: u8 = 8;
-
-/// The tag a cached block at `addr` carries: the used tag with other low bits (`0b1111`), so it
-/// is neither the used tag nor a 16-aligned link.
-#[inline(always)]
-pub(crate) fn cached_tag(addr: usize) -> usize {
-    block::tag(addr) | 0b1010
-}
-
-/// True if `h` carries the cached tag.
-///
-/// # Safety
-/// `h` is readable for a header.
-#[inline(always)]
-pub(crate) unsafe fn is_cached(h: Block) -> bool {
-    // SAFETY: per the contract.
-    unsafe { ptr::read(ptr::addr_of!((*h).link)) == cached_tag(h.addr()) }
-}
+/// Blocks kept per size (at most 255: counts are bytes).
+pub(crate) const DEPTH: u8 = 32;
 
 /// The cached blocks, by size.
 pub(crate) struct Cache {
-    heads: [Block; CLASSES],
+    /// Per size, its cached blocks in `blocks[c][..counts[c]]`.
+    blocks: [[Block; DEPTH as usize]; CLASSES],
     counts: [u8; CLASSES],
     /// Bytes of the cached blocks.
     pub(crate) bytes: usize,
@@ -54,23 +41,17 @@ fn class(len: usize) -> usize {
     (len - MIN_BLOCK) / UNIT
 }
 
-/// The link to the next cached block, in the payload's first word.
-#[inline(always)]
-fn next_slot(h: Block) -> *mut Block {
-    block::payload(h).cast()
-}
-
 impl Cache {
     pub(crate) const fn new() -> Cache {
         Cache {
-            heads: [ptr::null_mut(); CLASSES],
+            blocks: [[ptr::null_mut(); DEPTH as usize]; CLASSES],
             counts: [0; CLASSES],
             bytes: 0,
         }
     }
 
     /// A cached block of exactly `len` bytes (a block length: a multiple of 16 from 32), taken
-    /// out of the cache and tagged used again; `None` if there is none.
+    /// out of the cache and marked used again; `None` if there is none.
     ///
     /// # Safety
     /// The cache holds only blocks of the heap that owns it.
@@ -80,17 +61,15 @@ impl Cache {
             return None;
         }
         let c = class(len);
-        let h = self.heads[c];
-        if h.is_null() {
+        let n = self.counts[c];
+        if n == 0 {
             return None;
         }
-        // SAFETY: `h` is a cached block: its header and payload are the heap's.
-        unsafe {
-            self.heads[c] = ptr::read(next_slot(h));
-            (*h).link = block::tag(h.addr());
-        }
-        self.counts[c] -= 1;
+        let h = self.blocks[c][n as usize - 1];
+        self.counts[c] = n - 1;
         self.bytes -= len;
+        // SAFETY: `h` is a cached block of the heap.
+        unsafe { block::set_held(h, false) };
         Some(h)
     }
 
@@ -105,21 +84,19 @@ impl Cache {
             return false;
         }
         let c = class(len);
-        if self.counts[c] >= DEPTH {
+        let n = self.counts[c];
+        if n >= DEPTH {
             return false;
         }
-        // SAFETY: `h` is a used block of at least MIN_BLOCK bytes: its payload holds a word.
-        unsafe {
-            ptr::write(next_slot(h), self.heads[c]);
-            (*h).link = cached_tag(h.addr());
-        }
-        self.heads[c] = h;
-        self.counts[c] += 1;
+        self.blocks[c][n as usize] = h;
+        self.counts[c] = n + 1;
         self.bytes += len;
+        // SAFETY: `h` is a used block of the heap.
+        unsafe { block::set_held(h, true) };
         true
     }
 
-    /// Takes every cached block out, tagged used again, calling `each` for it.
+    /// Takes every cached block out, marked used again, calling `each` for it.
     ///
     /// # Safety
     /// As [`Cache::pop`].
@@ -134,20 +111,12 @@ impl Cache {
     }
 
     /// The cached blocks of each size, for the invariant checker: (block, its length).
-    pub(crate) fn for_each(&self, mut each: impl FnMut(Block, usize, u8)) {
+    pub(crate) fn for_each(&self, mut each: impl FnMut(Block, usize)) {
         for c in 0..CLASSES {
-            let mut h = self.heads[c];
-            let mut n = 0u8;
-            while !h.is_null() {
-                n += 1;
-                each(h, MIN_BLOCK + c * UNIT, self.counts[c]);
-                assert!(n <= self.counts[c], "cache list {c} longer than its count");
-                // SAFETY: members are cached blocks of the heap.
-                h = unsafe { ptr::read(next_slot(h)) };
+            assert!(self.counts[c] <= DEPTH, "cache count {c} above its depth");
+            for &h in &self.blocks[c][..self.counts[c] as usize] {
+                each(h, MIN_BLOCK + c * UNIT);
             }
-            assert_eq!(n, self.counts[c], "cache count {c}");
         }
     }
 }
-
-const _: () = assert!(HDR + core::mem::size_of::<Block>() <= MIN_BLOCK);

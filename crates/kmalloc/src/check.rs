@@ -49,7 +49,10 @@ impl<S: PageSource> Heap<S> {
                         len >= MIN_BLOCK && len % UNIT == 0,
                         "bad size {len} at {b:p}"
                     );
-                    assert!(f & SENTINEL == 0, "sentinel flag inside a chunk at {b:p}");
+                    assert!(
+                        f & SENTINEL == 0 || block::is_cached(b),
+                        "sentinel flag inside a chunk at {b:p}"
+                    );
                     assert_eq!(
                         f & FIRST != 0,
                         b == chunks::first(c),
@@ -58,7 +61,7 @@ impl<S: PageSource> Heap<S> {
                     assert_eq!(f & PREV_FREE != 0, prev_free, "PREV_FREE wrong at {b:p}");
                     if f & FREE != 0 {
                         assert!(!prev_free, "two free neighbours at {b:p}");
-                        let foot = *block::offset(b, len).cast::<usize>().wrapping_sub(1);
+                        let foot = *block::footer(b, len);
                         assert_eq!(foot, len, "footer wrong at {b:p}");
                         assert!(self.on_its_list(b, len), "free block {b:p} not on its list");
                         if b == self.spare {
@@ -70,7 +73,7 @@ impl<S: PageSource> Heap<S> {
                         }
                         free_blocks += 1;
                         prev_free = true;
-                    } else if crate::cache::is_cached(b) {
+                    } else if block::is_cached(b) {
                         cached += len;
                         prev_free = false;
                     } else {
@@ -124,13 +127,10 @@ impl<S: PageSource> Heap<S> {
         assert_eq!(in_use, self.in_use, "bytes in use");
         // The cache: its lists hold exactly the blocks tagged cached, of their sizes.
         let mut listed_cached = 0;
-        self.cache.for_each(|h, len, _| {
+        self.cache.for_each(|h, len| {
             // SAFETY: cache members are blocks of the heap.
             unsafe {
-                assert!(
-                    crate::cache::is_cached(h),
-                    "cache member {h:p} not tagged cached"
-                );
+                assert!(block::is_cached(h), "cache member {h:p} not tagged cached");
                 assert_eq!(block::size(h), len, "cache member {h:p} of the wrong size");
             }
             listed_cached += len;

@@ -7,8 +7,8 @@
 //! `freep`, the roving pointer, is where the last search ended, and the next starts there.
 //! `malloc` takes the first block big enough (first fit) and carves the request from its tail;
 //! `free` walks the list to the freed block's place and merges it with the blocks before and
-//! after it when they touch. `morecore` asks the source for at least [`NALLOC`] units and frees
-//! them into the list. K&R never gives memory back; this heap does when asked
+//! after it when they touch. `morecore` asks the source for at least [`NALLOC`] units (a power of
+//! two of pages) and frees them into the list. K&R never gives memory back; this heap does when asked
 //! ([`RawHeap::release_free_pages`]: chunks that one free block spans).
 //!
 //! Beyond K&R, and small: an alignment above 16 is served from the tail of a free block too (the
@@ -35,6 +35,8 @@ const UNIT: usize = core::mem::size_of::<Header>();
 const _: () = assert!(UNIT == 16);
 /// The fewest units `morecore` asks for (xv6's `umalloc.c`: 4096, 64 KiB).
 pub const NALLOC: usize = 4096;
+/// The most pages `morecore` asks for when a request needs fewer (1 MiB).
+pub const MAX_GROW: usize = 256;
 
 /// K&R's heap over a [`PageSource`]. See the module documentation.
 pub struct ClassicHeap<S: PageSource> {
@@ -183,12 +185,25 @@ impl<S: PageSource> ClassicHeap<S> {
         }
     }
 
-    /// `morecore`: asks the source for at least `nu` units (and [`NALLOC`]) and frees them into
-    /// the list, behind a chunk record.
+    /// `morecore`: asks the source for room for `nu` units and a chunk record, at least
+    /// [`NALLOC`] units, and frees them into the list behind the record. Beyond K&R, two things
+    /// that a page source needs: the pages come in a power of two (a buddy source such as kalloc
+    /// hands out nothing else: K&R's 4096 units plus a record were 17 pages that held 32, and
+    /// the heap filled half its arena), and, while the source gives them, as many as the heap
+    /// holds, up to [`MAX_GROW`] (blocks never span chunks, so each chunk edge strands space).
     fn morecore(&mut self, nu: usize) -> Option<()> {
-        let nu = nu.max(NALLOC);
-        let pages = (nu + 1).checked_mul(UNIT)?.div_ceil(PAGE_SIZE);
-        let c: *mut Header = self.source.alloc_pages(pages, PAGE_SIZE)?.as_ptr().cast();
+        let units = nu.checked_add(1)?.max(NALLOC);
+        let need = units
+            .checked_mul(UNIT)?
+            .div_ceil(PAGE_SIZE)
+            .checked_next_power_of_two()?;
+        let want = need.max(self.pages.next_power_of_two().min(MAX_GROW));
+        let (c, pages) = match self.source.alloc_pages(want, PAGE_SIZE) {
+            Some(c) => (c, want),
+            None if want > need => (self.source.alloc_pages(need, PAGE_SIZE)?, need),
+            None => return None,
+        };
+        let c: *mut Header = c.as_ptr().cast();
         // SAFETY: `pages` fresh pages from the source, ours alone.
         unsafe {
             c.write(Header {
@@ -354,8 +369,19 @@ impl<S: PageSource> RawHeap for ClassicHeap<S> {
                     "kmalloc: realloc of a freed or invalid pointer"
                 );
             }
-            if new_size <= ((*bp).size - 1) * UNIT {
-                return Ok(ptr); // it fits: K&R has no realloc, and this one keeps the block
+            let nunits = new_size.max(1).div_ceil(UNIT) + 1;
+            if nunits <= (*bp).size {
+                // It fits (K&R has no realloc): the block stays, and a tail it no longer needs
+                // is freed like any block.
+                let tail = (*bp).size - nunits;
+                if tail > 0 {
+                    (*bp).size = nunits;
+                    let t = add(bp, nunits);
+                    (*t).size = tail;
+                    self.in_use -= tail * UNIT;
+                    self.insert(t);
+                }
+                return Ok(ptr);
             }
             let layout = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
             let p = self.allocate(layout)?;

@@ -7,7 +7,7 @@
 //!
 //! A request of at most 256 bytes is first served from the small-block cache
 //! ([`cache`](crate::cache)): freed blocks of its exact size kept aside, O(1). Otherwise:
-//! A request of `n` bytes needs a block of `round_up(n, 16) + 16` (at least 32). The index gives
+//! A request of `n` bytes needs a block of `round_up(n + 8, 16)` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
 //! smallest non-empty class above (every block there fits). The block is split: the request takes
 //! its front, a remainder of at least 32 bytes becomes a free block in the index. If no class
@@ -27,27 +27,26 @@
 //!
 //! # What the tag checks do not catch
 //!
-//! `deallocate`, `reallocate` and [`Heap::kmfree`] refuse every pointer whose header word does
-//! not hold the tag of a used block at that address: a second free of any block (freed, merged
-//! into a neighbour or not), and pointers into the middle of blocks. They cannot tell when:
+//! `deallocate`, `reallocate` and [`Heap::kmfree`] refuse every pointer whose header word is not
+//! that of a used block at that address (see [`block`](crate::block)): a second free of any
+//! block (freed, cached, merged into a neighbour or not), and pointers into the middle of blocks
+//! (on 32-bit targets, whose header has no tag, only those whose header word does not look like
+//! a used block's). They cannot tell when:
 //! - the freed block's memory has since been handed out again and a new block starts at the
 //!   same address (the second free then frees the new block);
-//! - a program wrote the exact tag for an address (a copy of a real header) into a block's
-//!   payload and frees a pointer 16 bytes after it;
+//! - a program wrote a used block's header word for an address (a copy of a real header) into a
+//!   block's payload and frees a pointer 8 bytes after it;
 //! - the memory went back to the page source with its chunk (`deallocate` and `reallocate`
 //!   then read memory the heap no longer owns; [`Heap::kmfree`] does not, it first finds the
 //!   chunk).
 
-use crate::block::{self, Block, FIRST, FREE, HDR, MIN_BLOCK, PREV_FREE, UNIT};
+use crate::block::{self, Block, FIRST, FREE, HDR, MAX_BLOCK, MIN_BLOCK, PREV_FREE, UNIT};
 use crate::cache::Cache;
 use crate::chunks::{self, Chunk, CHUNK_OVERHEAD, MAX_GROW_PAGES};
 use crate::index::{self, Index};
 use crate::{AllocError, FreeError, HeapStats, PageSource, PAGE_SIZE};
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-
-/// The largest block the heap makes: far from overflow in any arithmetic on sizes.
-pub(crate) const MAX_BLOCK: usize = isize::MAX as usize / 4;
 
 /// The bounded heap over a [`PageSource`]. See the crate documentation and the module's.
 pub struct Heap<S: PageSource> {
@@ -110,7 +109,7 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Limits how many pages `morecore` takes at once for requests smaller than that (at least
-    /// 1). The default grows the heap geometrically, up to 256 pages per chunk, which keeps
+    /// 1). The default grows the heap geometrically, up to 4096 pages (16 MiB) per chunk, which keeps
     /// chunk edges rare. A limit of 1 is xv6's `morecore`: a page at a time for small blocks,
     /// each page returned when it is wholly free (but for one spare), the most frugal with memory
     /// a kernel shares with user processes.
@@ -200,7 +199,7 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `h` is a used block of the heap.
     #[inline(always)]
-    unsafe fn free_used(&mut self, h: Block) {
+    pub(crate) unsafe fn free_used(&mut self, h: Block) {
         // SAFETY: per the contract.
         unsafe {
             let len = block::size(h);
@@ -219,16 +218,17 @@ impl<S: PageSource> Heap<S> {
         let h = self.index.head(fl, sl);
         self.step();
         // SAFETY: a head of the index is a free block.
-        if !h.is_null() && unsafe { block::size(h) } >= len {
-            // SAFETY: as above.
-            unsafe { self.unlist(h, block::size(h)) };
-            return Some(h);
+        let (fl, sl) = if !h.is_null() && unsafe { block::size(h) } >= len {
+            (fl, sl)
+        } else {
+            self.step();
+            self.index.above(fl, sl)?
+        };
+        // SAFETY: `(fl, sl)` is non-empty.
+        let h = unsafe { self.index.pop(fl, sl) };
+        if h == self.spare {
+            self.spare = ptr::null_mut();
         }
-        let (fl, sl) = self.index.above(fl, sl)?;
-        let h = self.index.head(fl, sl);
-        self.step();
-        // SAFETY: a head of a non-empty class.
-        unsafe { self.unlist(h, block::size(h)) };
         Some(h)
     }
 
@@ -352,9 +352,9 @@ impl<S: PageSource> Heap<S> {
                 self.step();
                 let p = block::size(prev);
                 self.unlist(prev, p);
-                // The merged block's header is now payload of `prev`: wipe its tag so that a
-                // second free of it is caught.
-                (*h).link = 0;
+                // The merged block's header is now payload of `prev`: wipe it so that a second
+                // free of it is caught.
+                (*h).size = 0;
                 start = prev;
                 total += p;
                 keep = block::flags(prev) & FIRST;
@@ -410,7 +410,7 @@ impl<S: PageSource> Heap<S> {
             .cast::<u8>()
             .wrapping_add(addr - HDR - chunks::first(c).addr())
             .cast();
-        // SAFETY: `h` lies within the chunk's blocks, memory the heap holds; any 16 bytes there
+        // SAFETY: `h` lies within the chunk's blocks, memory the heap holds; any word there
         // are readable.
         unsafe {
             if block::is_used(h) {
@@ -421,7 +421,7 @@ impl<S: PageSource> Heap<S> {
                 }
                 return Err(FreeError::NotABlockStart);
             }
-            if crate::cache::is_cached(h) || self.is_free_block(h, c) {
+            if block::is_cached(h) || self.is_free_block(h, c) {
                 Err(FreeError::DoubleFree)
             } else {
                 Err(FreeError::NotABlockStart)
@@ -445,7 +445,7 @@ impl<S: PageSource> Heap<S> {
             if len < MIN_BLOCK || len % UNIT != 0 || len > chunks::sentinel(c).addr() - h.addr() {
                 return false;
             }
-            if *block::offset(h, len).cast::<usize>().wrapping_sub(1) != len {
+            if *block::footer(h, len) != len {
                 return false;
             }
             let prev = Index::prev(h);
@@ -465,7 +465,7 @@ impl<S: PageSource> Heap<S> {
 
     /// Current statistics, in O(1). `largest_free_block` is the payload of the head of the
     /// highest non-empty class: a request of that size is served without asking the source, and
-    /// no free block is more than 1/16 larger.
+    /// no free block is more than 1/32 larger.
     pub fn stats(&self) -> HeapStats {
         let largest = match self.index.highest() {
             // SAFETY: the head of a non-empty class is a free block.

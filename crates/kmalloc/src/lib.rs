@@ -274,7 +274,7 @@ impl core::fmt::Display for FreeError {
 /// A snapshot of a heap's use of memory.
 ///
 /// `bytes_in_use + bytes_free + overhead_bytes == pages_held * PAGE_SIZE` always holds. Block
-/// sizes include their 16-byte header and rounding, so `bytes_in_use` is at least the sum of the
+/// sizes include their header and rounding, so `bytes_in_use` is at least the sum of the
 /// requested sizes of live blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {

@@ -2,7 +2,8 @@
 //!
 //! Shrinking splits off the tail as a free block (merged with a free block after it) when the
 //! tail can be a block. Growing takes the free block after it when that is enough, splitting off
-//! what is left. Otherwise the block moves: allocate, copy, free. Each case is a fixed number
+//! what is left. Otherwise the block moves: allocate, copy, free (into the small-block cache when
+//! it takes the old block, as any free). Each case is a fixed number
 //! of header reads and writes; only the copy grows with the size.
 
 use crate::block::{self, FREE, MIN_BLOCK, PREV_FREE, UNIT};
@@ -40,7 +41,6 @@ impl<S: PageSource> Heap<S> {
             }
             let new = block_len(new_size).ok_or(AllocError)?;
             let cur = block::size(h);
-            let keep = block::flags(h);
             let next = block::offset(h, cur);
             if new == cur {
                 return Ok(ptr);
@@ -57,7 +57,7 @@ impl<S: PageSource> Heap<S> {
                 let t = block::offset(h, new);
                 block::set_free(t, tail, 0);
                 self.index.insert(t, tail);
-                (*h).size = new | keep;
+                block::set_size(h, new);
                 self.in_use -= cur - new;
                 return Ok(ptr);
             }
@@ -76,7 +76,7 @@ impl<S: PageSource> Heap<S> {
                         (*block::offset(h, total)).size &= !PREV_FREE;
                         total
                     };
-                    (*h).size = used | keep;
+                    block::set_size(h, used);
                     self.in_use += used - cur;
                     return Ok(ptr);
                 }
@@ -84,7 +84,7 @@ impl<S: PageSource> Heap<S> {
             let layout = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
             let p = self.allocate(layout)?;
             core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size().min(new_size));
-            self.release(h);
+            self.free_used(h);
             Ok(p)
         }
     }

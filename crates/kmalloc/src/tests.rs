@@ -655,18 +655,24 @@ mod bounded_only;
 #[test]
 fn classic_free_below_its_only_listed_block() {
     let mut h = ClassicHeap::new(HostSource::new(100));
-    // The first chunk: 17 pages, blocks from its second unit. A page-aligned block of 256 units
-    // at the top leaves one unit after it; the rest below is then taken exactly.
+    // The first chunk: 16 pages (NALLOC units, the chunk record among them), blocks from its
+    // second unit. A page-aligned block of 256 units at the top leaves one unit after it; the
+    // rest below is then taken exactly.
     let a = h.allocate(layout(4080, 4096)).unwrap();
-    assert_eq!(h.stats().pages_held, 17);
-    let below = h.allocate(layout(4093 * 16, 16)).unwrap();
+    assert_eq!(h.stats().pages_held, 16);
+    let below = h.allocate(layout(3837 * 16, 16)).unwrap();
     assert_eq!(h.stats().free_blocks, 1, "only the unit above `a` is free");
     free(&mut h, a, layout(4080, 4096));
     h.check();
     assert_eq!(h.stats().free_blocks, 1);
-    free(&mut h, below, layout(4093 * 16, 16));
+    free(&mut h, below, layout(3837 * 16, 16));
     h.check();
-    assert_eq!(h.stats().largest_free_block, 17 * 4096 - 32);
+    assert_eq!(h.stats().largest_free_block, 16 * 4096 - 32);
+    // A larger request takes a power of two of pages too (a buddy source would keep the rest).
+    let big = h.allocate(layout(70_000, 16)).unwrap();
+    assert_eq!(h.stats().pages_held, 16 + 32);
+    free(&mut h, big, layout(70_000, 16));
+    h.check();
 }
 
 /// `LockedHeap` takes any `lock_api` lock: here one that counts how often it is taken.
@@ -714,4 +720,26 @@ fn locked_heap_with_another_lock() {
     }
     assert_eq!(TAKEN.load(Ordering::Relaxed), 2);
     assert_eq!(heap.lock().stats().bytes_in_use, 0);
+}
+
+/// The classic heap's realloc to a smaller size keeps the block and frees the tail it no longer
+/// needs (it kept all of it once, so shrunken blocks held their old size).
+#[test]
+fn classic_realloc_shrinks_in_place() {
+    let mut h = ClassicHeap::new(HostSource::new(100));
+    let a = h.allocate(layout(10_000, 16)).unwrap();
+    let before = h.stats().bytes_in_use;
+    // SAFETY: `a` is live with this layout.
+    let b = unsafe { h.reallocate(a, layout(10_000, 16), 100) }.unwrap();
+    assert_eq!(a, b, "shrinking keeps the block");
+    assert_eq!(
+        h.stats().bytes_in_use,
+        128,
+        "100 bytes and a header: 8 units"
+    );
+    assert!(before > 10_000);
+    h.check();
+    free(&mut h, b, layout(100, 16));
+    h.check();
+    assert_eq!(h.stats().bytes_in_use, 0);
 }

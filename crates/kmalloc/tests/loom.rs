@@ -36,7 +36,20 @@ unsafe impl PageSource for Host {
 
 #[test]
 fn two_threads_allocate_and_free() {
+    // On a thread with a larger stack: the heap (its index is some 10 KiB) built and moved by
+    // value would not fit on the stack of loom's main coroutine (32 KiB).
     loom::model(|| {
+        loom::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(two_threads_body)
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+}
+
+fn two_threads_body() {
+    {
         let heap: Arc<LockedHeap<kmalloc::Heap<Host>>> =
             Arc::new(LockedHeap::new(kmalloc::Heap::new(Host { out: 0 })));
         let threads: Vec<_> = (0..2u8)
@@ -69,5 +82,5 @@ fn two_threads_allocate_and_free() {
         assert_eq!(h.stats().bytes_in_use, 0);
         h.release_free_pages();
         assert_eq!(h.source().out, 0);
-    });
+    }
 }
