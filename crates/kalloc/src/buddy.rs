@@ -211,6 +211,13 @@ pub struct FrameAllocator {
     total: u64,
     metadata: u64,
     junk: Junk,
+    /// The fast path of [`allocate`](Self::allocate) serves while `cached` is above this: 0, or
+    /// [`CACHE_FRAMES`] (never) when allocations are junk-filled. One comparison for both
+    /// conditions.
+    fast_alloc_above: usize,
+    /// The fast path of [`free`](Self::free) serves while `cached` is below this:
+    /// [`CACHE_FRAMES`], or 0 (never) when frees are junk-filled.
+    fast_free_below: usize,
 }
 
 // SAFETY: the allocator owns the memory of its ranges (the `add_range` contract) and nothing
@@ -264,12 +271,24 @@ impl FrameAllocator {
                 on_free: None,
                 on_alloc: None,
             },
+            fast_alloc_above: 0,
+            fast_free_below: CACHE_FRAMES,
         }
     }
 
     /// Sets the junk fill; off by default.
     pub fn set_junk(&mut self, junk: Junk) {
         self.junk = junk;
+        self.fast_alloc_above = if junk.on_alloc.is_some() {
+            CACHE_FRAMES
+        } else {
+            0
+        };
+        self.fast_free_below = if junk.on_free.is_some() {
+            0
+        } else {
+            CACHE_FRAMES
+        };
     }
 
     /// The virtual address through which the allocator reaches `addr`.
@@ -371,13 +390,18 @@ impl FrameAllocator {
     /// The range holding `frame` (outside its metadata) and its index.
     #[inline]
     fn range_of(&self, frame: u64) -> Option<(usize, Range)> {
-        let ranges = &self.ranges[..self.nranges];
-        let i = if ranges.len() == 1 {
+        let i = if self.nranges == 1 {
+            // (Most machines: one range, no search and no bounds check.)
             0
         } else {
-            ranges.partition_point(|r| r.end <= frame)
+            let ranges = &self.ranges[..self.nranges];
+            let i = ranges.partition_point(|r| r.end <= frame);
+            if i == ranges.len() {
+                return None;
+            }
+            i
         };
-        let r = *ranges.get(i)?;
+        let r = self.ranges[i % MAX_RANGES];
         (frame >= r.start && frame < r.end).then_some((i, r))
     }
 
@@ -606,13 +630,18 @@ impl FrameAllocator {
     /// Allocates one frame.
     #[inline]
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
-        if self.cached == 0 || self.junk.on_alloc.is_some() {
+        if self.cached <= self.fast_alloc_above {
             return self.allocate_slow();
         }
-        // The fast path: no call, no fill.
+        // The fast path: no call, no fill. (`% CACHE_FRAMES` is free: `cached` is below it.)
         self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached]);
-        let r = &self.ranges[ri];
+        let (f, ri) = unpack(self.cache[self.cached % CACHE_FRAMES]);
+        // With one range its bounds load in parallel with the cache entry, not after it.
+        let r = if self.nranges == 1 {
+            &self.ranges[0]
+        } else {
+            &self.ranges[ri]
+        };
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
@@ -710,7 +739,7 @@ impl FrameAllocator {
     /// Nobody uses the frame any more (the allocator may write into it).
     #[inline]
     pub unsafe fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
-        if self.cached == CACHE_FRAMES || self.junk.on_free.is_some() {
+        if self.cached >= self.fast_free_below {
             // SAFETY: forwarded.
             return unsafe { self.free_slow(frame) };
         }
@@ -725,7 +754,7 @@ impl FrameAllocator {
         // SAFETY: as above.
         unsafe { *word = w & !mask };
         self.free += 1;
-        self.cache[self.cached] = pack(f, ri);
+        self.cache[self.cached % CACHE_FRAMES] = pack(f, ri);
         self.cached += 1;
         Ok(())
     }
