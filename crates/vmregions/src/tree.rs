@@ -83,6 +83,9 @@ struct Inner {
     last_end: [u64; INNER_CAP],
     /// Each child's largest inner gap.
     gap: [u64; INNER_CAP],
+    /// `span[i]`: the largest of `gap[i]` and the gap between child `i - 1` and child `i`
+    /// (`gap[0]` for `i` = 0); 0 past `len`. The node's largest gap is the largest of these.
+    span: [u64; INNER_CAP],
     len: u32,
     /// While free, the next free internal node.
     next_free: u32,
@@ -271,6 +274,7 @@ impl Inner {
             child: [NIL; INNER_CAP],
             last_end: [0; INNER_CAP],
             gap: [0; INNER_CAP],
+            span: [0; INNER_CAP],
             len: 0,
             next_free: NIL,
             max_gap: 0,
@@ -284,11 +288,29 @@ impl Inner {
         (rank(&self.first, addr).max(1) - 1).min(self.len() - 1)
     }
 
-    /// The summary with `max_gap` recomputed and stored.
+    /// Recomputes `span` and `max_gap` after children were added, removed or moved; returns
+    /// the summary.
     fn refresh(&mut self) -> Summary {
-        let s = self.summary();
-        self.max_gap = s.gap;
-        s
+        let n = self.len();
+        for i in 0..INNER_CAP {
+            self.span[i] = match i {
+                0 => self.gap[0],
+                i if i < n => self.gap[i].max(self.first[i] - self.last_end[i - 1]),
+                _ => 0,
+            };
+        }
+        self.max_gap = self.max_span();
+        self.cached()
+    }
+
+    /// The largest `span`.
+    #[inline]
+    fn max_span(&self) -> u64 {
+        let mut m = 0;
+        for &g in &self.span {
+            m = m.max(g);
+        }
+        m
     }
 
     /// The summary from the stored `max_gap`.
@@ -322,14 +344,12 @@ impl Inner {
     /// The largest of child `i`'s inner gap and the gaps between it and its neighbours.
     #[inline]
     fn gaps_around(&self, i: usize) -> u64 {
-        let mut g = self.gap[i];
-        if i > 0 {
-            g = g.max(self.first[i] - self.last_end[i - 1]);
-        }
-        if i + 1 < self.len() {
-            g = g.max(self.first[i + 1] - self.last_end[i]);
-        }
-        g
+        let next = if i + 1 < INNER_CAP {
+            self.span[i + 1]
+        } else {
+            0
+        };
+        self.span[i].max(next)
     }
 
     fn stored(&self, i: usize) -> Summary {
@@ -340,10 +360,21 @@ impl Inner {
         }
     }
 
+    /// Stores child `i`'s summary and the spans it enters.
     fn set(&mut self, i: usize, s: Summary) {
         self.first[i] = s.first;
         self.last_end[i] = s.last_end;
         self.gap[i] = s.gap;
+        // (Saturating: while children are being moved, a neighbour slot may hold an entry that
+        // `refresh` is about to recompute.)
+        self.span[i] = if i > 0 {
+            s.gap.max(s.first.saturating_sub(self.last_end[i - 1]))
+        } else {
+            s.gap
+        };
+        if i + 1 < self.len() {
+            self.span[i + 1] = self.gap[i + 1].max(self.first[i + 1].saturating_sub(s.last_end));
+        }
     }
 
     /// Puts `child` with summary `s` at `i`; the node is not full.
@@ -589,8 +620,28 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.len += 1;
         // A new node to insert right of the one changed at the current level.
         let mut split = None;
+        let mut sum;
         if self.leaves[leaf as usize].len() < LEAF_CAP {
-            self.leaves[leaf as usize].insert(p, r);
+            let l = &mut self.leaves[leaf as usize];
+            l.insert(p, r);
+            // The gap the region went into, and the two it left.
+            let n = l.len();
+            let before = if p > 0 && p + 1 < n {
+                l.starts[p + 1] - l.ends[p - 1]
+            } else {
+                0
+            };
+            let left = if p > 0 {
+                l.starts[p] - l.ends[p - 1]
+            } else {
+                0
+            };
+            let right = if p + 1 < n {
+                l.starts[p + 1] - l.ends[p]
+            } else {
+                0
+            };
+            sum = self.leaf_changed(path, leaf, before, left.max(right));
         } else {
             let right = self.alloc_leaf();
             let (l, rl) = two(&mut self.leaves, leaf, right);
@@ -610,8 +661,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 rl.insert(p - keep, r);
             }
             split = Some((right, rl.summary()));
+            sum = self.leaves[leaf as usize].summary();
         }
-        let mut sum = self.leaves[leaf as usize].summary();
         for d in (0..self.height).rev() {
             if split.is_none() {
                 match self.child_changed(path, d, sum) {
@@ -663,6 +714,31 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
     }
 
+    /// The summary of `leaf` (reached by `path`, holding a region) after a change that replaced
+    /// gaps of which the largest was `before` by gaps of which the largest is `after`: from
+    /// the parent's record of its largest gap unless that gap shrank.
+    #[inline]
+    fn leaf_changed(&self, path: &Path, leaf: u32, before: u64, after: u64) -> Summary {
+        let l = &self.leaves[leaf as usize];
+        if self.height == 0 {
+            return l.summary();
+        }
+        let d = self.height - 1;
+        let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
+        let gap = if after >= old {
+            after
+        } else if before < old {
+            old
+        } else {
+            l.summary().gap
+        };
+        Summary {
+            first: l.starts[0],
+            last_end: l.ends[l.len() - 1],
+            gap,
+        }
+    }
+
     /// True if the node at depth `d` of `path` is the last of its level.
     fn rightmost(&self, path: &Path, d: usize) -> bool {
         (0..d).all(|e| path.pos[e] as usize + 1 == self.inners[path.node[e] as usize].len())
@@ -687,7 +763,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             n.max_gap = after;
         } else if before >= old {
             // The largest gap shrank: another may be the largest now.
-            n.refresh();
+            n.max_gap = n.max_span();
         }
         Some(n.cached())
     }
@@ -711,7 +787,19 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         let r = self.leaves[leaf as usize].remove(p);
         let l = &self.leaves[leaf as usize];
         let mut under = l.len() < LEAF_MIN;
-        let mut sum = (!under).then(|| l.summary());
+        let mut sum = None;
+        if !under {
+            // The two gaps around the region, and the one they became.
+            let n = l.len();
+            let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
+            let right = if p < n { l.starts[p] - r.end() } else { 0 };
+            let merged = if p > 0 && p < n {
+                l.starts[p] - l.ends[p - 1]
+            } else {
+                0
+            };
+            sum = Some(self.leaf_changed(path, leaf, left.max(right), merged));
+        }
         for d in (0..self.height).rev() {
             let (node, pos) = (path.node[d], path.pos[d] as usize);
             match sum {
@@ -1173,6 +1261,14 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let s = node.summary();
         assert_eq!(node.max_gap, s.gap, "largest gap of node {t}");
+        for i in 0..INNER_CAP {
+            let want = match i {
+                0 => node.gap[0],
+                i if i < n => node.gap[i].max(node.first[i] - node.last_end[i - 1]),
+                _ => 0,
+            };
+            assert_eq!(node.span[i], want, "span {i} of node {t}");
+        }
         Some(s)
     }
 }
