@@ -484,6 +484,10 @@ fn btree_model_large() {
     let mut m: BTreeMap<u64, Region<u32>> = BTreeMap::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut deepest = 0;
+    // A region that ends at the very top of the address space.
+    let top = anon(u64::MAX - 0x10_0000, 0x10_0000);
+    l.insert(top.clone()).unwrap();
+    m.insert(top.start, top);
 
     let covering = |m: &BTreeMap<u64, Region<u32>>, a: u64| {
         m.range(..=a)
@@ -560,7 +564,11 @@ fn btree_model_large() {
                     assert_eq!(res, Ok(want.len()), "remove {a:#x}+{len:#x}");
                     assert_eq!(got, want, "pieces of {a:#x}+{len:#x}");
                 }
-                7..=10 => assert_eq!(l.find(a).cloned(), covering(&m, a), "find {a:#x}"),
+                7..=10 => {
+                    assert_eq!(l.find(a).cloned(), covering(&m, a), "find {a:#x}");
+                    assert_eq!(l.find(u64::MAX), None);
+                    assert_eq!(l.find(u64::MAX - 1).map(|r| r.end()), Some(u64::MAX));
+                }
                 11 => {
                     let want = m
                         .range(..=a)

@@ -908,20 +908,24 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// The region containing `addr`.
     #[inline]
     pub(crate) fn find(&self, addr: u64) -> Option<&Region<H>> {
-        if self.len == 0 {
+        // No region contains the last address (none ends past it). Below it the unused slots
+        // (`u64::MAX`) never count, so the searches need no clamp to the node's length, whose
+        // word would be one more cache line per node.
+        if self.len == 0 || addr == u64::MAX {
             return None;
         }
         let mut t = self.root;
         for _ in 0..self.height {
             let n = &self.inners[t as usize];
-            t = n.child[n.rank(addr)];
+            // `first[0]` counts unless `addr` is below every region.
+            t = n.child[rank(&n.first, addr).saturating_sub(1) % INNER_CAP];
         }
         let l = &self.leaves[t as usize];
-        let p = l.rank(addr);
+        let p = rank(&l.starts, addr);
         if p == 0 {
             return None;
         }
-        let r = l.region(p - 1);
+        let r = l.region((p - 1) % LEAF_CAP);
         (addr - r.start < r.len).then_some(r)
     }
 
