@@ -207,6 +207,8 @@ pub struct FrameAllocator {
     orders: u32,
     cache: [u64; CACHE_FRAMES],
     cached: usize,
+    /// Free frames in the buddy system (the cached ones are counted by `cached`, so the
+    /// single-frame fast paths keep one counter, not two).
     free: u64,
     total: u64,
     metadata: u64,
@@ -229,7 +231,7 @@ impl core::fmt::Debug for FrameAllocator {
         f.debug_struct("FrameAllocator")
             .field("direct_map", &self.map)
             .field("ranges", &&self.ranges[..self.nranges])
-            .field("free", &self.free)
+            .field("free", &self.free_frames())
             .field("cached", &self.cached)
             .field("total", &self.total)
             .finish()
@@ -588,6 +590,7 @@ impl FrameAllocator {
         }
         self.cache.copy_within(n..self.cached, 0);
         self.cached -= n;
+        self.free += n as u64;
     }
 
     /// Takes up to [`BATCH`] frames into the cache, in as few buddy blocks as possible.
@@ -603,6 +606,7 @@ impl FrameAllocator {
             let Some((ri, _, f)) = self.take_block(want.min(smallest)) else {
                 break;
             };
+            self.free -= 1 << want.min(smallest);
             // Highest first, so the lowest frame is handed out first.
             for i in (0..1u64 << want.min(smallest)).rev() {
                 self.cache[self.cached] = pack(f + i, ri);
@@ -645,7 +649,6 @@ impl FrameAllocator {
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
-        self.free -= 1;
         Ok(Frame::from_managed(f))
     }
 
@@ -665,7 +668,6 @@ impl FrameAllocator {
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
-        self.free -= 1;
         self.fill(f, 1, self.junk.on_alloc);
         Ok(Frame::from_managed(f))
     }
@@ -753,7 +755,6 @@ impl FrameAllocator {
         }
         // SAFETY: as above.
         unsafe { *word = w & !mask };
-        self.free += 1;
         self.cache[self.cached % CACHE_FRAMES] = pack(f, ri);
         self.cached += 1;
         Ok(())
@@ -779,7 +780,6 @@ impl FrameAllocator {
         self.fill(f, 1, self.junk.on_free);
         // SAFETY: as above.
         unsafe { *word &= !mask };
-        self.free += 1;
         self.cache[self.cached] = pack(f, ri);
         self.cached += 1;
         Ok(())
@@ -853,7 +853,7 @@ impl FrameAllocator {
     /// Frames free now, in O(1) (the same figure as `stats().free`; [`stats`](Self::stats)
     /// also measures the largest free run, which walks the bitmaps).
     pub fn free_frames(&self) -> u64 {
-        self.free
+        self.free + self.cached as u64
     }
 
     /// Statistics. `largest_free_run` scans the bitmaps: O(frames / 64).
@@ -882,7 +882,7 @@ impl FrameAllocator {
         }
         FrameStats {
             total: self.total,
-            free: self.free,
+            free: self.free_frames(),
             largest_free_run: largest,
             ranges: self.nranges,
             metadata_frames: self.metadata,
@@ -976,11 +976,11 @@ impl FrameAllocator {
             }
         }
         listed += self.cached as u64;
-        assert_eq!(listed, self.free, "free count");
+        assert_eq!(listed, self.free_frames(), "free count");
         let mut zero_bits = 0;
         for r in self.ranges[..self.nranges].iter() {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;
         }
-        assert_eq!(zero_bits, self.free, "bitmap free count");
+        assert_eq!(zero_bits, self.free_frames(), "bitmap free count");
     }
 }
