@@ -170,6 +170,29 @@ fn unpack(entry: u64) -> (u64, usize) {
     )
 }
 
+/// For a run of at most 64 bits from bit `first`: the first word's index and the masks of the
+/// run's bits in it and in the next word (0 if the run ends in the first). None for longer
+/// runs (see [`bit_words`]).
+#[inline]
+fn short_run(first: u64, count: u64) -> Option<(usize, u64, u64)> {
+    if count == 0 || count > 64 {
+        return None;
+    }
+    let lo = first % 64;
+    let end = lo + count; // at most 127
+    let m0 = if end >= 64 {
+        u64::MAX << lo
+    } else {
+        ((1u64 << count) - 1) << lo
+    };
+    let m1 = if end > 64 {
+        (1u64 << (end - 64)) - 1
+    } else {
+        0
+    };
+    Some(((first / 64) as usize, m0, m1))
+}
+
 /// The bitmap words covering bits `first..first + count`, each with the mask of those bits in it.
 fn bit_words(first: u64, count: u64) -> impl Iterator<Item = (usize, u64)> {
     let end = first + count;
@@ -415,6 +438,19 @@ impl FrameAllocator {
 
     fn set_bits(&mut self, r: &Range, first: u64, count: u64, value: bool) {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+            // SAFETY: the frames are inside the range, so the words (the second only when the
+            // run reaches into it) are inside its bitmap.
+            unsafe {
+                let w = bitmap.add(word);
+                *w = if value { *w | m0 } else { *w & !m0 };
+                if m1 != 0 {
+                    let w = w.add(1);
+                    *w = if value { *w | m1 } else { *w & !m1 };
+                }
+            }
+            return;
+        }
         for (word, mask) in bit_words(first - r.base, count) {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             unsafe {
@@ -427,6 +463,15 @@ impl FrameAllocator {
     /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+            // SAFETY: as in `set_bits`.
+            let (w0, w1) = unsafe {
+                let w = bitmap.add(word);
+                (*w, if m1 != 0 { *w.add(1) } else { 0 })
+            };
+            let (w0, w1) = if value { (!w0, !w1) } else { (w0, w1) };
+            return w0 & m0 == 0 && w1 & m1 == 0;
+        }
         bit_words(first - r.base, count).all(|(word, mask)| {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             let w = unsafe { *bitmap.add(word) };
@@ -982,5 +1027,26 @@ impl FrameAllocator {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;
         }
         assert_eq!(zero_bits, self.free_frames(), "bitmap free count");
+    }
+}
+
+#[cfg(test)]
+mod short_run_tests {
+    use super::{bit_words, short_run};
+
+    /// `short_run` names exactly the words and bits `bit_words` does, for every offset and
+    /// length up to a word.
+    #[test]
+    fn short_runs_match_the_general_walk() {
+        for first in 0..130u64 {
+            for count in 1..=64u64 {
+                let (word, m0, m1) = short_run(first, count).unwrap();
+                let mut want: std::vec::Vec<(usize, u64)> = bit_words(first, count).collect();
+                want.resize(2, (word + 1, 0));
+                assert_eq!([(word, m0), (word + 1, m1)], want[..], "{first} {count}");
+            }
+        }
+        assert_eq!(short_run(5, 0), None);
+        assert_eq!(short_run(5, 65), None);
     }
 }
