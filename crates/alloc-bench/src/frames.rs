@@ -18,8 +18,9 @@ struct Kalloc {
 
 impl Kalloc {
     fn new() -> Kalloc {
-        // kalloc keeps its free lists in the frames, so it needs real memory behind them.
-        // Filled (not zeroed) so every page is touched before timing: no first-touch faults.
+        // kalloc writes only its metadata frames (the first of the range), but the range must be
+        // memory it could reach. Filled (not zeroed) so every page is present before timing: no
+        // first-touch faults. (The fill runs before the cache eviction every allocator gets.)
         let mut ram = vec![0x5au8; (FRAMES + 1) * 4096];
         let base = (ram.as_mut_ptr() as usize).next_multiple_of(4096);
         let mut a = kalloc::FrameAllocator::new(base);
@@ -197,7 +198,8 @@ pub fn spread(v: &[f64]) -> String {
     format!("{m:.2} ({:.2}–{:.2})", s[0], s[s.len() - 1])
 }
 
-/// Each allocator once per round, in an order rotated every round, over `reps` rounds; the row
+/// Each allocator once per round, in an order rotated every round, over `reps` rounds, each on a
+/// fresh allocator after the same cache eviction; the row
 /// is the median. Prints each allocator's median (min–max) and kalloc's per-round ratio to
 /// each peer, median (min–max).
 pub fn run(rows: &mut Vec<Row>, reps: usize, seed: u64) {
@@ -218,9 +220,13 @@ fn run_only(rows: &mut Vec<Row>, reps: usize, seed: u64, only: &str) {
         // final frees.)
         let ops = std::env::var("ALLOC_BENCH_OPS").map_or(ops, |o| o.parse().unwrap());
         let mut runs = vec![Vec::new(); names.len()];
+        let mut scratch = crate::measure::eviction_buffer();
         for rep in 0..reps {
             for i in (0..names.len()).map(|i| (i + rep) % names.len()) {
                 let mut f = make(names[i]);
+                // The same cold caches for each, whatever its setup touched (kalloc's fill of
+                // 256 MiB would otherwise leave only it with cold caches and TLB).
+                crate::measure::evict_caches(&mut scratch);
                 runs[i].push(workload(f.as_mut(), ops, max_run, seed));
             }
         }

@@ -170,6 +170,29 @@ fn unpack(entry: u64) -> (u64, usize) {
     )
 }
 
+/// For a run of at most 64 bits from bit `first`: the first word's index and the masks of the
+/// run's bits in it and in the next word (0 if the run ends in the first). None for longer
+/// runs (see [`bit_words`]).
+#[inline]
+fn short_run(first: u64, count: u64) -> Option<(usize, u64, u64)> {
+    if count == 0 || count > 64 {
+        return None;
+    }
+    let lo = first % 64;
+    let end = lo + count; // at most 127
+    let m0 = if end >= 64 {
+        u64::MAX << lo
+    } else {
+        ((1u64 << count) - 1) << lo
+    };
+    let m1 = if end > 64 {
+        (1u64 << (end - 64)) - 1
+    } else {
+        0
+    };
+    Some(((first / 64) as usize, m0, m1))
+}
+
 /// The bitmap words covering bits `first..first + count`, each with the mask of those bits in it.
 fn bit_words(first: u64, count: u64) -> impl Iterator<Item = (usize, u64)> {
     let end = first + count;
@@ -207,10 +230,19 @@ pub struct FrameAllocator {
     orders: u32,
     cache: [u64; CACHE_FRAMES],
     cached: usize,
+    /// Free frames in the buddy system (the cached ones are counted by `cached`, so the
+    /// single-frame fast paths keep one counter, not two).
     free: u64,
     total: u64,
     metadata: u64,
     junk: Junk,
+    /// The fast path of [`allocate`](Self::allocate) serves while `cached` is above this: 0, or
+    /// [`CACHE_FRAMES`] (never) when allocations are junk-filled. One comparison for both
+    /// conditions.
+    fast_alloc_above: usize,
+    /// The fast path of [`free`](Self::free) serves while `cached` is below this:
+    /// [`CACHE_FRAMES`], or 0 (never) when frees are junk-filled.
+    fast_free_below: usize,
 }
 
 // SAFETY: the allocator owns the memory of its ranges (the `add_range` contract) and nothing
@@ -222,7 +254,7 @@ impl core::fmt::Debug for FrameAllocator {
         f.debug_struct("FrameAllocator")
             .field("direct_map", &self.map)
             .field("ranges", &&self.ranges[..self.nranges])
-            .field("free", &self.free)
+            .field("free", &self.free_frames())
             .field("cached", &self.cached)
             .field("total", &self.total)
             .finish()
@@ -264,12 +296,24 @@ impl FrameAllocator {
                 on_free: None,
                 on_alloc: None,
             },
+            fast_alloc_above: 0,
+            fast_free_below: CACHE_FRAMES,
         }
     }
 
     /// Sets the junk fill; off by default.
     pub fn set_junk(&mut self, junk: Junk) {
         self.junk = junk;
+        self.fast_alloc_above = if junk.on_alloc.is_some() {
+            CACHE_FRAMES
+        } else {
+            0
+        };
+        self.fast_free_below = if junk.on_free.is_some() {
+            0
+        } else {
+            CACHE_FRAMES
+        };
     }
 
     /// The virtual address through which the allocator reaches `addr`.
@@ -371,13 +415,18 @@ impl FrameAllocator {
     /// The range holding `frame` (outside its metadata) and its index.
     #[inline]
     fn range_of(&self, frame: u64) -> Option<(usize, Range)> {
-        let ranges = &self.ranges[..self.nranges];
-        let i = if ranges.len() == 1 {
+        let i = if self.nranges == 1 {
+            // (Most machines: one range, no search and no bounds check.)
             0
         } else {
-            ranges.partition_point(|r| r.end <= frame)
+            let ranges = &self.ranges[..self.nranges];
+            let i = ranges.partition_point(|r| r.end <= frame);
+            if i == ranges.len() {
+                return None;
+            }
+            i
         };
-        let r = *ranges.get(i)?;
+        let r = self.ranges[i % MAX_RANGES];
         (frame >= r.start && frame < r.end).then_some((i, r))
     }
 
@@ -389,6 +438,19 @@ impl FrameAllocator {
 
     fn set_bits(&mut self, r: &Range, first: u64, count: u64, value: bool) {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+            // SAFETY: the frames are inside the range, so the words (the second only when the
+            // run reaches into it) are inside its bitmap.
+            unsafe {
+                let w = bitmap.add(word);
+                *w = if value { *w | m0 } else { *w & !m0 };
+                if m1 != 0 {
+                    let w = w.add(1);
+                    *w = if value { *w | m1 } else { *w & !m1 };
+                }
+            }
+            return;
+        }
         for (word, mask) in bit_words(first - r.base, count) {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             unsafe {
@@ -401,6 +463,15 @@ impl FrameAllocator {
     /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
+        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+            // SAFETY: as in `set_bits`.
+            let (w0, w1) = unsafe {
+                let w = bitmap.add(word);
+                (*w, if m1 != 0 { *w.add(1) } else { 0 })
+            };
+            let (w0, w1) = if value { (!w0, !w1) } else { (w0, w1) };
+            return w0 & m0 == 0 && w1 & m1 == 0;
+        }
         bit_words(first - r.base, count).all(|(word, mask)| {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             let w = unsafe { *bitmap.add(word) };
@@ -564,6 +635,7 @@ impl FrameAllocator {
         }
         self.cache.copy_within(n..self.cached, 0);
         self.cached -= n;
+        self.free += n as u64;
     }
 
     /// Takes up to [`BATCH`] frames into the cache, in as few buddy blocks as possible.
@@ -579,6 +651,7 @@ impl FrameAllocator {
             let Some((ri, _, f)) = self.take_block(want.min(smallest)) else {
                 break;
             };
+            self.free -= 1 << want.min(smallest);
             // Highest first, so the lowest frame is handed out first.
             for i in (0..1u64 << want.min(smallest)).rev() {
                 self.cache[self.cached] = pack(f + i, ri);
@@ -606,17 +679,21 @@ impl FrameAllocator {
     /// Allocates one frame.
     #[inline]
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
-        if self.cached == 0 || self.junk.on_alloc.is_some() {
+        if self.cached <= self.fast_alloc_above {
             return self.allocate_slow();
         }
-        // The fast path: no call, no fill.
+        // The fast path: no call, no fill. (`% CACHE_FRAMES` is free: `cached` is below it.)
         self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached]);
-        let r = &self.ranges[ri];
+        let (f, ri) = unpack(self.cache[self.cached % CACHE_FRAMES]);
+        // With one range its bounds load in parallel with the cache entry, not after it.
+        let r = if self.nranges == 1 {
+            &self.ranges[0]
+        } else {
+            &self.ranges[ri]
+        };
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
-        self.free -= 1;
         Ok(Frame::from_managed(f))
     }
 
@@ -636,7 +713,6 @@ impl FrameAllocator {
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
-        self.free -= 1;
         self.fill(f, 1, self.junk.on_alloc);
         Ok(Frame::from_managed(f))
     }
@@ -710,7 +786,7 @@ impl FrameAllocator {
     /// Nobody uses the frame any more (the allocator may write into it).
     #[inline]
     pub unsafe fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
-        if self.cached == CACHE_FRAMES || self.junk.on_free.is_some() {
+        if self.cached >= self.fast_free_below {
             // SAFETY: forwarded.
             return unsafe { self.free_slow(frame) };
         }
@@ -724,8 +800,7 @@ impl FrameAllocator {
         }
         // SAFETY: as above.
         unsafe { *word = w & !mask };
-        self.free += 1;
-        self.cache[self.cached] = pack(f, ri);
+        self.cache[self.cached % CACHE_FRAMES] = pack(f, ri);
         self.cached += 1;
         Ok(())
     }
@@ -750,7 +825,6 @@ impl FrameAllocator {
         self.fill(f, 1, self.junk.on_free);
         // SAFETY: as above.
         unsafe { *word &= !mask };
-        self.free += 1;
         self.cache[self.cached] = pack(f, ri);
         self.cached += 1;
         Ok(())
@@ -824,7 +898,7 @@ impl FrameAllocator {
     /// Frames free now, in O(1) (the same figure as `stats().free`; [`stats`](Self::stats)
     /// also measures the largest free run, which walks the bitmaps).
     pub fn free_frames(&self) -> u64 {
-        self.free
+        self.free + self.cached as u64
     }
 
     /// Statistics. `largest_free_run` scans the bitmaps: O(frames / 64).
@@ -853,7 +927,7 @@ impl FrameAllocator {
         }
         FrameStats {
             total: self.total,
-            free: self.free,
+            free: self.free_frames(),
             largest_free_run: largest,
             ranges: self.nranges,
             metadata_frames: self.metadata,
@@ -947,11 +1021,32 @@ impl FrameAllocator {
             }
         }
         listed += self.cached as u64;
-        assert_eq!(listed, self.free, "free count");
+        assert_eq!(listed, self.free_frames(), "free count");
         let mut zero_bits = 0;
         for r in self.ranges[..self.nranges].iter() {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;
         }
-        assert_eq!(zero_bits, self.free, "bitmap free count");
+        assert_eq!(zero_bits, self.free_frames(), "bitmap free count");
+    }
+}
+
+#[cfg(test)]
+mod short_run_tests {
+    use super::{bit_words, short_run};
+
+    /// `short_run` names exactly the words and bits `bit_words` does, for every offset and
+    /// length up to a word.
+    #[test]
+    fn short_runs_match_the_general_walk() {
+        for first in 0..130u64 {
+            for count in 1..=64u64 {
+                let (word, m0, m1) = short_run(first, count).unwrap();
+                let mut want: std::vec::Vec<(usize, u64)> = bit_words(first, count).collect();
+                want.resize(2, (word + 1, 0));
+                assert_eq!([(word, m0), (word + 1, m1)], want[..], "{first} {count}");
+            }
+        }
+        assert_eq!(short_run(5, 0), None);
+        assert_eq!(short_run(5, 65), None);
     }
 }

@@ -8,9 +8,13 @@
 //! nothing.
 
 use crate::small::{Small, SMALL};
+use crate::tree::LEAF_CAP;
 use crate::tree::{self, Tree};
 use crate::{Backing, Region, RegionError};
 use allocator_api2::alloc::{Allocator, Global};
+
+// The tree starts as one leaf holding the small layout's regions.
+const _: () = assert!(SMALL <= LEAF_CAP);
 
 /// At most this many regions after a removal move the list back to the small layout.
 const BACK_TO_SMALL: usize = SMALL / 2;
@@ -78,15 +82,22 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         matches!(self.repr, Repr::Small(_))
     }
 
-    /// Moves the regions of the small layout into a tree with room for `extra` more; on
+    /// Internal levels of the tree above its leaves; None in the small layout (for tests).
+    #[cfg(test)]
+    pub(crate) fn tree_height(&self) -> Option<usize> {
+        match &self.repr {
+            Repr::Small(_) => None,
+            Repr::Tree(t) => Some(t.height()),
+        }
+    }
+
+    /// Moves the regions of the small layout into a tree with room for one more; on
     /// `OutOfMemory` nothing changed.
-    fn grow(&mut self, extra: usize) -> Result<(), RegionError> {
+    fn grow(&mut self) -> Result<(), RegionError> {
         let Repr::Small(small) = &mut self.repr else {
             return Ok(());
         };
-        let mut t = Tree::new_in(self.max, self.alloc.clone());
-        t.reserve(small.len() + extra)?;
-        small.drain(|r| t.link(r));
+        let t = Tree::with_regions(self.max, self.alloc.clone(), |push| small.drain(push))?;
         self.repr = Repr::Tree(t);
         Ok(())
     }
@@ -133,7 +144,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         if small.len() >= self.max {
             return Err(RegionError::TooManyRegions);
         }
-        self.grow(1)?;
+        self.grow()?;
         let Repr::Tree(t) = &mut self.repr else {
             unreachable!("grow made a tree")
         };
@@ -225,7 +236,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
                 return Ok(s.remove_range(start, end, &mut on_removed));
             }
             // A split of a full small layout: one more region than it holds.
-            self.grow(1)?;
+            self.grow()?;
         }
         let Repr::Tree(t) = &mut self.repr else {
             unreachable!("small layouts returned above")
@@ -273,7 +284,7 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         })
     }
 
-    /// Checks the layout's invariants (order, no overlap, and for the tree AVL balance and the
+    /// Checks the layout's invariants (order, no overlap, and for the tree node fill, depth and the
     /// augmented values), the count and the maximum; panics on the first violation. For tests
     /// and fuzzing: O(n).
     #[doc(hidden)]

@@ -169,8 +169,8 @@ impl<H> Small<H> {
         H: Clone,
     {
         let mut removed = 0;
+        let mut i = self.position(start);
         loop {
-            let i = self.position(start);
             if i >= self.len || self.keys[i].start >= end {
                 break;
             }
@@ -178,8 +178,12 @@ impl<H> Small<H> {
             removed += 1;
             let (rs, re) = (r.start, r.end());
             if start <= rs && re <= end {
-                // The whole region: handed over as it is, no copy.
+                // The whole region: handed over as it is, no copy. The next one, if any, is
+                // now at `i` (and cannot start before `end` if this one reached it).
                 on_removed(r);
+                if re >= end {
+                    break;
+                }
                 continue;
             }
             let (cut_from, cut_to) = (rs.max(start), re.min(end));
@@ -190,6 +194,7 @@ impl<H> Small<H> {
                 self.insert(r.slice(cut_to, re));
             }
             on_removed(r.slice(cut_from, cut_to));
+            i = self.position(start);
         }
         removed
     }

@@ -1,48 +1,430 @@
-//! The AVL tree behind [`crate::RegionList`] above the small layout's size, in an arena,
-//! augmented with subtree gaps.
+//! The B+ tree behind [`crate::RegionList`] above the small layout's size.
+//!
+//! Regions sit in leaves of up to [`LEAF_CAP`], sorted, with their bounds in two arrays that
+//! searches read (the regions themselves are touched only to be returned). Internal nodes hold,
+//! for each of up to [`INNER_CAP`] children, the child's index, its first start (the search
+//! key), its last end, and the largest gap between two regions inside it. The gap between two
+//! adjacent children is `first[i] - last_end[i - 1]`, so a node knows every gap below it without
+//! looking at its neighbours, and `find_gap` skips subtrees whose gaps are all too small.
+//! Leaves are linked in address order for iteration.
+//!
+//! Invariants (checked by [`Tree::check_invariants`]): all leaves are at depth `height`; every
+//! node but the root and the last of each level holds at least half its capacity (the root
+//! leaf may be empty, a root internal node has at least two children; the last nodes are
+//! exempt because appending past the last region splits a full node unevenly, keeping a tree
+//! filled in address order dense); each child's stored summary equals the summary of
+//! its subtree; regions are in address order without overlap. Nodes live in two arenas (vectors
+//! indexed by `u32`) from the caller's allocator, with intrusive free lists, and every node an
+//! operation may need is reserved before anything changes.
+//!
+//! Compared with a tree of one region per node, a lookup among 100 000 regions reads about 5
+//! nodes instead of 17, each a few adjacent cache lines.
 
 use crate::{Backing, Region, RegionError};
 use allocator_api2::alloc::{Allocator, Global};
 use allocator_api2::vec::Vec;
+use core::ops::ControlFlow;
 
 const NIL: u32 = u32::MAX;
 
-struct Node<H> {
-    /// The region; `None` while the slot is on the free-slot list.
-    region: Option<Region<H>>,
-    start: u64,
-    end: u64,
-    left: u32,
-    right: u32,
-    height: u8,
-    /// Free bytes between the previous region's end (or 0) and this region's start.
+/// Most regions in a leaf.
+pub(crate) const LEAF_CAP: usize = 16;
+/// Fewest regions in a leaf other than the root.
+const LEAF_MIN: usize = LEAF_CAP / 2;
+/// Most children of an internal node.
+const INNER_CAP: usize = 16;
+/// Fewest children of an internal node other than the root.
+const INNER_MIN: usize = INNER_CAP / 2;
+/// Most internal levels. With at least 8 children per internal node below the root and 8
+/// regions per leaf, `u32::MAX` regions need 11.
+const MAX_DEPTH: usize = 16;
+
+/// What a parent knows of a child's subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Summary {
+    /// Start of the subtree's first region.
+    first: u64,
+    /// End of the subtree's last region.
+    last_end: u64,
+    /// Largest gap between two consecutive regions of the subtree (0 with one region).
     gap: u64,
-    /// Largest `gap` in this subtree.
-    max_gap: u64,
-    /// Largest `start` in this subtree.
-    max_start: u64,
 }
 
-impl<H: Clone> Clone for Node<H> {
+#[repr(C, align(64))]
+struct Leaf<H> {
+    /// `starts[..len]`: the regions' starts, ascending; the rest `u64::MAX`.
+    starts: [u64; LEAF_CAP],
+    /// `ends[..len]`: the regions' ends.
+    ends: [u64; LEAF_CAP],
+    len: u32,
+    /// The next leaf in address order (NIL after the last); while free, the next free leaf.
+    next: u32,
+    /// `regions[..len]` are `Some`, the rest `None`.
+    regions: [Option<Region<H>>; LEAF_CAP],
+}
+
+impl<H: Clone> Clone for Leaf<H> {
     fn clone(&self) -> Self {
-        Node {
-            region: self.region.clone(),
+        Leaf {
+            regions: self.regions.clone(),
             ..*self
         }
     }
 }
 
-impl<H> Node<H> {
-    fn region(&self) -> &Region<H> {
-        self.region.as_ref().expect("live node")
+#[repr(C, align(64))]
+#[derive(Clone)]
+struct Inner {
+    /// `first[..len]`: each child's first start (the search keys; `first[0]` is not compared);
+    /// the rest `u64::MAX`.
+    first: [u64; INNER_CAP],
+    child: [u32; INNER_CAP],
+    /// Each child's last end.
+    last_end: [u64; INNER_CAP],
+    /// Each child's largest inner gap.
+    gap: [u64; INNER_CAP],
+    /// `span[i]`: the largest of `gap[i]` and the gap between child `i - 1` and child `i`
+    /// (`gap[0]` for `i` = 0); 0 past `len`. The node's largest gap is the largest of these.
+    span: [u64; INNER_CAP],
+    len: u32,
+    /// While free, the next free internal node.
+    next_free: u32,
+    /// The node's own largest gap (its summary's `gap`), kept so that a change below can
+    /// often update it without looking at every child.
+    max_gap: u64,
+}
+
+/// How many of the ascending `keys` are at most `addr`, by a branch-free binary search (unused
+/// slots hold `u64::MAX`, so only `addr == u64::MAX` counts them: the caller clamps).
+#[inline]
+fn rank(keys: &[u64; 16], addr: u64) -> usize {
+    // The count is in `base..=base + 2 * half` before each step.
+    let mut base = 0;
+    for half in [8, 4, 2, 1] {
+        base += if keys[base + half - 1] <= addr {
+            half
+        } else {
+            0
+        };
+    }
+    base + (keys[base] <= addr) as usize
+}
+
+/// Largest `starts[i] - ends[i - 1]`, 0 if fewer than two.
+#[inline]
+fn largest_gap(starts: &[u64], ends: &[u64]) -> u64 {
+    let n = starts.len();
+    if n < 2 {
+        return 0;
+    }
+    starts[1..]
+        .iter()
+        .zip(&ends[..n - 1])
+        .map(|(s, e)| s - e)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A node as parallel columns of entries, for the moves that split, merge and balance nodes.
+trait Columns {
+    fn len(&self) -> usize;
+    /// Makes `k` vacant slots at `at`, moving the entries from `at` up by `k`.
+    fn open(&mut self, at: usize, k: usize);
+    /// Removes the `k` vacant slots at `at`, moving the entries after them down.
+    fn close(&mut self, at: usize, k: usize);
+    /// Moves `src`'s entries `s..s + k` into this node's vacant slots `d..d + k`, leaving
+    /// theirs vacant.
+    fn fill(&mut self, d: usize, src: &mut Self, s: usize, k: usize);
+}
+
+/// Moves the first `k` entries of `right` to the end of `left`.
+fn shift_to_left<N: Columns>(left: &mut N, right: &mut N, k: usize) {
+    let a = left.len();
+    left.open(a, k);
+    left.fill(a, right, 0, k);
+    right.close(0, k);
+}
+
+/// Moves the last `k` entries of `left` to the front of `right`.
+fn shift_to_right<N: Columns>(left: &mut N, right: &mut N, k: usize) {
+    let a = left.len();
+    right.open(0, k);
+    right.fill(0, left, a - k, k);
+    left.close(a - k, k);
+}
+
+impl<H> Columns for Leaf<H> {
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn open(&mut self, at: usize, k: usize) {
+        let n = self.len();
+        self.starts.copy_within(at..n, at + k);
+        self.ends.copy_within(at..n, at + k);
+        // The `k` slots past the end are `None`: rotate them to `at`.
+        self.regions[at..n + k].rotate_right(k);
+        self.len += k as u32;
+    }
+
+    fn close(&mut self, at: usize, k: usize) {
+        let n = self.len();
+        self.starts.copy_within(at + k..n, at);
+        self.starts[n - k..n].fill(u64::MAX);
+        self.ends.copy_within(at + k..n, at);
+        self.regions[at..n].rotate_left(k);
+        self.len -= k as u32;
+    }
+
+    fn fill(&mut self, d: usize, src: &mut Self, s: usize, k: usize) {
+        self.starts[d..d + k].copy_from_slice(&src.starts[s..s + k]);
+        self.ends[d..d + k].copy_from_slice(&src.ends[s..s + k]);
+        for (to, from) in self.regions[d..d + k]
+            .iter_mut()
+            .zip(&mut src.regions[s..s + k])
+        {
+            *to = from.take();
+        }
     }
 }
 
-/// Regions ordered by address in an AVL tree. See the crate documentation.
+impl Columns for Inner {
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn open(&mut self, at: usize, k: usize) {
+        let n = self.len();
+        self.first.copy_within(at..n, at + k);
+        self.child.copy_within(at..n, at + k);
+        self.last_end.copy_within(at..n, at + k);
+        self.gap.copy_within(at..n, at + k);
+        self.len += k as u32;
+    }
+
+    fn close(&mut self, at: usize, k: usize) {
+        let n = self.len();
+        self.first.copy_within(at + k..n, at);
+        self.first[n - k..n].fill(u64::MAX);
+        self.child.copy_within(at + k..n, at);
+        self.last_end.copy_within(at + k..n, at);
+        self.gap.copy_within(at + k..n, at);
+        self.len -= k as u32;
+    }
+
+    fn fill(&mut self, d: usize, src: &mut Self, s: usize, k: usize) {
+        self.first[d..d + k].copy_from_slice(&src.first[s..s + k]);
+        self.child[d..d + k].copy_from_slice(&src.child[s..s + k]);
+        self.last_end[d..d + k].copy_from_slice(&src.last_end[s..s + k]);
+        self.gap[d..d + k].copy_from_slice(&src.gap[s..s + k]);
+    }
+}
+
+impl<H> Leaf<H> {
+    fn new() -> Self {
+        Leaf {
+            starts: [u64::MAX; LEAF_CAP],
+            ends: [0; LEAF_CAP],
+            len: 0,
+            next: NIL,
+            regions: [const { None }; LEAF_CAP],
+        }
+    }
+
+    /// How many regions start at or before `addr`.
+    #[inline]
+    fn rank(&self, addr: u64) -> usize {
+        rank(&self.starts, addr).min(self.len())
+    }
+
+    #[inline]
+    fn region(&self, p: usize) -> &Region<H> {
+        self.regions[p].as_ref().expect("live region")
+    }
+
+    /// Of a leaf holding at least one region.
+    fn summary(&self) -> Summary {
+        let n = self.len();
+        Summary {
+            first: self.starts[0],
+            last_end: self.ends[n - 1],
+            gap: largest_gap(&self.starts[..n], &self.ends[..n]),
+        }
+    }
+
+    /// Puts `r` at `p`; the leaf is not full.
+    fn insert(&mut self, p: usize, r: Region<H>) {
+        self.open(p, 1);
+        self.starts[p] = r.start;
+        self.ends[p] = r.end();
+        self.regions[p] = Some(r);
+    }
+
+    fn remove(&mut self, p: usize) -> Region<H> {
+        let r = self.regions[p].take().expect("live region");
+        self.close(p, 1);
+        r
+    }
+}
+
+impl Inner {
+    fn new() -> Self {
+        Inner {
+            first: [u64::MAX; INNER_CAP],
+            child: [NIL; INNER_CAP],
+            last_end: [0; INNER_CAP],
+            gap: [0; INNER_CAP],
+            span: [0; INNER_CAP],
+            len: 0,
+            next_free: NIL,
+            max_gap: 0,
+        }
+    }
+
+    /// Which child's subtree holds the last region starting at or before `addr` (0 if none).
+    #[inline]
+    fn rank(&self, addr: u64) -> usize {
+        // `first[0]` counts always: the count is the child's index plus one.
+        (rank(&self.first, addr).max(1) - 1).min(self.len() - 1)
+    }
+
+    /// Recomputes `span` and `max_gap` after children were added, removed or moved; returns
+    /// the summary.
+    fn refresh(&mut self) -> Summary {
+        let n = self.len();
+        for i in 0..INNER_CAP {
+            self.span[i] = match i {
+                0 => self.gap[0],
+                i if i < n => self.gap[i].max(self.first[i] - self.last_end[i - 1]),
+                _ => 0,
+            };
+        }
+        self.max_gap = self.max_span();
+        self.cached()
+    }
+
+    /// The largest `span`.
+    #[inline]
+    fn max_span(&self) -> u64 {
+        let mut m = 0;
+        for &g in &self.span {
+            m = m.max(g);
+        }
+        m
+    }
+
+    /// The summary from the stored `max_gap`.
+    #[inline]
+    fn cached(&self) -> Summary {
+        Summary {
+            first: self.first[0],
+            last_end: self.last_end[self.len() - 1],
+            gap: self.max_gap,
+        }
+    }
+
+    /// The summary computed from the children's.
+    fn summary(&self) -> Summary {
+        let n = self.len();
+        let mut gap = self.gap[0];
+        for ((&g, &f), &e) in self.gap[1..n]
+            .iter()
+            .zip(&self.first[1..n])
+            .zip(&self.last_end[..n - 1])
+        {
+            gap = gap.max(g).max(f - e);
+        }
+        Summary {
+            first: self.first[0],
+            last_end: self.last_end[n - 1],
+            gap,
+        }
+    }
+
+    /// The largest of child `i`'s inner gap and the gaps between it and its neighbours.
+    #[inline]
+    fn gaps_around(&self, i: usize) -> u64 {
+        let next = if i + 1 < INNER_CAP {
+            self.span[i + 1]
+        } else {
+            0
+        };
+        self.span[i].max(next)
+    }
+
+    fn stored(&self, i: usize) -> Summary {
+        Summary {
+            first: self.first[i],
+            last_end: self.last_end[i],
+            gap: self.gap[i],
+        }
+    }
+
+    /// Stores child `i`'s summary and the spans it enters.
+    fn set(&mut self, i: usize, s: Summary) {
+        self.first[i] = s.first;
+        self.last_end[i] = s.last_end;
+        self.gap[i] = s.gap;
+        // (Saturating: while children are being moved, a neighbour slot may hold an entry that
+        // `refresh` is about to recompute.)
+        self.span[i] = if i > 0 {
+            s.gap.max(s.first.saturating_sub(self.last_end[i - 1]))
+        } else {
+            s.gap
+        };
+        if i + 1 < self.len() {
+            self.span[i + 1] = self.gap[i + 1].max(self.first[i + 1].saturating_sub(s.last_end));
+        }
+    }
+
+    /// Puts `child` with summary `s` at `i`; the node is not full.
+    fn insert(&mut self, i: usize, child: u32, s: Summary) {
+        self.open(i, 1);
+        self.child[i] = child;
+        self.set(i, s);
+    }
+}
+
+/// Two distinct elements of `v`, mutably.
+fn two<T>(v: &mut [T], i: u32, j: u32) -> (&mut T, &mut T) {
+    let (i, j) = (i as usize, j as usize);
+    assert_ne!(i, j, "two borrows of one node");
+    if i < j {
+        let (a, b) = v.split_at_mut(j);
+        (&mut a[i], &mut b[0])
+    } else {
+        let (a, b) = v.split_at_mut(i);
+        (&mut b[0], &mut a[j])
+    }
+}
+
+/// The internal nodes a descent went through and the child taken in each, root first.
+struct Path {
+    node: [u32; MAX_DEPTH],
+    pos: [u8; MAX_DEPTH],
+}
+
+impl Path {
+    fn new() -> Self {
+        Path {
+            node: [0; MAX_DEPTH],
+            pos: [0; MAX_DEPTH],
+        }
+    }
+}
+
+/// Regions ordered by address in a B+ tree. See the module documentation.
 pub(crate) struct Tree<H, A: Allocator + Clone = Global> {
-    nodes: Vec<Node<H>, A>,
-    free_slots: Vec<u32, A>,
+    leaves: Vec<Leaf<H>, A>,
+    inners: Vec<Inner, A>,
+    free_leaf: u32,
+    free_leaves: usize,
+    free_inner: u32,
+    free_inners: usize,
+    /// A leaf if `height` is 0, else an internal node; NIL before the first insert.
     root: u32,
+    /// Internal levels above the leaves.
+    height: usize,
     len: usize,
     max: usize,
 }
@@ -58,12 +440,44 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// `alloc`. Allocates nothing until the first insert.
     pub(crate) fn new_in(max_regions: usize, alloc: A) -> Self {
         Tree {
-            nodes: Vec::new_in(alloc.clone()),
-            free_slots: Vec::new_in(alloc),
+            leaves: Vec::new_in(alloc.clone()),
+            inners: Vec::new_in(alloc),
+            free_leaf: NIL,
+            free_leaves: 0,
+            free_inner: NIL,
+            free_inners: 0,
             root: NIL,
+            height: 0,
             len: 0,
             max: max_regions.min(NIL as usize - 1),
         }
+    }
+
+    /// A tree of the regions `fill` hands over (in address order, at most [`LEAF_CAP`]), with
+    /// room reserved for one more insert; `OutOfMemory` before `fill` is called if the nodes
+    /// cannot be had.
+    pub(crate) fn with_regions(
+        max_regions: usize,
+        alloc: A,
+        fill: impl FnOnce(&mut dyn FnMut(Region<H>)),
+    ) -> Result<Self, RegionError> {
+        let mut t = Tree::new_in(max_regions, alloc);
+        // The root leaf, and a leaf and a new root for the first split.
+        t.reserve_nodes(2, 1)?;
+        let root = t.alloc_leaf();
+        t.root = root;
+        let (leaves, len) = (&mut t.leaves, &mut t.len);
+        fill(&mut |r: Region<H>| {
+            let leaf = &mut leaves[root as usize];
+            let n = leaf.len();
+            assert!(
+                n < LEAF_CAP && (n == 0 || leaf.ends[n - 1] <= r.start),
+                "regions in order, at most a leaf of them"
+            );
+            leaf.insert(n, r);
+            *len += 1;
+        });
+        Ok(t)
     }
 
     /// Number of regions.
@@ -71,257 +485,381 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.len
     }
 
-    // ---- node helpers ----
-
-    fn n(&self, i: u32) -> &Node<H> {
-        &self.nodes[i as usize]
+    #[cfg(test)]
+    pub(crate) fn height(&self) -> usize {
+        self.height
     }
 
-    fn nm(&mut self, i: u32) -> &mut Node<H> {
-        &mut self.nodes[i as usize]
-    }
+    // ---- node memory ----
 
-    fn height(&self, i: u32) -> u8 {
-        if i == NIL {
-            0
-        } else {
-            self.n(i).height
-        }
-    }
-
-    fn update(&mut self, i: u32) {
-        let (l, r) = (self.n(i).left, self.n(i).right);
-        let h = self.height(l).max(self.height(r)) + 1;
-        let mut g = self.n(i).gap;
-        let mut ms = self.n(i).start;
-        if l != NIL {
-            g = g.max(self.n(l).max_gap);
-        }
-        if r != NIL {
-            g = g.max(self.n(r).max_gap);
-            ms = self.n(r).max_start;
-        }
-        let node = self.nm(i);
-        node.height = h;
-        node.max_gap = g;
-        node.max_start = ms;
-    }
-
-    fn rotate_right(&mut self, i: u32) -> u32 {
-        let l = self.n(i).left;
-        self.nm(i).left = self.n(l).right;
-        self.nm(l).right = i;
-        self.update(i);
-        self.update(l);
-        l
-    }
-
-    fn rotate_left(&mut self, i: u32) -> u32 {
-        let r = self.n(i).right;
-        self.nm(i).right = self.n(r).left;
-        self.nm(r).left = i;
-        self.update(i);
-        self.update(r);
-        r
-    }
-
-    fn balance(&mut self, i: u32) -> u32 {
-        self.update(i);
-        let (l, r) = (self.n(i).left, self.n(i).right);
-        let bf = self.height(l) as i32 - self.height(r) as i32;
-        if bf > 1 {
-            if self.height(self.n(l).left) < self.height(self.n(l).right) {
-                let nl = self.rotate_left(l);
-                self.nm(i).left = nl;
-            }
-            return self.rotate_right(i);
-        }
-        if bf < -1 {
-            if self.height(self.n(r).right) < self.height(self.n(r).left) {
-                let nr = self.rotate_right(r);
-                self.nm(i).right = nr;
-            }
-            return self.rotate_left(i);
-        }
-        i
-    }
-
-    fn insert_at(&mut self, t: u32, new: u32) -> u32 {
-        if t == NIL {
-            return new;
-        }
-        if self.n(new).start < self.n(t).start {
-            let l = self.insert_at(self.n(t).left, new);
-            self.nm(t).left = l;
-        } else {
-            let r = self.insert_at(self.n(t).right, new);
-            self.nm(t).right = r;
-        }
-        self.balance(t)
-    }
-
-    /// Removes the minimum of subtree `t`: (new subtree root, removed node).
-    fn remove_min(&mut self, t: u32) -> (u32, u32) {
-        let l = self.n(t).left;
-        if l == NIL {
-            return (self.n(t).right, t);
-        }
-        let (nl, min) = self.remove_min(l);
-        self.nm(t).left = nl;
-        (self.balance(t), min)
-    }
-
-    /// Removes the node with `start` from subtree `t`: (new root, removed node or NIL).
-    fn remove_at(&mut self, t: u32, start: u64) -> (u32, u32) {
-        if t == NIL {
-            return (NIL, NIL);
-        }
-        let s = self.n(t).start;
-        if start < s {
-            let (nl, gone) = self.remove_at(self.n(t).left, start);
-            self.nm(t).left = nl;
-            (self.balance(t), gone)
-        } else if start > s {
-            let (nr, gone) = self.remove_at(self.n(t).right, start);
-            self.nm(t).right = nr;
-            (self.balance(t), gone)
-        } else {
-            let (l, r) = (self.n(t).left, self.n(t).right);
-            if r == NIL {
-                return (l, t);
-            }
-            let (nr, min) = self.remove_min(r);
-            self.nm(min).left = l;
-            self.nm(min).right = nr;
-            (self.balance(min), t)
-        }
-    }
-
-    /// Sets the gap of the node with `start` and re-augments its path.
-    fn set_gap_at(&mut self, t: u32, start: u64, gap: u64) {
-        if t == NIL {
-            return;
-        }
-        let s = self.n(t).start;
-        if start < s {
-            self.set_gap_at(self.n(t).left, start, gap);
-        } else if start > s {
-            self.set_gap_at(self.n(t).right, start, gap);
-        } else {
-            self.nm(t).gap = gap;
-        }
-        self.update(t);
-    }
-
-    /// The node whose region ends after `addr` with the smallest start (the first region at or
-    /// after `addr`, or containing it).
-    fn first_ending_after(&self, addr: u64) -> u32 {
-        let mut t = self.root;
-        let mut best = NIL;
-        while t != NIL {
-            let n = self.n(t);
-            if n.end > addr {
-                best = t;
-                t = n.left;
-            } else {
-                t = n.right;
-            }
-        }
-        best
-    }
-
-    /// The node with the largest start below `addr`.
-    fn last_starting_before(&self, addr: u64) -> u32 {
-        let mut t = self.root;
-        let mut best = NIL;
-        while t != NIL {
-            let n = self.n(t);
-            if n.start < addr {
-                best = t;
-                t = n.right;
-            } else {
-                t = n.left;
-            }
-        }
-        best
-    }
-
-    fn prev_end(&self, start: u64) -> u64 {
-        match self.last_starting_before(start) {
-            NIL => 0,
-            p => self.n(p).end,
-        }
-    }
-
-    /// Makes sure `extra` more nodes can be created without allocating.
-    pub(crate) fn reserve(&mut self, extra: usize) -> Result<(), RegionError> {
-        let have_free = self.free_slots.len();
-        let need_new = extra.saturating_sub(have_free);
-        self.nodes
-            .try_reserve(need_new)
+    /// Makes sure `leaves` leaves and `inners` internal nodes can be had without allocating.
+    fn reserve_nodes(&mut self, leaves: usize, inners: usize) -> Result<(), RegionError> {
+        self.leaves
+            .try_reserve(leaves.saturating_sub(self.free_leaves))
             .map_err(|_| RegionError::OutOfMemory)?;
-        // Every node may one day be freed: keep room to list all slots as free.
-        let slots = self.nodes.len() + need_new;
-        self.free_slots
-            .try_reserve(slots.saturating_sub(self.free_slots.len()))
-            .map_err(|_| RegionError::OutOfMemory)?;
-        Ok(())
+        self.inners
+            .try_reserve(inners.saturating_sub(self.free_inners))
+            .map_err(|_| RegionError::OutOfMemory)
     }
 
-    /// Adds a region whose place is known to be free; capacity already reserved.
-    pub(crate) fn link(&mut self, r: Region<H>) {
-        let (start, end) = (r.start, r.end());
-        let gap = start - self.prev_end(start);
-        let node = Node {
-            region: Some(r),
-            start,
-            end,
-            left: NIL,
-            right: NIL,
-            height: 1,
-            gap,
-            max_gap: gap,
-            max_start: start,
-        };
-        let i = match self.free_slots.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        self.root = self.insert_at(self.root, i);
-        self.len += 1;
-        let next = self.first_ending_after(end);
-        if next != NIL {
-            let ns = self.n(next).start;
-            self.set_gap_at(self.root, ns, ns - end);
-        }
+    /// Room for one insert: a leaf split that splits every internal node up to a new root.
+    fn reserve_insert(&mut self) -> Result<(), RegionError> {
+        self.reserve_nodes(1, self.height + 1)
     }
 
-    /// Removes the region starting at `start` (which exists) and returns it.
-    fn unlink(&mut self, start: u64) -> Region<H> {
-        let (root, gone) = self.remove_at(self.root, start);
-        debug_assert_ne!(gone, NIL);
-        self.root = root;
-        self.len -= 1;
-        let region = self.nm(gone).region.take().expect("live node");
-        self.free_slots.push(gone);
-        let next = self.first_ending_after(region.end());
-        if next != NIL {
-            let ns = self.n(next).start;
-            let gap = ns - self.prev_end(ns);
-            self.set_gap_at(self.root, ns, gap);
+    /// An empty leaf, from the free list or reserved capacity.
+    fn alloc_leaf(&mut self) -> u32 {
+        if self.free_leaf != NIL {
+            let i = self.free_leaf;
+            let leaf = &mut self.leaves[i as usize];
+            self.free_leaf = leaf.next;
+            self.free_leaves -= 1;
+            leaf.next = NIL;
+            debug_assert_eq!(leaf.len, 0);
+            return i;
         }
-        region
+        debug_assert!(self.leaves.len() < self.leaves.capacity(), "leaf reserved");
+        self.leaves.push(Leaf::new());
+        (self.leaves.len() - 1) as u32
+    }
+
+    fn alloc_inner(&mut self) -> u32 {
+        if self.free_inner != NIL {
+            let i = self.free_inner;
+            let node = &mut self.inners[i as usize];
+            self.free_inner = node.next_free;
+            self.free_inners -= 1;
+            node.len = 0;
+            return i;
+        }
+        debug_assert!(self.inners.len() < self.inners.capacity(), "node reserved");
+        self.inners.push(Inner::new());
+        (self.inners.len() - 1) as u32
+    }
+
+    /// Frees an empty leaf.
+    fn free_leaf(&mut self, i: u32) {
+        let leaf = &mut self.leaves[i as usize];
+        debug_assert_eq!(leaf.len, 0);
+        leaf.next = self.free_leaf;
+        self.free_leaf = i;
+        self.free_leaves += 1;
+    }
+
+    fn free_inner(&mut self, i: u32) {
+        let node = &mut self.inners[i as usize];
+        node.len = 0;
+        node.next_free = self.free_inner;
+        self.free_inner = i;
+        self.free_inners += 1;
+    }
+
+    // ---- searches ----
+
+    /// Descends towards `addr`: the leaf that holds the last region starting at or before
+    /// `addr` (the first leaf if there is none), the path to it, the number of its regions
+    /// starting at or before `addr`, and the start of the first region after that leaf. None if
+    /// there is no root yet.
+    #[inline]
+    fn locate(&self, addr: u64, path: &mut Path) -> Option<(u32, usize, Option<u64>)> {
+        if self.root == NIL {
+            return None;
+        }
+        let mut succ = None;
+        let mut t = self.root;
+        for d in 0..self.height {
+            let n = &self.inners[t as usize];
+            let i = n.rank(addr);
+            if i + 1 < n.len() {
+                succ = Some(n.first[i + 1]);
+            }
+            path.node[d] = t;
+            path.pos[d] = i as u8;
+            t = n.child[i];
+        }
+        let p = self.leaves[t as usize].rank(addr);
+        Some((t, p, succ))
+    }
+
+    /// The region ending after `addr` with the smallest start (the one containing `addr`, or
+    /// the next one): its leaf and index there, with the path to the leaf in `path`.
+    #[inline]
+    fn first_ending_after(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
+        let (leaf, p, succ) = self.locate(addr, path)?;
+        let l = &self.leaves[leaf as usize];
+        if p > 0 && l.ends[p - 1] > addr {
+            return Some((leaf, p - 1));
+        }
+        if p < l.len() {
+            return Some((leaf, p));
+        }
+        // The first region of the next leaf.
+        let (leaf, p, _) = self.locate(succ?, path)?;
+        Some((leaf, p - 1))
     }
 
     pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
-        let n = self.first_ending_after(start);
-        n != NIL && self.n(n).start < end
+        self.first_ending_after(start, &mut Path::new())
+            .is_some_and(|(leaf, p)| self.leaves[leaf as usize].starts[p] < end)
+    }
+
+    /// The root's summary; the tree is not empty.
+    fn root_summary(&self) -> Summary {
+        if self.height == 0 {
+            self.leaves[self.root as usize].summary()
+        } else {
+            self.inners[self.root as usize].cached()
+        }
+    }
+
+    // ---- changes ----
+
+    /// Puts `r` at index `p` of `leaf` (reached by `path`), splitting full nodes up to the
+    /// root, and brings the summaries up to date. Nodes reserved, `r` known to fit there.
+    fn insert_at(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
+        self.len += 1;
+        // A new node to insert right of the one changed at the current level.
+        let mut split = None;
+        let mut sum;
+        if self.leaves[leaf as usize].len() < LEAF_CAP {
+            let l = &mut self.leaves[leaf as usize];
+            l.insert(p, r);
+            // The gap the region went into, and the two it left.
+            let n = l.len();
+            let before = if p > 0 && p + 1 < n {
+                l.starts[p + 1] - l.ends[p - 1]
+            } else {
+                0
+            };
+            let left = if p > 0 {
+                l.starts[p] - l.ends[p - 1]
+            } else {
+                0
+            };
+            let right = if p + 1 < n {
+                l.starts[p + 1] - l.ends[p]
+            } else {
+                0
+            };
+            sum = self.leaf_changed(path, leaf, before, left.max(right));
+        } else {
+            let right = self.alloc_leaf();
+            let (l, rl) = two(&mut self.leaves, leaf, right);
+            // Appending after the last region (as sequential mmaps do) leaves the full leaf
+            // full: the tree stays dense and shallow.
+            let keep = if p == LEAF_CAP && l.next == NIL {
+                LEAF_CAP
+            } else {
+                LEAF_CAP / 2
+            };
+            shift_to_right(l, rl, LEAF_CAP - keep);
+            rl.next = l.next;
+            l.next = right;
+            if p <= keep && keep < LEAF_CAP {
+                l.insert(p, r);
+            } else {
+                rl.insert(p - keep, r);
+            }
+            split = Some((right, rl.summary()));
+            sum = self.leaves[leaf as usize].summary();
+        }
+        for d in (0..self.height).rev() {
+            if split.is_none() {
+                match self.child_changed(path, d, sum) {
+                    Some(s) => {
+                        sum = s;
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            let rightmost = self.rightmost(path, d);
+            let (node, pos) = (path.node[d], path.pos[d] as usize);
+            let n = &mut self.inners[node as usize];
+            n.set(pos, sum);
+            if let Some((child, cs)) = split {
+                if n.len() < INNER_CAP {
+                    n.insert(pos + 1, child, cs);
+                    split = None;
+                } else {
+                    let right = self.alloc_inner();
+                    let (l, rn) = two(&mut self.inners, node, right);
+                    let keep = if pos + 1 == INNER_CAP && rightmost {
+                        INNER_CAP
+                    } else {
+                        INNER_CAP / 2
+                    };
+                    shift_to_right(l, rn, INNER_CAP - keep);
+                    if pos < keep && keep < INNER_CAP {
+                        l.insert(pos + 1, child, cs);
+                    } else {
+                        rn.insert(pos + 1 - keep, child, cs);
+                    }
+                    split = Some((right, rn.refresh()));
+                }
+            }
+            sum = self.inners[node as usize].refresh();
+        }
+        if let Some((child, cs)) = split {
+            // The root split: a new root above both halves.
+            assert!(self.height + 1 < MAX_DEPTH, "tree too deep");
+            let old = self.root;
+            let root = self.alloc_inner();
+            let n = &mut self.inners[root as usize];
+            n.insert(0, old, sum);
+            n.insert(1, child, cs);
+            n.refresh();
+            self.root = root;
+            self.height += 1;
+        }
+    }
+
+    /// The summary of `leaf` (reached by `path`, holding a region) after a change that replaced
+    /// gaps of which the largest was `before` by gaps of which the largest is `after`: from
+    /// the parent's record of its largest gap unless that gap shrank.
+    #[inline]
+    fn leaf_changed(&self, path: &Path, leaf: u32, before: u64, after: u64) -> Summary {
+        let l = &self.leaves[leaf as usize];
+        if self.height == 0 {
+            return l.summary();
+        }
+        let d = self.height - 1;
+        let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
+        let gap = if after >= old {
+            after
+        } else if before < old {
+            old
+        } else {
+            l.summary().gap
+        };
+        Summary {
+            first: l.starts[0],
+            last_end: l.ends[l.len() - 1],
+            gap,
+        }
+    }
+
+    /// True if the node at depth `d` of `path` is the last of its level.
+    fn rightmost(&self, path: &Path, d: usize) -> bool {
+        (0..d).all(|e| path.pos[e] as usize + 1 == self.inners[path.node[e] as usize].len())
+    }
+
+    /// The child that `path` takes at depth `d` now has summary `s` (its node otherwise
+    /// unchanged): stores it and returns the node's new summary, or None if nothing changed
+    /// (so nothing above changes either). The node's largest gap is recomputed only when the
+    /// gap that was largest shrank.
+    #[inline]
+    fn child_changed(&mut self, path: &Path, d: usize, s: Summary) -> Option<Summary> {
+        let (node, pos) = (path.node[d], path.pos[d] as usize);
+        let n = &mut self.inners[node as usize];
+        if n.stored(pos) == s {
+            return None;
+        }
+        let before = n.gaps_around(pos);
+        n.set(pos, s);
+        let after = n.gaps_around(pos);
+        let old = n.max_gap;
+        if after >= old {
+            n.max_gap = after;
+        } else if before >= old {
+            // The largest gap shrank: another may be the largest now.
+            n.max_gap = n.max_span();
+        }
+        Some(n.cached())
+    }
+
+    /// Brings the summaries on `path` up to date after the bounds of a region in `leaf`
+    /// changed (and no region was added or removed).
+    fn bounds_changed(&mut self, path: &Path, leaf: u32) {
+        let mut sum = self.leaves[leaf as usize].summary();
+        for d in (0..self.height).rev() {
+            match self.child_changed(path, d, sum) {
+                Some(s) => sum = s,
+                None => return,
+            }
+        }
+    }
+
+    /// Removes the region at index `p` of `leaf` (reached by `path`), merging or balancing
+    /// nodes left under half full, and brings the summaries up to date.
+    fn remove_at(&mut self, path: &Path, leaf: u32, p: usize) -> Region<H> {
+        self.len -= 1;
+        let r = self.leaves[leaf as usize].remove(p);
+        let l = &self.leaves[leaf as usize];
+        let mut under = l.len() < LEAF_MIN;
+        let mut sum = None;
+        if !under {
+            // The two gaps around the region, and the one they became.
+            let n = l.len();
+            let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
+            let right = if p < n { l.starts[p] - r.end() } else { 0 };
+            let merged = if p > 0 && p < n {
+                l.starts[p] - l.ends[p - 1]
+            } else {
+                0
+            };
+            sum = Some(self.leaf_changed(path, leaf, left.max(right), merged));
+        }
+        for d in (0..self.height).rev() {
+            let (node, pos) = (path.node[d], path.pos[d] as usize);
+            match sum {
+                Some(s) if !under => match self.child_changed(path, d, s) {
+                    Some(ns) => sum = Some(ns),
+                    None => return r,
+                },
+                _ => {
+                    self.rebalance(node, pos, d + 1 == self.height);
+                    sum = Some(self.inners[node as usize].refresh());
+                }
+            }
+            under = self.inners[node as usize].len() < INNER_MIN;
+        }
+        if self.height > 0 && self.inners[self.root as usize].len() == 1 {
+            // A root with one child: the child becomes the root.
+            let old = self.root;
+            self.root = self.inners[old as usize].child[0];
+            self.free_inner(old);
+            self.height -= 1;
+        }
+        r
+    }
+
+    /// Child `pos` of `parent` is under half full: merges it with a neighbour if both fit in
+    /// one node with room to spare (so the next insert does not split them again), else moves
+    /// entries from the neighbour so both are at least half full.
+    fn rebalance(&mut self, parent: u32, pos: usize, leaves: bool) {
+        let n = &self.inners[parent as usize];
+        let (li, ri) = if pos + 1 < n.len() {
+            (pos, pos + 1)
+        } else {
+            (pos - 1, pos)
+        };
+        let (l, r) = (n.child[li], n.child[ri]);
+        let (ls, rs) = if leaves {
+            let (a, b) = two(&mut self.leaves, l, r);
+            let merged = balance_pair(a, b, LEAF_CAP);
+            if merged {
+                a.next = b.next;
+            }
+            (a.summary(), (!merged).then(|| b.summary()))
+        } else {
+            let (a, b) = two(&mut self.inners, l, r);
+            let merged = balance_pair(a, b, INNER_CAP);
+            (a.refresh(), (!merged).then(|| b.refresh()))
+        };
+        let n = &mut self.inners[parent as usize];
+        n.set(li, ls);
+        match rs {
+            Some(rs) => n.set(ri, rs),
+            None => {
+                n.close(ri, 1);
+                if leaves {
+                    self.free_leaf(r);
+                } else {
+                    self.free_inner(r);
+                }
+            }
+        }
     }
 
     /// Adds a region. Refuses an empty or wrapping range (of addresses, or of file offsets for a
@@ -342,34 +880,63 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .checked_add(region.len)
                 .ok_or(RegionError::AddressOverflow)?;
         }
-        if self.overlaps(region.start, end) {
+        let mut path = Path::new();
+        let Some((leaf, p, succ)) = self.locate(region.start, &mut path) else {
+            // No root yet.
+            if self.len >= self.max {
+                return Err(RegionError::TooManyRegions);
+            }
+            self.reserve_nodes(1, 0)?;
+            self.root = self.alloc_leaf();
+            self.len = 1;
+            self.leaves[self.root as usize].insert(0, region);
+            return Ok(());
+        };
+        let l = &self.leaves[leaf as usize];
+        let next = if p < l.len() { Some(l.starts[p]) } else { succ };
+        if (p > 0 && l.ends[p - 1] > region.start) || next.is_some_and(|s| s < end) {
             return Err(RegionError::Overlap);
         }
         if self.len >= self.max {
             return Err(RegionError::TooManyRegions);
         }
-        self.reserve(1)?;
-        self.link(region);
+        self.reserve_insert()?;
+        self.insert_at(&path, leaf, p, region);
         Ok(())
     }
 
     /// The region containing `addr`.
+    #[inline]
     pub(crate) fn find(&self, addr: u64) -> Option<&Region<H>> {
-        let n = self.first_ending_after(addr);
-        if n != NIL && self.n(n).start <= addr {
-            Some(self.n(n).region())
-        } else {
-            None
+        // No region contains the last address (none ends past it). Below it the unused slots
+        // (`u64::MAX`) never count, so the searches need no clamp to the node's length, whose
+        // word would be one more cache line per node.
+        if self.len == 0 || addr == u64::MAX {
+            return None;
         }
+        let mut t = self.root;
+        for _ in 0..self.height {
+            let n = &self.inners[t as usize];
+            // `first[0]` counts unless `addr` is below every region.
+            t = n.child[rank(&n.first, addr).saturating_sub(1) % INNER_CAP];
+        }
+        let l = &self.leaves[t as usize];
+        let p = rank(&l.starts, addr);
+        if p == 0 {
+            return None;
+        }
+        let r = l.region((p - 1) % LEAF_CAP);
+        (addr - r.start < r.len).then_some(r)
     }
 
     /// The region containing `addr`, to change its protection or backing. Its start and length
     /// must not be changed (they key the tree); use [`remove_range`](Self::remove_range) and
     /// [`insert`](Self::insert) for that.
     pub(crate) fn find_mut(&mut self, addr: u64) -> Option<&mut Region<H>> {
-        let n = self.first_ending_after(addr);
-        if n != NIL && self.n(n).start <= addr {
-            self.nm(n).region.as_mut()
+        let (leaf, p, _) = self.locate(addr, &mut Path::new())?;
+        let l = &mut self.leaves[leaf as usize];
+        if p > 0 && l.ends[p - 1] > addr {
+            l.regions[p - 1].as_mut()
         } else {
             None
         }
@@ -377,10 +944,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// The first region that ends after `addr` (the one containing it, or the next one).
     pub(crate) fn next_from(&self, addr: u64) -> Option<&Region<H>> {
-        match self.first_ending_after(addr) {
-            NIL => None,
-            n => Some(self.n(n).region()),
-        }
+        let (leaf, p) = self.first_ending_after(addr, &mut Path::new())?;
+        Some(self.leaves[leaf as usize].region(p))
     }
 
     /// The lowest address `s`, a multiple of `align` (a power of two), with `lower <= s` and
@@ -406,37 +971,58 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 return Some(h);
             }
         }
-        if let Some(s) = self.search_gap(self.root, size, align, lower, upper) {
+        if self.len == 0 {
+            return fit(0, u64::MAX, size, align, lower, upper);
+        }
+        let all = self.root_summary();
+        // Below the first region, between regions, above the last.
+        if let Some(s) = fit(0, all.first, size, align, lower, upper) {
             return Some(s);
         }
-        // After the last region.
-        let last_end = match self.last_starting_before(u64::MAX) {
-            NIL => 0,
-            n => self.n(n).end,
+        let gaps = Gaps {
+            size,
+            align,
+            lower,
+            upper,
         };
-        fit(last_end, u64::MAX, size, align, lower, upper)
+        match self.search_gap(self.root, 0, &gaps) {
+            ControlFlow::Break(found) => found,
+            ControlFlow::Continue(()) => fit(all.last_end, u64::MAX, size, align, lower, upper),
+        }
     }
 
-    fn search_gap(&self, t: u32, size: u64, align: u64, lower: u64, upper: u64) -> Option<u64> {
-        if t == NIL {
-            return None;
+    /// The lowest fit among the gaps between the regions of subtree `t` at depth `depth`:
+    /// `Break(Some)` if found, `Break(None)` once gaps start at or above `upper`.
+    fn search_gap(&self, t: u32, depth: usize, g: &Gaps) -> ControlFlow<Option<u64>> {
+        if depth == self.height {
+            let l = &self.leaves[t as usize];
+            // Gaps ending at or below `lower` cannot hold the range.
+            for j in l.rank(g.lower).max(1)..l.len() {
+                if let f @ ControlFlow::Break(_) = g.try_gap(l.ends[j - 1], l.starts[j]) {
+                    return f;
+                }
+            }
+            return ControlFlow::Continue(());
         }
-        let n = self.n(t);
-        // No gap here is big enough, or every gap here ends at or below `lower`.
-        if n.max_gap < size || n.max_start <= lower {
-            return None;
+        let n = &self.inners[t as usize];
+        let from = n.rank(g.lower);
+        for i in from..n.len() {
+            if i > from {
+                // Between child i - 1 and child i.
+                if let f @ ControlFlow::Break(_) = g.try_gap(n.last_end[i - 1], n.first[i]) {
+                    return f;
+                }
+            }
+            if n.gap[i] >= g.size {
+                if n.first[i] >= g.upper {
+                    return ControlFlow::Break(None);
+                }
+                if let f @ ControlFlow::Break(_) = self.search_gap(n.child[i], depth + 1, g) {
+                    return f;
+                }
+            }
         }
-        if let Some(s) = self.search_gap(n.left, size, align, lower, upper) {
-            return Some(s);
-        }
-        let gap_start = n.start - n.gap;
-        if gap_start >= upper {
-            return None;
-        }
-        if let Some(s) = fit(gap_start, n.start, size, align, lower, upper) {
-            return Some(s);
-        }
-        self.search_gap(n.right, size, align, lower, upper)
+        ControlFlow::Continue(())
     }
 
     /// Removes `[start, start + len)` from the map: whole regions, heads, tails and holes
@@ -456,128 +1042,272 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             return Err(RegionError::EmptyRange);
         }
         let end = start.checked_add(len).ok_or(RegionError::AddressOverflow)?;
-        // Only a single region reaching past both ends of the range splits in two.
-        let first = self.first_ending_after(start);
-        if first == NIL || self.n(first).start >= end {
+        let mut path = Path::new();
+        let Some((mut leaf, mut p)) = self.first_ending_after(start, &mut path) else {
             return Ok(0);
-        }
-        let f = self.n(first);
-        let splits = f.start < start && f.end > end;
-        if splits {
-            if self.len >= self.max {
-                return Err(RegionError::TooManyRegions);
-            }
-            self.reserve(1)?;
-        }
+        };
         let mut removed = 0;
         loop {
-            let n = self.first_ending_after(start);
-            if n == NIL || self.n(n).start >= end {
+            let l = &mut self.leaves[leaf as usize];
+            let (rs, re) = (l.starts[p], l.ends[p]);
+            if rs >= end {
                 break;
             }
-            let r = self.unlink(self.n(n).start);
-            let (rs, re) = (r.start, r.end());
-            let (cut_from, cut_to) = (rs.max(start), re.min(end));
-            if rs < cut_from {
-                self.link(r.slice(rs, cut_from));
-            }
-            if re > cut_to {
-                self.link(r.slice(cut_to, re));
-            }
-            on_removed(r.slice(cut_from, cut_to));
             removed += 1;
+            if rs < start && re > end {
+                // A hole: the region keeps its head, its tail becomes a region of its own.
+                if self.len >= self.max {
+                    return Err(RegionError::TooManyRegions);
+                }
+                self.reserve_insert()?;
+                let l = &mut self.leaves[leaf as usize];
+                let r = l.regions[p].take().expect("live region");
+                l.regions[p] = Some(r.slice(rs, start));
+                l.ends[p] = start;
+                self.insert_at(&path, leaf, p + 1, r.slice(end, re));
+                on_removed(r.slice(start, end));
+                break;
+            }
+            if rs < start || re > end {
+                // A head or a tail stays, in place.
+                let r = l.regions[p].take().expect("live region");
+                let (keep_from, keep_to) = if rs < start { (rs, start) } else { (end, re) };
+                l.regions[p] = Some(r.slice(keep_from, keep_to));
+                (l.starts[p], l.ends[p]) = (keep_from, keep_to);
+                self.bounds_changed(&path, leaf);
+                on_removed(r.slice(rs.max(start), re.min(end)));
+            } else {
+                // The whole region: handed over as it is.
+                let r = self.remove_at(&path, leaf, p);
+                on_removed(r);
+            }
+            if re >= end {
+                break;
+            }
+            match self.first_ending_after(start, &mut path) {
+                Some(at) => (leaf, p) = at,
+                None => break,
+            }
         }
         Ok(removed)
     }
 
-    /// Removes every region, handing each to `on_removed` in address order.
+    /// Removes every region, handing each to `on_removed` in address order, and frees the
+    /// nodes.
     pub(crate) fn clear(&mut self, mut on_removed: impl FnMut(Region<H>)) {
-        while self.root != NIL {
-            let first = self.first_ending_after(0);
-            let r = self.unlink(self.n(first).start);
-            on_removed(r);
+        let mut leaf = self.first_leaf();
+        while leaf != NIL {
+            let l = &mut self.leaves[leaf as usize];
+            let n = l.len();
+            l.len = 0;
+            for r in &mut l.regions[..n] {
+                on_removed(r.take().expect("live region"));
+            }
+            leaf = l.next;
         }
-        self.nodes.clear();
-        self.free_slots.clear();
+        self.leaves.clear();
+        self.inners.clear();
+        self.free_leaf = NIL;
+        self.free_leaves = 0;
+        self.free_inner = NIL;
+        self.free_inners = 0;
+        self.root = NIL;
+        self.height = 0;
+        self.len = 0;
+    }
+
+    /// The leftmost leaf (NIL if there is no root).
+    fn first_leaf(&self) -> u32 {
+        let mut t = self.root;
+        if t == NIL {
+            return NIL;
+        }
+        for _ in 0..self.height {
+            t = self.inners[t as usize].child[0];
+        }
+        t
     }
 
     /// The regions in address order.
     pub(crate) fn iter(&self) -> Iter<'_, H, A> {
         Iter {
-            list: self,
-            next: self.first_ending_after(0),
+            tree: self,
+            leaf: self.first_leaf(),
+            p: 0,
         }
     }
 
     /// A copy (for `fork`), with nodes from the same allocator; `OutOfMemory` if they cannot be
     /// had.
     pub(crate) fn try_clone(&self) -> Result<Self, RegionError> {
-        let alloc = self.nodes.allocator().clone();
-        let mut nodes = Vec::new_in(alloc.clone());
-        nodes
-            .try_reserve(self.nodes.len())
+        let mut leaves = Vec::new_in(self.leaves.allocator().clone());
+        leaves
+            .try_reserve_exact(self.leaves.len())
             .map_err(|_| RegionError::OutOfMemory)?;
-        let mut free_slots = Vec::new_in(alloc);
-        free_slots
-            .try_reserve(self.free_slots.capacity())
+        let mut inners = Vec::new_in(self.inners.allocator().clone());
+        inners
+            .try_reserve_exact(self.inners.len())
             .map_err(|_| RegionError::OutOfMemory)?;
-        for n in self.nodes.iter() {
-            nodes.push(n.clone());
-        }
-        free_slots.extend(self.free_slots.iter().copied());
+        leaves.extend(self.leaves.iter().cloned());
+        inners.extend(self.inners.iter().cloned());
         Ok(Tree {
-            nodes,
-            free_slots,
-            root: self.root,
-            len: self.len,
-            max: self.max,
+            leaves,
+            inners,
+            ..*self
         })
     }
 
-    /// Checks the tree's invariants (order, no overlap, AVL balance, augmented values, count);
-    /// panics on the first violation. For tests and fuzzing: O(n).
+    /// Checks the tree's invariants (see the module documentation), the leaf links, the count
+    /// and the free lists; panics on the first violation. For tests and fuzzing: O(n).
     #[doc(hidden)]
     pub(crate) fn check_invariants(&self) {
-        let mut prev_end = 0u64;
-        let mut count = 0usize;
-        self.check_node(self.root, &mut prev_end, &mut count);
-        assert_eq!(count, self.len, "count");
         assert!(self.len <= self.max, "over the maximum");
+        let mut free = 0;
+        let mut f = self.free_leaf;
+        while f != NIL {
+            assert_eq!(
+                self.leaves[f as usize].len, 0,
+                "free leaf {f} holds regions"
+            );
+            f = self.leaves[f as usize].next;
+            free += 1;
+        }
+        assert_eq!(free, self.free_leaves, "free leaf count");
+        let mut free = 0;
+        let mut f = self.free_inner;
+        while f != NIL {
+            f = self.inners[f as usize].next_free;
+            free += 1;
+        }
+        assert_eq!(free, self.free_inners, "free node count");
+        if self.root == NIL {
+            assert_eq!(self.len, 0, "regions without a root");
+            return;
+        }
+        let mut walk = Walk {
+            prev_end: 0,
+            count: 0,
+            prev_leaf: NIL,
+            leaves: 0,
+            inners: 0,
+        };
+        self.check_node(self.root, 0, true, &mut walk);
+        assert_eq!(walk.count, self.len, "count");
+        if walk.prev_leaf != NIL {
+            assert_eq!(self.leaves[walk.prev_leaf as usize].next, NIL, "last leaf");
+        }
+        assert_eq!(
+            walk.leaves + self.free_leaves,
+            self.leaves.len(),
+            "leaves lost"
+        );
+        assert_eq!(
+            walk.inners + self.free_inners,
+            self.inners.len(),
+            "nodes lost"
+        );
     }
 
-    /// Returns (height, max_gap, max_start) of subtree `t`, checking it.
-    fn check_node(&self, t: u32, prev_end: &mut u64, count: &mut usize) -> (u8, u64, u64) {
-        if t == NIL {
-            return (0, 0, 0);
+    /// Checks subtree `t` at `depth` and returns its summary (None for an empty root leaf).
+    fn check_node(&self, t: u32, depth: usize, rightmost: bool, w: &mut Walk) -> Option<Summary> {
+        let is_root = depth == 0;
+        if depth == self.height {
+            let l = &self.leaves[t as usize];
+            let n = l.len();
+            assert!(n <= LEAF_CAP, "leaf {t} over capacity");
+            assert!(
+                is_root || rightmost || n >= LEAF_MIN,
+                "leaf {t} under half full: {n}"
+            );
+            if w.prev_leaf != NIL {
+                assert_eq!(self.leaves[w.prev_leaf as usize].next, t, "leaf links");
+            }
+            w.prev_leaf = t;
+            w.leaves += 1;
+            for (i, slot) in l.regions.iter().enumerate() {
+                assert_eq!(slot.is_some(), i < n, "leaf {t} slot {i}");
+            }
+            for i in 0..n {
+                let r = l.region(i);
+                assert!(r.len > 0);
+                assert_eq!(
+                    (r.start, r.end()),
+                    (l.starts[i], l.ends[i]),
+                    "cached bounds"
+                );
+                assert!(
+                    r.start >= w.prev_end,
+                    "regions overlap or out of order at {:#x}",
+                    r.start
+                );
+                w.prev_end = r.end();
+            }
+            w.count += n;
+            return (n > 0).then(|| l.summary());
         }
-        let n = self.n(t);
-        let (lh, lg, _) = self.check_node(n.left, prev_end, count);
-        let r = n.region();
-        assert_eq!((r.start, r.end()), (n.start, n.end), "cached bounds");
+        let node = &self.inners[t as usize];
+        let n = node.len();
+        assert!(n <= INNER_CAP, "node {t} over capacity");
         assert!(
-            n.start >= *prev_end,
-            "regions overlap or out of order at {:#x}",
-            n.start
+            if is_root {
+                n >= 2
+            } else {
+                rightmost || n >= INNER_MIN
+            },
+            "node {t} under half full: {n}"
         );
-        assert_eq!(n.gap, n.start - *prev_end, "gap at {:#x}", n.start);
-        *prev_end = n.end;
-        *count += 1;
-        let (rh, rg, rms) = self.check_node(n.right, prev_end, count);
-        assert!(
-            (lh as i32 - rh as i32).abs() <= 1,
-            "unbalanced at {:#x}",
-            n.start
-        );
-        assert_eq!(n.height, lh.max(rh) + 1, "height at {:#x}", n.start);
-        assert_eq!(
-            n.max_gap,
-            n.gap.max(lg).max(rg),
-            "max_gap at {:#x}",
-            n.start
-        );
-        let ms = if n.right == NIL { n.start } else { rms };
-        assert_eq!(n.max_start, ms, "max_start at {:#x}", n.start);
-        (n.height, n.max_gap, n.max_start)
+        w.inners += 1;
+        for i in 0..n {
+            let s = self
+                .check_node(node.child[i], depth + 1, rightmost && i + 1 == n, w)
+                .expect("only the root leaf is empty");
+            assert_eq!(node.stored(i), s, "summary of child {i} of node {t}");
+        }
+        let s = node.summary();
+        assert_eq!(node.max_gap, s.gap, "largest gap of node {t}");
+        for i in 0..INNER_CAP {
+            let want = match i {
+                0 => node.gap[0],
+                i if i < n => node.gap[i].max(node.first[i] - node.last_end[i - 1]),
+                _ => 0,
+            };
+            assert_eq!(node.span[i], want, "span {i} of node {t}");
+        }
+        Some(s)
+    }
+}
+
+/// What `check_node` has seen so far, in address order.
+struct Walk {
+    prev_end: u64,
+    count: usize,
+    prev_leaf: u32,
+    leaves: usize,
+    inners: usize,
+}
+
+/// A gap search's request.
+struct Gaps {
+    size: u64,
+    align: u64,
+    lower: u64,
+    upper: u64,
+}
+
+impl Gaps {
+    /// Tries the gap `[from, to)`: `Break(Some)` if the request fits, `Break(None)` if the gap
+    /// starts at or above `upper` (so do all later ones).
+    #[inline]
+    fn try_gap(&self, from: u64, to: u64) -> ControlFlow<Option<u64>> {
+        if from >= self.upper {
+            return ControlFlow::Break(None);
+        }
+        if to - from >= self.size && to > self.lower {
+            if let Some(s) = fit(from, to, self.size, self.align, self.lower, self.upper) {
+                return ControlFlow::Break(Some(s));
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -596,10 +1326,11 @@ pub(crate) fn fit(
     (e <= to.min(upper)).then_some(s)
 }
 
-/// Iterator over a [`RegionList`] in address order.
+/// Iterator over a [`Tree`] in address order.
 pub(crate) struct Iter<'a, H, A: Allocator + Clone> {
-    list: &'a Tree<H, A>,
-    next: u32,
+    tree: &'a Tree<H, A>,
+    leaf: u32,
+    p: usize,
 }
 
 impl<H, A: Allocator + Clone> core::fmt::Debug for Iter<'_, H, A> {
@@ -612,12 +1343,32 @@ impl<'a, H: Clone, A: Allocator + Clone> Iterator for Iter<'a, H, A> {
     type Item = &'a Region<H>;
 
     fn next(&mut self) -> Option<&'a Region<H>> {
-        if self.next == NIL {
-            return None;
+        while self.leaf != NIL {
+            let l = &self.tree.leaves[self.leaf as usize];
+            if self.p < l.len() {
+                self.p += 1;
+                return Some(l.region(self.p - 1));
+            }
+            self.leaf = l.next;
+            self.p = 0;
         }
-        let n = self.list.n(self.next);
-        let item = n.region();
-        self.next = self.list.first_ending_after(n.end);
-        Some(item)
+        None
+    }
+}
+
+/// Moves entries between two adjacent nodes with capacity `cap`, one of them under half full:
+/// all into `a` if they fit with room to spare (returns true), else evenly.
+fn balance_pair<N: Columns>(a: &mut N, b: &mut N, cap: usize) -> bool {
+    let (x, y) = (a.len(), b.len());
+    if x + y < cap {
+        shift_to_left(a, b, y);
+        true
+    } else {
+        if x < y {
+            shift_to_left(a, b, (y - x) / 2);
+        } else {
+            shift_to_right(a, b, (x - y) / 2);
+        }
+        false
     }
 }
