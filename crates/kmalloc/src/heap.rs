@@ -58,6 +58,8 @@ pub struct Heap<S: PageSource> {
     pub(crate) spare: Block,
     /// Freed small blocks waiting to be handed out again (see [`cache`](crate::cache)).
     pub(crate) cache: Cache,
+    /// Bytes of used blocks, the cached ones included (the cache keeps no counter of its own;
+    /// [`Heap::stats`] takes its bytes off).
     pub(crate) in_use: usize,
     pub(crate) pages: usize,
     pub(crate) nchunks: usize,
@@ -151,7 +153,6 @@ impl<S: PageSource> Heap<S> {
         if layout.align() <= UNIT {
             // SAFETY: the cache holds blocks of this heap only.
             if let Some(h) = unsafe { self.cache.pop(len) } {
-                self.in_use += len;
                 // SAFETY: a used block again, of `len` bytes.
                 return Ok(unsafe { NonNull::new_unchecked(block::payload(h)) });
             }
@@ -174,24 +175,24 @@ impl<S: PageSource> Heap<S> {
         if let Some(b) = self.morecore(len) {
             return Some(b);
         }
-        if self.cache.bytes == 0 {
+        if self.cache.bytes() == 0 {
             return None;
         }
         self.flush_cache();
         self.take(len).or_else(|| self.morecore(len))
     }
 
-    /// Frees every block of the small-block cache into the index.
+    /// Frees every block of the small-block cache into the index. Rare (the source is out of
+    /// memory, or the heap gives pages back): kept out of line, off the allocation path.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn flush_cache(&mut self) {
-        let mut cache = core::mem::replace(&mut self.cache, Cache::new());
-        // SAFETY: the cache's blocks are used blocks of this heap (tagged used again by drain),
-        // each freed once.
-        unsafe {
-            cache.drain(|h| {
-                self.in_use += block::size(h);
-                self.release(h);
-            })
-        };
+        // SAFETY: the cache's blocks are used blocks of this heap (tagged used again by
+        // pop_any), each freed once.
+        while let Some(h) = unsafe { self.cache.pop_any() } {
+            // SAFETY: as above.
+            unsafe { self.release(h) };
+        }
     }
 
     /// Frees used block `h`: into the small-block cache if it takes it, else merged and indexed.
@@ -202,10 +203,7 @@ impl<S: PageSource> Heap<S> {
     pub(crate) unsafe fn free_used(&mut self, h: Block) {
         // SAFETY: per the contract.
         unsafe {
-            let len = block::size(h);
-            if self.cache.push(h, len) {
-                self.in_use -= len;
-            } else {
+            if !self.cache.push(h, block::size(h)) {
                 self.release(h);
             }
         }
@@ -460,7 +458,12 @@ impl<S: PageSource> Heap<S> {
 
     /// Bytes in free blocks: everything held that is neither in use nor chunk overhead.
     fn free_bytes(&self) -> usize {
-        self.pages * PAGE_SIZE - self.nchunks * CHUNK_OVERHEAD - self.in_use
+        self.pages * PAGE_SIZE - self.nchunks * CHUNK_OVERHEAD - self.bytes_in_use()
+    }
+
+    /// Bytes of used blocks, not counting those waiting in the cache.
+    fn bytes_in_use(&self) -> usize {
+        self.in_use - self.cache.bytes()
     }
 
     /// Current statistics, in O(1). `largest_free_block` is the payload of the head of the
@@ -473,7 +476,7 @@ impl<S: PageSource> Heap<S> {
             None => 0,
         };
         HeapStats {
-            bytes_in_use: self.in_use,
+            bytes_in_use: self.bytes_in_use(),
             bytes_free: self.free_bytes(),
             pages_held: self.pages,
             chunks: self.nchunks,
