@@ -107,6 +107,11 @@ impl<S: PageSource> Heap<S> {
                         any = true;
                         assert!(block::flags(h) & FREE != 0, "used block {h:p} on a list");
                         assert_eq!(index::class_of(block::size(h)), (fl, sl), "wrong class");
+                        assert_eq!(
+                            index::recorded_class(h, block::size(h)),
+                            (fl, sl),
+                            "header of {h:p} records another class"
+                        );
                         assert_eq!(Index::prev(h), prev, "broken list back link at {h:p}");
                         listed += 1;
                         assert!(listed <= free_blocks, "a list has a cycle or strays");

@@ -124,21 +124,22 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Called with a free block `b` (on no list) that spans its chunk: gives the chunk back to
-    /// the source unless it becomes the spare; a chunk the source declines is indexed.
+    /// the source unless it becomes the spare; a chunk the source declines is indexed. Its
+    /// header word need not be written (indexing writes it).
     ///
     /// # Safety
-    /// `b` is a free block spanning its chunk, on no list.
+    /// `b` is a free block spanning its chunk, on no list (footer and sentinel written).
     pub(crate) unsafe fn chunk_emptied(&mut self, b: Block, len: usize) {
         if self.spare.is_null() {
             self.spare = b;
             // SAFETY: per the contract.
-            unsafe { self.index.insert(b, len) };
+            unsafe { self.index.insert(b, len, FIRST) };
             return;
         }
         // SAFETY: per the contract.
         if !unsafe { self.return_chunk(chunk_of_first(b)) } {
             // SAFETY: per the contract.
-            unsafe { self.index.insert(b, len) };
+            unsafe { self.index.insert(b, len, FIRST) };
         }
     }
 
@@ -190,7 +191,7 @@ impl<S: PageSource> Heap<S> {
                         self.spare = ptr::null_mut();
                     }
                     if !self.return_chunk(c) {
-                        self.index.insert(b, len);
+                        self.index.insert(b, len, FIRST);
                     }
                 }
                 c = next;

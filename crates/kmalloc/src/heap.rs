@@ -230,19 +230,6 @@ impl<S: PageSource> Heap<S> {
         Some(h)
     }
 
-    /// Takes free block `h` of `len` bytes off the index (forgetting it as the spare).
-    ///
-    /// # Safety
-    /// `h` is an indexed free block of `len` bytes.
-    #[inline(always)]
-    pub(crate) unsafe fn unlist(&mut self, h: Block, len: usize) {
-        if h == self.spare {
-            self.spare = ptr::null_mut();
-        }
-        // SAFETY: per the contract.
-        unsafe { self.index.remove(h, len) };
-    }
-
     /// Makes the first `len` bytes of free block `b` (on no list) a used block, indexing the
     /// rest if it can be a block; returns its payload.
     ///
@@ -257,8 +244,8 @@ impl<S: PageSource> Heap<S> {
             let used = if total - len >= MIN_BLOCK {
                 let rest = block::offset(b, len);
                 // The block after `b` already says its predecessor is free.
-                block::set_free_tail(rest, total - len);
-                self.index.insert(rest, total - len);
+                block::set_footer(rest, total - len);
+                self.index.insert(rest, total - len, 0);
                 len
             } else {
                 (*block::offset(b, total)).size &= !PREV_FREE;
@@ -290,8 +277,9 @@ impl<S: PageSource> Heap<S> {
             let h = block::offset(b, front);
             // `h` starts as a free block after the front remainder, which is freed.
             (*h).size = (total - front) | FREE;
-            block::set_free(b, front, block::flags(b) & FIRST);
-            self.index.insert(b, front);
+            let keep = block::flags(b) & FIRST;
+            block::set_free_edges(b, front);
+            self.index.insert(b, front, keep);
             Ok(self.use_block(h, len))
         }
     }
@@ -340,16 +328,18 @@ impl<S: PageSource> Heap<S> {
             let mut keep = block::flags(h) & FIRST;
             let next = block::offset(h, len);
             self.step();
+            // Neither neighbour can be the spare: the spare spans its whole chunk. So they
+            // leave the index directly, not through `unlist`.
             if block::flags(next) & FREE != 0 {
                 let n = block::size(next);
-                self.unlist(next, n);
+                self.index.remove(next, n);
                 total += n;
             }
             if block::flags(h) & PREV_FREE != 0 {
                 let prev = block::prev_phys(h);
                 self.step();
                 let p = block::size(prev);
-                self.unlist(prev, p);
+                self.index.remove(prev, p);
                 // The merged block's header is now payload of `prev`: wipe it so that a second
                 // free of it is caught.
                 (*h).size = 0;
@@ -357,13 +347,13 @@ impl<S: PageSource> Heap<S> {
                 total += p;
                 keep = block::flags(prev) & FIRST;
             }
-            block::set_free(start, total, keep);
+            block::set_free_edges(start, total);
             if keep & FIRST != 0
                 && total + CHUNK_OVERHEAD == (*chunks::chunk_of_first(start)).pages * PAGE_SIZE
             {
                 self.chunk_emptied(start, total);
             } else {
-                self.index.insert(start, total);
+                self.index.insert(start, total, keep);
             }
         }
     }

@@ -54,9 +54,50 @@ pub(crate) fn class_of(len: usize) -> (usize, usize) {
 pub(crate) struct Index {
     fl_map: u64,
     sl_map: [u32; FL],
-    heads: [[Block; SL]; FL],
+    /// List heads, class `(fl, sl)` at `fl * SL + sl`.
+    heads: [Block; FL * SL],
     /// Free blocks indexed.
     pub count: usize,
+}
+
+/// Where a free block's header word keeps its class's slot (`fl * SL + sl`) on 64-bit targets:
+/// the top 16 bits, which a used block fills with its tag (see [`block`](crate::block)). Taking
+/// a block off its list then needs no size-to-class arithmetic. 32-bit targets have no room
+/// and compute the class from the size.
+const SLOT_SHIFT: u32 = 48;
+const STORE_SLOT: bool = usize::BITS == 64;
+const _: () = assert!(FL * SL < 1 << 16);
+
+/// The slot of class `(fl, sl)` in the heads.
+#[inline(always)]
+fn slot(fl: usize, sl: usize) -> usize {
+    fl * SL + sl
+}
+
+/// The slot of the list that holds free block `h` of `len` bytes.
+///
+/// # Safety
+/// `h` is an indexed free block of `len` bytes.
+#[inline(always)]
+unsafe fn slot_of_member(h: Block, len: usize) -> usize {
+    if STORE_SLOT {
+        // SAFETY: per the contract `h` is a free block whose header holds its slot.
+        unsafe { (*h).size >> SLOT_SHIFT }
+    } else {
+        let (fl, sl) = class_of(len);
+        slot(fl, sl)
+    }
+}
+
+/// The slot a free block's header word records (for the checker); that of `len` on 32-bit
+/// targets.
+///
+/// # Safety
+/// `h` is a free block of `len` bytes.
+pub(crate) unsafe fn recorded_class(h: Block, len: usize) -> (usize, usize) {
+    // SAFETY: per the contract.
+    let s = unsafe { slot_of_member(h, len) };
+    (s / SL, s % SL)
 }
 
 /// The word of a free block that holds its next list member: its payload's first word.
@@ -79,7 +120,7 @@ impl Index {
         Index {
             fl_map: 0,
             sl_map: [0; FL],
-            heads: [[ptr::null_mut(); SL]; FL],
+            heads: [ptr::null_mut(); FL * SL],
             count: 0,
         }
     }
@@ -87,30 +128,37 @@ impl Index {
     /// The head of class `(fl, sl)` (null if empty).
     #[inline(always)]
     pub(crate) fn head(&self, fl: usize, sl: usize) -> Block {
-        self.heads[fl][sl]
+        self.heads[slot(fl, sl)]
     }
 
-    /// Adds free block `h` of `len` bytes to its class.
+    /// Adds free block `h` of `len` bytes to its class, writing its header word: `len`, `FREE`,
+    /// the flags `keep` (`FIRST`, `PREV_FREE`) and, on 64-bit targets, the class.
     ///
     /// # Safety
-    /// `h` is a free block of `len` bytes on no list.
+    /// `h` is a free block of `len` bytes on no list (its footer and its successor's
+    /// `PREV_FREE` are the caller's to write).
     #[inline]
-    pub(crate) unsafe fn insert(&mut self, h: Block, len: usize) {
+    pub(crate) unsafe fn insert(&mut self, h: Block, len: usize, keep: usize) {
         let (fl, sl) = class_of(len);
-        let head = self.heads[fl][sl];
+        let s = slot(fl, sl);
+        // SAFETY: `s < FL * SL`: `class_of` maps every block size below `2 * MAX_BLOCK` into
+        // the index.
+        let head = unsafe { *self.heads.get_unchecked(s) };
+        let class = if STORE_SLOT { s << SLOT_SHIFT } else { 0 };
         // SAFETY: `h` is ours per the contract, `head` (if any) is a member.
         unsafe {
+            (*h).size = len | block::FREE | keep | class;
             *prev_slot(h) = ptr::null_mut();
             *next_slot(h) = head;
             if head.is_null() {
                 // The list was empty: mark it.
-                self.sl_map[fl] |= 1 << sl;
+                *self.sl_map.get_unchecked_mut(fl) |= 1 << sl;
                 self.fl_map |= 1 << fl;
             } else {
                 *prev_slot(head) = h;
             }
+            *self.heads.get_unchecked_mut(s) = h;
         }
-        self.heads[fl][sl] = h;
         self.count += 1;
     }
 
@@ -121,43 +169,49 @@ impl Index {
     /// List `(fl, sl)` is non-empty.
     #[inline(always)]
     pub(crate) unsafe fn pop(&mut self, fl: usize, sl: usize) -> Block {
-        let h = self.heads[fl][sl];
-        // SAFETY: `h` is the head, a member; its successor (if any) is a member too.
+        let s = slot(fl, sl);
+        // SAFETY: `h` is the head, a member; its successor (if any) is a member too. The class
+        // is a valid one (from `class_of` or `above`), so `s < FL * SL` and `fl < FL`.
         unsafe {
+            let h = *self.heads.get_unchecked(s);
             let next = *next_slot(h);
-            self.heads[fl][sl] = next;
+            *self.heads.get_unchecked_mut(s) = next;
             if next.is_null() {
-                self.sl_map[fl] &= !(1 << sl);
-                if self.sl_map[fl] == 0 {
+                let map = self.sl_map.get_unchecked_mut(fl);
+                *map &= !(1 << sl);
+                if *map == 0 {
                     self.fl_map &= !(1 << fl);
                 }
             } else {
                 *prev_slot(next) = ptr::null_mut();
             }
+            self.count -= 1;
+            h
         }
-        self.count -= 1;
-        h
     }
 
-    /// Takes member `h` of `len` bytes off its list.
+    /// Takes member `h` of `len` bytes off its list: the class is the one its header records
+    /// (computed from `len` on 32-bit targets).
     ///
     /// # Safety
-    /// `h` is on the list of `len`'s class.
+    /// `h` is an indexed free block of `len` bytes.
     #[inline]
     pub(crate) unsafe fn remove(&mut self, h: Block, len: usize) {
-        let (fl, sl) = class_of(len);
         // SAFETY: `h` and its neighbours are members, whose link words are theirs.
         unsafe {
+            let s = slot_of_member(h, len);
             let next = *next_slot(h);
             let prev = *prev_slot(h);
             if !next.is_null() {
                 *prev_slot(next) = prev;
             }
             if prev.is_null() {
-                self.heads[fl][sl] = next;
+                // SAFETY (index): a recorded slot is below FL * SL (insert wrote it).
+                *self.heads.get_unchecked_mut(s) = next;
                 if next.is_null() {
-                    self.sl_map[fl] &= !(1 << sl);
-                    if self.sl_map[fl] == 0 {
+                    let (fl, sl) = (s / SL, s % SL);
+                    *self.sl_map.get_unchecked_mut(fl) &= !(1 << sl);
+                    if *self.sl_map.get_unchecked(fl) == 0 {
                         self.fl_map &= !(1 << fl);
                     }
                 }
@@ -188,7 +242,9 @@ impl Index {
             return None;
         }
         let f = fls.trailing_zeros() as usize;
-        Some((f, self.sl_map[f].trailing_zeros() as usize))
+        // SAFETY: `fl_map` marks only first levels below FL.
+        let map = unsafe { *self.sl_map.get_unchecked(f) };
+        Some((f, map.trailing_zeros() as usize))
     }
 
     /// The highest non-empty class, if any.
