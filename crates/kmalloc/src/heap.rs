@@ -212,18 +212,19 @@ impl<S: PageSource> Heap<S> {
     /// A free block of at least `len` bytes taken off the index, or `None`.
     #[inline(always)]
     pub(crate) fn take(&mut self, len: usize) -> Option<Block> {
-        let (fl, sl) = index::class_of(len);
-        let h = self.index.head(fl, sl);
+        let s = index::slot_of(len);
+        // SAFETY: a slot from `slot_of`.
+        let h = unsafe { self.index.head_at(s) };
         self.step();
         // SAFETY: a head of the index is a free block.
-        let (fl, sl) = if !h.is_null() && unsafe { block::size(h) } >= len {
-            (fl, sl)
+        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
+            s
         } else {
             self.step();
-            self.index.above(fl, sl)?
+            self.index.above(s)?
         };
-        // SAFETY: `(fl, sl)` is non-empty.
-        let h = unsafe { self.index.pop(fl, sl) };
+        // SAFETY: the list at `s` is non-empty.
+        let h = unsafe { self.index.pop(s) };
         if h == self.spare {
             self.spare = ptr::null_mut();
         }

@@ -35,19 +35,25 @@ pub(crate) const FL: usize =
     (usize::BITS - (2 * block::MAX_BLOCK).leading_zeros() - SMALL_LOG + 1) as usize;
 const _: () = assert!(FL <= 64);
 
+/// The slot (`fl * SL + sl`) of the class that holds blocks of `len` bytes: `len / UNIT` below
+/// `SMALL`; above, with `m = log2(len)`, `(m - log2(SMALL)) * SL + (len >> (m - SL_LOG))`: the
+/// first level's base plus the `SL_LOG + 1` bits from the top one, whose top bit adds the one
+/// `SL` that the base is short of.
+#[inline(always)]
+pub(crate) fn slot_of(len: usize) -> usize {
+    debug_assert!(len < 2 * block::MAX_BLOCK);
+    if len < SMALL {
+        return len / UNIT;
+    }
+    let m = usize::BITS - 1 - len.leading_zeros();
+    (((m - SMALL_LOG) as usize) << SL_LOG) + (len >> (m - SL_LOG))
+}
+
 /// The class `(fl, sl)` that holds blocks of `len` bytes.
 #[inline(always)]
 pub(crate) fn class_of(len: usize) -> (usize, usize) {
-    debug_assert!(len < 2 * block::MAX_BLOCK);
-    if len < SMALL {
-        (0, len / UNIT)
-    } else {
-        let log = usize::BITS - 1 - len.leading_zeros();
-        (
-            (log - SMALL_LOG + 1) as usize,
-            (len >> (log - SL_LOG)) & (SL - 1),
-        )
-    }
+    let s = slot_of(len);
+    (s / SL, s % SL)
 }
 
 /// The free lists and their bitmaps.
@@ -70,7 +76,7 @@ const _: () = assert!(FL * SL < 1 << 16);
 
 /// The slot of class `(fl, sl)` in the heads.
 #[inline(always)]
-fn slot(fl: usize, sl: usize) -> usize {
+pub(crate) fn slot(fl: usize, sl: usize) -> usize {
     fl * SL + sl
 }
 
@@ -84,8 +90,7 @@ unsafe fn slot_of_member(h: Block, len: usize) -> usize {
         // SAFETY: per the contract `h` is a free block whose header holds its slot.
         unsafe { (*h).size >> SLOT_SHIFT }
     } else {
-        let (fl, sl) = class_of(len);
-        slot(fl, sl)
+        slot_of(len)
     }
 }
 
@@ -131,6 +136,16 @@ impl Index {
         self.heads[slot(fl, sl)]
     }
 
+    /// The head of the class at slot `s` (null if empty).
+    ///
+    /// # Safety
+    /// `s` is a slot from [`slot_of`] or [`Index::above`].
+    #[inline(always)]
+    pub(crate) unsafe fn head_at(&self, s: usize) -> Block {
+        // SAFETY: per the contract `s < FL * SL`.
+        unsafe { *self.heads.get_unchecked(s) }
+    }
+
     /// Adds free block `h` of `len` bytes to its class, writing its header word: `len`, `FREE`,
     /// the flags `keep` (`FIRST`, `PREV_FREE`) and, on 64-bit targets, the class.
     ///
@@ -139,9 +154,9 @@ impl Index {
     /// `PREV_FREE` are the caller's to write).
     #[inline]
     pub(crate) unsafe fn insert(&mut self, h: Block, len: usize, keep: usize) {
-        let (fl, sl) = class_of(len);
-        let s = slot(fl, sl);
-        // SAFETY: `s < FL * SL`: `class_of` maps every block size below `2 * MAX_BLOCK` into
+        let s = slot_of(len);
+        let (fl, sl) = (s / SL, s % SL);
+        // SAFETY: `s < FL * SL`: `slot_of` maps every block size below `2 * MAX_BLOCK` into
         // the index.
         let head = unsafe { *self.heads.get_unchecked(s) };
         let class = if STORE_SLOT { s << SLOT_SHIFT } else { 0 };
@@ -162,16 +177,16 @@ impl Index {
         self.count += 1;
     }
 
-    /// Takes the head off the non-empty list `(fl, sl)` and returns it: [`Index::remove`]
+    /// Takes the head off the non-empty list at slot `s` and returns it: [`Index::remove`]
     /// without finding the class or the member before.
     ///
     /// # Safety
-    /// List `(fl, sl)` is non-empty.
+    /// The list at slot `s` (from [`slot_of`] or [`Index::above`]) is non-empty.
     #[inline(always)]
-    pub(crate) unsafe fn pop(&mut self, fl: usize, sl: usize) -> Block {
-        let s = slot(fl, sl);
-        // SAFETY: `h` is the head, a member; its successor (if any) is a member too. The class
-        // is a valid one (from `class_of` or `above`), so `s < FL * SL` and `fl < FL`.
+    pub(crate) unsafe fn pop(&mut self, s: usize) -> Block {
+        let (fl, sl) = (s / SL, s % SL);
+        // SAFETY: `h` is the head, a member; its successor (if any) is a member too. The slot
+        // is a valid one, so `s < FL * SL` and `fl < FL`.
         unsafe {
             let h = *self.heads.get_unchecked(s);
             let next = *next_slot(h);
@@ -222,29 +237,25 @@ impl Index {
         self.count -= 1;
     }
 
-    /// The smallest non-empty class strictly above `(fl, sl)`: two bitmap scans.
+    /// The slot of the smallest non-empty class strictly above slot `s`: two bitmap scans.
     #[inline(always)]
-    pub(crate) fn above(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
-        let rest = if sl + 1 < SL {
-            self.sl_map[fl] & (!0u32 << (sl + 1))
-        } else {
-            0
-        };
+    pub(crate) fn above(&self, s: usize) -> Option<usize> {
+        let (fl, sl) = (s / SL, s % SL);
+        // SAFETY: `fl < FL` for a valid slot.
+        let map = unsafe { *self.sl_map.get_unchecked(fl) };
+        // The classes after `sl` (none when `sl` is the last: the shift empties the mask).
+        let rest = map & (!1u32 << sl);
         if rest != 0 {
-            return Some((fl, rest.trailing_zeros() as usize));
+            return Some(slot(fl, rest.trailing_zeros() as usize));
         }
-        let fls = if fl + 1 < 64 {
-            self.fl_map & (!0u64 << (fl + 1))
-        } else {
-            0
-        };
+        let fls = self.fl_map & (!1u64 << fl);
         if fls == 0 {
             return None;
         }
         let f = fls.trailing_zeros() as usize;
         // SAFETY: `fl_map` marks only first levels below FL.
         let map = unsafe { *self.sl_map.get_unchecked(f) };
-        Some((f, map.trailing_zeros() as usize))
+        Some(slot(f, map.trailing_zeros() as usize))
     }
 
     /// The highest non-empty class, if any.
@@ -282,5 +293,41 @@ impl Index {
     pub(crate) unsafe fn prev(h: Block) -> Block {
         // SAFETY: per the contract.
         unsafe { *prev_slot(h) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The classes as the module docs define them, with a branch and a log.
+    fn reference(len: usize) -> (usize, usize) {
+        if len < SMALL {
+            (0, len / UNIT)
+        } else {
+            let log = usize::BITS - 1 - len.leading_zeros();
+            (
+                (log - SMALL_LOG + 1) as usize,
+                (len >> (log - SL_LOG)) & (SL - 1),
+            )
+        }
+    }
+
+    #[test]
+    fn slot_of_matches_the_documented_classes() {
+        let mut lens: std::vec::Vec<usize> = (1..=4096).map(|u| u * UNIT).collect();
+        for log in SMALL_LOG..usize::BITS - (2 * block::MAX_BLOCK).leading_zeros() {
+            for d in [0, 1, 15, 16, 17] {
+                lens.push((1usize << log) + d * UNIT);
+                lens.push((1usize << log) - d * UNIT);
+                lens.push((2usize << log) - UNIT);
+            }
+        }
+        for len in lens {
+            let len = len.clamp(UNIT, 2 * block::MAX_BLOCK - UNIT);
+            let (fl, sl) = reference(len);
+            assert_eq!(class_of(len), (fl, sl), "{len} bytes");
+            assert!(slot_of(len) < FL * SL, "{len} bytes");
+        }
     }
 }
