@@ -156,11 +156,65 @@ impl<S: PageSource> Heap<S> {
                 // SAFETY: a used block again, of `len` bytes.
                 return Ok(unsafe { NonNull::new_unchecked(block::payload(h)) });
             }
+            if let Some(p) = self.allocate_indexed(len) {
+                return Ok(p);
+            }
             let b = self.take_or_grow(len).ok_or(AllocError)?;
             // SAFETY: `b` is a free block of at least `len` bytes on no list.
             Ok(unsafe { self.use_block(b, len) })
         } else {
             self.allocate_aligned(len, layout.align())
+        }
+    }
+
+    /// The common allocation: a block of `len` bytes split off the front of a free block of
+    /// the index ([`Heap::take`] and [`Heap::use_block`] in one). When the remainder belongs to
+    /// the class of the block it came from (a small block carved from a large one), it takes
+    /// the block's place at the head of that list: no bitmap or count changes. `None` if the
+    /// index has no fitting block (the caller then grows the heap).
+    #[inline(always)]
+    fn allocate_indexed(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let s = index::slot_of(len);
+        // SAFETY: a slot from `slot_of`.
+        let h = unsafe { self.index.head_at(s) };
+        self.step();
+        // SAFETY: a head of the index is a free block.
+        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
+            s
+        } else {
+            self.step();
+            self.index.above(s)?
+        };
+        // SAFETY: `b` is the head of the non-empty list at `s`, a free block of at least `len`
+        // bytes; it and the block after it are the heap's.
+        unsafe {
+            let b = self.index.head_at(s);
+            if b == self.spare {
+                self.spare = ptr::null_mut();
+            }
+            let total = block::size(b);
+            let keep = block::flags(b) & FIRST;
+            let rest = total - len;
+            let used = if rest >= MIN_BLOCK {
+                let r = block::offset(b, len);
+                // The block after `b` already says its predecessor is free.
+                block::set_footer(r, rest);
+                let rs = index::slot_of(rest);
+                if rs == s {
+                    self.index.replace_head(s, b, r, rest);
+                } else {
+                    self.index.pop(s);
+                    self.index.insert_at(r, rest, 0, rs);
+                }
+                len
+            } else {
+                self.index.pop(s);
+                (*block::offset(b, total)).size &= !PREV_FREE;
+                total
+            };
+            block::set_used(b, used, keep);
+            self.in_use += used;
+            Some(NonNull::new_unchecked(block::payload(b)))
         }
     }
 

@@ -154,7 +154,17 @@ impl Index {
     /// `PREV_FREE` are the caller's to write).
     #[inline]
     pub(crate) unsafe fn insert(&mut self, h: Block, len: usize, keep: usize) {
-        let s = slot_of(len);
+        // SAFETY: per the contract, and `s` is `len`'s slot.
+        unsafe { self.insert_at(h, len, keep, slot_of(len)) }
+    }
+
+    /// [`Index::insert`] with `len`'s slot already known.
+    ///
+    /// # Safety
+    /// As [`Index::insert`], and `s == slot_of(len)`.
+    #[inline(always)]
+    pub(crate) unsafe fn insert_at(&mut self, h: Block, len: usize, keep: usize, s: usize) {
+        debug_assert_eq!(slot_of(len), s);
         let (fl, sl) = (s / SL, s % SL);
         // SAFETY: `s < FL * SL`: `slot_of` maps every block size below `2 * MAX_BLOCK` into
         // the index.
@@ -202,6 +212,31 @@ impl Index {
             }
             self.count -= 1;
             h
+        }
+    }
+
+    /// Puts free block `new` of `len` bytes, whose class is at slot `s`, in the place of `old`,
+    /// the head of that list, which leaves it: a block split off the front of the head whose
+    /// remainder stays in the class changes no bitmap and no count. Writes `new`'s header as
+    /// [`Index::insert`] does.
+    ///
+    /// # Safety
+    /// `old` is the head of the list at slot `s`; `new` is a free block of `len` bytes on no
+    /// list and `slot_of(len) == s`.
+    #[inline(always)]
+    pub(crate) unsafe fn replace_head(&mut self, s: usize, old: Block, new: Block, len: usize) {
+        debug_assert_eq!(slot_of(len), s);
+        let class = if STORE_SLOT { s << SLOT_SHIFT } else { 0 };
+        // SAFETY: `old` is a member, its successor too; `new` is ours per the contract.
+        unsafe {
+            let next = *next_slot(old);
+            (*new).size = len | block::FREE | class;
+            *prev_slot(new) = ptr::null_mut();
+            *next_slot(new) = next;
+            if !next.is_null() {
+                *prev_slot(next) = new;
+            }
+            *self.heads.get_unchecked_mut(s) = new;
         }
     }
 
