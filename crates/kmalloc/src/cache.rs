@@ -33,8 +33,12 @@ pub(crate) const DEPTH: u8 = 32;
 pub(crate) struct Cache {
     /// Per size, its cached blocks in `blocks[c][..counts[c]]`.
     blocks: [[Block; DEPTH as usize]; CLASSES],
-    counts: [u8; CLASSES],
+    /// Per size, the count of its cached blocks; padded to 16 bytes (the last is always 0) so
+    /// that [`Cache::is_empty`] is one 16-byte compare.
+    counts: [u8; 16],
 }
+
+const _: () = assert!(CLASSES < 16);
 
 /// The cache's slot for blocks of `len` bytes (a block length of at most `MAX_LEN`).
 #[inline(always)]
@@ -47,8 +51,14 @@ impl Cache {
     pub(crate) const fn new() -> Cache {
         Cache {
             blocks: [[ptr::null_mut(); DEPTH as usize]; CLASSES],
-            counts: [0; CLASSES],
+            counts: [0; 16],
         }
+    }
+
+    /// True if no block is cached.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        u128::from_ne_bytes(self.counts) == 0
     }
 
     /// Bytes of the cached blocks: a sum over the sizes, O(1) (15 terms).

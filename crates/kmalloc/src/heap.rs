@@ -159,9 +159,7 @@ impl<S: PageSource> Heap<S> {
             if let Some(p) = self.allocate_indexed(len) {
                 return Ok(p);
             }
-            let b = self.take_or_grow(len).ok_or(AllocError)?;
-            // SAFETY: `b` is a free block of at least `len` bytes on no list.
-            Ok(unsafe { self.use_block(b, len) })
+            self.allocate_grown(len).ok_or(AllocError)
         } else {
             self.allocate_aligned(len, layout.align())
         }
@@ -218,6 +216,29 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
+    /// [`Heap::allocate`] when the index has no fitting block: a new chunk, else (the source
+    /// is out of memory) the index again after the cache is flushed. Out of line: a full heap
+    /// fails here on every request.
+    #[inline(never)]
+    fn allocate_grown(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let b = match self.morecore(len) {
+            Some(b) => b,
+            None => self.flushed_take(len)?,
+        };
+        // SAFETY: `b` is a free block of at least `len` bytes on no list.
+        Some(unsafe { self.use_block(b, len) })
+    }
+
+    /// After the source refused: a free block of at least `len` bytes (on no list) that the
+    /// small-block cache, freed into the index, makes; `None` if the cache is empty.
+    fn flushed_take(&mut self, len: usize) -> Option<Block> {
+        if self.cache.is_empty() {
+            return None;
+        }
+        self.flush_cache();
+        self.take(len).or_else(|| self.morecore(len))
+    }
+
     /// A free block of at least `len` bytes on no list: from the index, else a new chunk, else
     /// (the source is out of memory) from the index again after the small-block cache has been
     /// freed into it.
@@ -229,11 +250,7 @@ impl<S: PageSource> Heap<S> {
         if let Some(b) = self.morecore(len) {
             return Some(b);
         }
-        if self.cache.bytes() == 0 {
-            return None;
-        }
-        self.flush_cache();
-        self.take(len).or_else(|| self.morecore(len))
+        self.flushed_take(len)
     }
 
     /// Frees every block of the small-block cache into the index. Rare (the source is out of
