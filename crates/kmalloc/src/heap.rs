@@ -406,6 +406,10 @@ impl<S: PageSource> Heap<S> {
                 let n = block::size(next);
                 self.index.remove(next, n);
                 total += n;
+                // The block after `next` already says its predecessor is free: its header
+                // (maybe a cold line far away) is not touched.
+            } else {
+                (*next).size |= PREV_FREE;
             }
             if block::flags(h) & PREV_FREE != 0 {
                 let prev = block::prev_phys(h);
@@ -419,7 +423,7 @@ impl<S: PageSource> Heap<S> {
                 total += p;
                 keep = block::flags(prev) & FIRST;
             }
-            block::set_free_edges(start, total);
+            block::set_footer(start, total);
             if keep & FIRST != 0
                 && total + CHUNK_OVERHEAD == (*chunks::chunk_of_first(start)).pages * PAGE_SIZE
             {

@@ -52,11 +52,14 @@ impl<S: PageSource> Heap<S> {
                     let n = block::size(next);
                     self.index.remove(next, n);
                     tail += n;
+                    // The block after `next` already says its predecessor is free.
                 } else if tail < MIN_BLOCK {
                     return Ok(ptr);
+                } else {
+                    (*next).size |= PREV_FREE;
                 }
                 let t = block::offset(h, new);
-                block::set_free_edges(t, tail);
+                block::set_footer(t, tail);
                 self.index.insert(t, tail, 0);
                 block::set_size(h, new);
                 self.in_use -= cur - new;
