@@ -5,7 +5,7 @@
 //!
 //! # Allocation
 //!
-//! A request of at most 256 bytes is first served from the small-block cache
+//! A request of at most 504 bytes is first served from the small-block cache
 //! ([`cache`](crate::cache)): freed blocks of its exact size kept aside, O(1). Otherwise:
 //! A request of `n` bytes needs a block of `round_up(n + 8, 16)` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
@@ -111,7 +111,7 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Limits how many pages `morecore` takes at once for requests smaller than that (at least
-    /// 1). The default grows the heap geometrically, up to 4096 pages (16 MiB) per chunk, which keeps
+    /// 1). The default grows the heap geometrically, up to 8192 pages (32 MiB) per chunk, which keeps
     /// chunk edges rare. A limit of 1 is xv6's `morecore`: a page at a time for small blocks,
     /// each page returned when it is wholly free (but for one spare), the most frugal with memory
     /// a kernel shares with user processes.
