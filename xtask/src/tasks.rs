@@ -330,17 +330,21 @@ fn crash_phase(
     random: &mut dyn FnMut(u64) -> u64,
 ) -> Result<usize> {
     let timeout = Duration::from_secs(120);
-    // A whole run first, timed from `cw start` to `cw finished`, so that the random moments
-    // below fall inside the writer's run however fast the kernel (and this machine) is.
-    let whole = {
-        let m = Machine {
+    // A machine running `writer` on a fresh copy of the image.
+    let fresh = || -> Result<Machine> {
+        Ok(Machine {
             kernel: kernel.to_path_buf(),
             image: build::fresh_copy(base, "crash-fs")?,
             cpus: 2,
             mem_mib: 256,
             append: Some(writer.into()),
             gdb: false,
-        };
+        })
+    };
+    // A whole run first, timed from `cw start` to `cw finished`, so that the random moments
+    // below fall inside the writer's run however fast the kernel (and this machine) is.
+    let whole = {
+        let m = fresh()?;
         let mut started: Option<Instant> = None;
         let mut took: Option<Duration> = None;
         let r = m.run_until(timeout, true, &mut |out| {
@@ -364,14 +368,7 @@ fn crash_phase(
     }
     let mut replays = 0;
     for (round, at) in plan.into_iter().enumerate() {
-        let mut m = Machine {
-            kernel: kernel.to_path_buf(),
-            image: build::fresh_copy(base, "crash-fs")?,
-            cpus: 2,
-            mem_mib: 256,
-            append: Some(writer.into()),
-            gdb: false,
-        };
+        let mut m = fresh()?;
         let mut started: Option<Instant> = None;
         let r = m.run_until(timeout, true, &mut |out| {
             let text = String::from_utf8_lossy(out);
