@@ -20,8 +20,9 @@
 //!   sentinel, which has size 0, or a block in the small-block [`cache`](crate::cache)) in the low
 //!   bits. A chunk ends with a sentinel, never free, so no block merges past its chunk.
 //! - the tag (64-bit targets): the top 16 bits of a used or cached block's word hold bits of
-//!   its own address ([`tag_bits`]), with the top bit set; a free block has none. A pointer whose header
-//!   word does not carry the tag of its address is refused as a wild pointer.
+//!   its own address ([`tag_bits`]), with the top bit set; a free block has its size class
+//!   there instead (see [`index`](crate::index)), never with `FREE` clear. A pointer whose
+//!   header word does not carry the tag of its address is refused as a wild pointer.
 //! - a free block's payload holds the links of its size-class list (see
 //!   [`index`](crate::index)) and its last word repeats its size (the footer). The flags
 //!   and the footer make merging with both neighbours O(1): the next block is at `h + size`,
@@ -72,10 +73,10 @@ const TAG_MAGIC: u64 = 0x6b6d_616c_6c6f_6321;
 
 /// The tag a used block at `addr` carries in its top bits (0 on 32-bit targets): address bits 4
 /// to 18 (those that tell apart the headers within 512 KiB), with the top bit set so that it
-/// is never 0. Two shifts and an `or`: every allocation writes it and every free checks it.
+/// is never 0. A shift pair and a bit set: every allocation writes it and every free checks it.
 #[inline(always)]
 pub(crate) fn tag_bits(addr: usize) -> usize {
-    ((addr as u64) << 44 & 0x7fff_u64 << 48 | 1 << 63) as usize
+    ((addr as u64 >> 4) << 48 | 1 << 63) as usize
 }
 
 /// The tag the classic heap's used blocks keep in their link word: mixed from the address, with
@@ -189,18 +190,30 @@ pub(crate) unsafe fn set_free(h: Block, len: usize, keep: usize) {
     }
 }
 
-/// [`set_free`] for a block whose successor already has `PREV_FREE` (the tail split off a free
-/// block): writes only `h`'s header and footer, not the successor's header.
+/// The parts of [`set_free`] outside `h`'s header: its footer, and `PREV_FREE` in the next
+/// block. The index's [`insert`](crate::index::Index::insert) writes the header (with the
+/// block's class).
+///
+/// # Safety
+/// As [`set_free`].
+#[inline(always)]
+pub(crate) unsafe fn set_free_edges(h: Block, len: usize) {
+    // SAFETY: per the contract the block and its successor's header are ours.
+    unsafe {
+        *footer(h, len) = len;
+        (*offset(h, len)).size |= PREV_FREE;
+    }
+}
+
+/// Writes the footer of a free block of `len` bytes at `h`: [`set_free_edges`] for a block
+/// whose successor already has `PREV_FREE` (the tail split off a free block).
 ///
 /// # Safety
 /// As [`set_free`], and the block after `h + len` has `PREV_FREE` set.
 #[inline(always)]
-pub(crate) unsafe fn set_free_tail(h: Block, len: usize) {
+pub(crate) unsafe fn set_footer(h: Block, len: usize) {
     // SAFETY: per the contract.
-    unsafe {
-        (*h).size = len | FREE;
-        *footer(h, len) = len;
-    }
+    unsafe { *footer(h, len) = len };
 }
 
 /// Makes `h` a used block of `len` bytes keeping `keep` of its flags, with its tag.
@@ -213,8 +226,8 @@ pub(crate) unsafe fn set_used(h: Block, len: usize, keep: usize) {
     unsafe { (*h).size = len | keep | tag_bits(h.addr()) };
 }
 
-/// True if `h`'s word is that of a used block: neither `FREE` nor `HELD`, a plausible size,
-/// and (64-bit) the tag of its address.
+/// True if `h`'s word is that of a used block: neither `FREE` nor `HELD`, and (64-bit) the tag
+/// of its address; on 32-bit targets, which have no tag, a size of at least [`MIN_BLOCK`].
 ///
 /// # Safety
 /// `h` is readable for a header.
@@ -222,7 +235,7 @@ pub(crate) unsafe fn set_used(h: Block, len: usize, keep: usize) {
 pub(crate) unsafe fn is_used(h: Block) -> bool {
     // SAFETY: per the contract.
     let w = unsafe { ptr::read(ptr::addr_of!((*h).size)) };
-    w & (FREE | HELD | TAG_MASK) == tag_bits(h.addr()) && w & SIZE_MASK >= MIN_BLOCK
+    looks_like(w, h, 0)
 }
 
 /// True if `h`'s word is that of a block in the small-block cache: [`is_used`] but with
@@ -234,7 +247,19 @@ pub(crate) unsafe fn is_used(h: Block) -> bool {
 pub(crate) unsafe fn is_cached(h: Block) -> bool {
     // SAFETY: per the contract.
     let w = unsafe { ptr::read(ptr::addr_of!((*h).size)) };
-    w & (FREE | HELD | TAG_MASK) == HELD | tag_bits(h.addr()) && w & SIZE_MASK >= MIN_BLOCK
+    looks_like(w, h, HELD)
+}
+
+/// True if header word `w` of `h` has `FREE` clear, `HELD` as `held` says, and the tag of
+/// `h` (64-bit: one xor and one masked test; the tag's top bit refuses a wiped word), or on
+/// 32-bit targets a size of at least [`MIN_BLOCK`].
+#[inline(always)]
+fn looks_like(w: usize, h: Block, held: usize) -> bool {
+    if usize::BITS == 64 {
+        (w ^ (tag_bits(h.addr()) | held)) & (FREE | HELD | TAG_MASK) == 0
+    } else {
+        w & (FREE | HELD) == held && w & SIZE_MASK >= MIN_BLOCK
+    }
 }
 
 /// Marks used block `h` as cached (`held`) or used again.

@@ -107,6 +107,11 @@ impl<S: PageSource> Heap<S> {
                         any = true;
                         assert!(block::flags(h) & FREE != 0, "used block {h:p} on a list");
                         assert_eq!(index::class_of(block::size(h)), (fl, sl), "wrong class");
+                        assert_eq!(
+                            index::recorded_class(h, block::size(h)),
+                            (fl, sl),
+                            "header of {h:p} records another class"
+                        );
                         assert_eq!(Index::prev(h), prev, "broken list back link at {h:p}");
                         listed += 1;
                         assert!(listed <= free_blocks, "a list has a cycle or strays");
@@ -124,7 +129,11 @@ impl<S: PageSource> Heap<S> {
         }
         assert!(spare_seen, "the spare is not a free block of the heap");
         assert_eq!(self.index.count, free_blocks, "free block count");
-        assert_eq!(in_use, self.in_use, "bytes in use");
+        assert_eq!(
+            in_use + cached,
+            self.in_use,
+            "bytes in use (cached ones included)"
+        );
         // The cache: its lists hold exactly the blocks tagged cached, of their sizes.
         let mut listed_cached = 0;
         self.cache.for_each(|h, len| {
@@ -136,7 +145,7 @@ impl<S: PageSource> Heap<S> {
             listed_cached += len;
         });
         assert_eq!(listed_cached, cached, "cached blocks not all in the cache");
-        assert_eq!(cached, self.cache.bytes, "cached bytes");
+        assert_eq!(cached, self.cache.bytes(), "cached bytes");
         assert_eq!(pages, self.pages, "pages held");
         assert_eq!(nchunks, self.nchunks, "chunks held");
         assert_eq!(

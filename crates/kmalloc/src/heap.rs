@@ -5,7 +5,7 @@
 //!
 //! # Allocation
 //!
-//! A request of at most 256 bytes is first served from the small-block cache
+//! A request of at most 504 bytes is first served from the small-block cache
 //! ([`cache`](crate::cache)): freed blocks of its exact size kept aside, O(1). Otherwise:
 //! A request of `n` bytes needs a block of `round_up(n + 8, 16)` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
@@ -58,6 +58,8 @@ pub struct Heap<S: PageSource> {
     pub(crate) spare: Block,
     /// Freed small blocks waiting to be handed out again (see [`cache`](crate::cache)).
     pub(crate) cache: Cache,
+    /// Bytes of used blocks, the cached ones included (the cache keeps no counter of its own;
+    /// [`Heap::stats`] takes its bytes off).
     pub(crate) in_use: usize,
     pub(crate) pages: usize,
     pub(crate) nchunks: usize,
@@ -109,7 +111,7 @@ impl<S: PageSource> Heap<S> {
     }
 
     /// Limits how many pages `morecore` takes at once for requests smaller than that (at least
-    /// 1). The default grows the heap geometrically, up to 4096 pages (16 MiB) per chunk, which keeps
+    /// 1). The default grows the heap geometrically, up to 8192 pages (32 MiB) per chunk, which keeps
     /// chunk edges rare. A limit of 1 is xv6's `morecore`: a page at a time for small blocks,
     /// each page returned when it is wholly free (but for one spare), the most frugal with memory
     /// a kernel shares with user processes.
@@ -151,16 +153,90 @@ impl<S: PageSource> Heap<S> {
         if layout.align() <= UNIT {
             // SAFETY: the cache holds blocks of this heap only.
             if let Some(h) = unsafe { self.cache.pop(len) } {
-                self.in_use += len;
                 // SAFETY: a used block again, of `len` bytes.
                 return Ok(unsafe { NonNull::new_unchecked(block::payload(h)) });
             }
-            let b = self.take_or_grow(len).ok_or(AllocError)?;
-            // SAFETY: `b` is a free block of at least `len` bytes on no list.
-            Ok(unsafe { self.use_block(b, len) })
+            if let Some(p) = self.allocate_indexed(len) {
+                return Ok(p);
+            }
+            self.allocate_grown(len).ok_or(AllocError)
         } else {
             self.allocate_aligned(len, layout.align())
         }
+    }
+
+    /// The common allocation: a block of `len` bytes split off the front of a free block of
+    /// the index ([`Heap::take`] and [`Heap::use_block`] in one). When the remainder belongs to
+    /// the class of the block it came from (a small block carved from a large one), it takes
+    /// the block's place at the head of that list: no bitmap or count changes. `None` if the
+    /// index has no fitting block (the caller then grows the heap).
+    #[inline(always)]
+    fn allocate_indexed(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let s = index::slot_of(len);
+        // SAFETY: a slot from `slot_of`.
+        let h = unsafe { self.index.head_at(s) };
+        self.step();
+        // SAFETY: a head of the index is a free block.
+        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
+            s
+        } else {
+            self.step();
+            self.index.above(s)?
+        };
+        // SAFETY: `b` is the head of the non-empty list at `s`, a free block of at least `len`
+        // bytes; it and the block after it are the heap's.
+        unsafe {
+            let b = self.index.head_at(s);
+            if b == self.spare {
+                self.spare = ptr::null_mut();
+            }
+            let total = block::size(b);
+            let keep = block::flags(b) & FIRST;
+            let rest = total - len;
+            let used = if rest >= MIN_BLOCK {
+                let r = block::offset(b, len);
+                // The block after `b` already says its predecessor is free.
+                block::set_footer(r, rest);
+                let rs = index::slot_of(rest);
+                if rs == s {
+                    self.index.replace_head(s, b, r, rest);
+                } else {
+                    self.index.pop(s);
+                    self.index.insert_at(r, rest, 0, rs);
+                }
+                len
+            } else {
+                self.index.pop(s);
+                (*block::offset(b, total)).size &= !PREV_FREE;
+                total
+            };
+            block::set_used(b, used, keep);
+            self.in_use += used;
+            Some(NonNull::new_unchecked(block::payload(b)))
+        }
+    }
+
+    /// [`Heap::allocate`] when the index has no fitting block: a new chunk, else (the source
+    /// is out of memory) the index again after the cache is flushed. Out of line: a full heap
+    /// fails here on every request.
+    #[inline(never)]
+    fn allocate_grown(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let b = match self.morecore(len) {
+            Some(b) => b,
+            None => self.flushed_take(len)?,
+        };
+        // SAFETY: `b` is a free block of at least `len` bytes on no list.
+        Some(unsafe { self.use_block(b, len) })
+    }
+
+    /// After the source refused: a free block of at least `len` bytes (on no list) that the
+    /// small-block cache, freed into the index, makes; `None` if the cache is empty.
+    fn flushed_take(&mut self, len: usize) -> Option<Block> {
+        if self.cache.is_empty() {
+            return None;
+        }
+        self.flush_cache();
+        self.take(len).or_else(|| self.morecore(len))
     }
 
     /// A free block of at least `len` bytes on no list: from the index, else a new chunk, else
@@ -174,24 +250,20 @@ impl<S: PageSource> Heap<S> {
         if let Some(b) = self.morecore(len) {
             return Some(b);
         }
-        if self.cache.bytes == 0 {
-            return None;
-        }
-        self.flush_cache();
-        self.take(len).or_else(|| self.morecore(len))
+        self.flushed_take(len)
     }
 
-    /// Frees every block of the small-block cache into the index.
+    /// Frees every block of the small-block cache into the index. Rare (the source is out of
+    /// memory, or the heap gives pages back): kept out of line, off the allocation path.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn flush_cache(&mut self) {
-        let mut cache = core::mem::replace(&mut self.cache, Cache::new());
-        // SAFETY: the cache's blocks are used blocks of this heap (tagged used again by drain),
-        // each freed once.
-        unsafe {
-            cache.drain(|h| {
-                self.in_use += block::size(h);
-                self.release(h);
-            })
-        };
+        // SAFETY: the cache's blocks are used blocks of this heap (tagged used again by
+        // pop_any), each freed once.
+        while let Some(h) = unsafe { self.cache.pop_any() } {
+            // SAFETY: as above.
+            unsafe { self.release(h) };
+        }
     }
 
     /// Frees used block `h`: into the small-block cache if it takes it, else merged and indexed.
@@ -202,10 +274,7 @@ impl<S: PageSource> Heap<S> {
     pub(crate) unsafe fn free_used(&mut self, h: Block) {
         // SAFETY: per the contract.
         unsafe {
-            let len = block::size(h);
-            if self.cache.push(h, len) {
-                self.in_use -= len;
-            } else {
+            if !self.cache.push(h, block::size(h)) {
                 self.release(h);
             }
         }
@@ -214,35 +283,23 @@ impl<S: PageSource> Heap<S> {
     /// A free block of at least `len` bytes taken off the index, or `None`.
     #[inline(always)]
     pub(crate) fn take(&mut self, len: usize) -> Option<Block> {
-        let (fl, sl) = index::class_of(len);
-        let h = self.index.head(fl, sl);
+        let s = index::slot_of(len);
+        // SAFETY: a slot from `slot_of`.
+        let h = unsafe { self.index.head_at(s) };
         self.step();
         // SAFETY: a head of the index is a free block.
-        let (fl, sl) = if !h.is_null() && unsafe { block::size(h) } >= len {
-            (fl, sl)
+        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
+            s
         } else {
             self.step();
-            self.index.above(fl, sl)?
+            self.index.above(s)?
         };
-        // SAFETY: `(fl, sl)` is non-empty.
-        let h = unsafe { self.index.pop(fl, sl) };
+        // SAFETY: the list at `s` is non-empty.
+        let h = unsafe { self.index.pop(s) };
         if h == self.spare {
             self.spare = ptr::null_mut();
         }
         Some(h)
-    }
-
-    /// Takes free block `h` of `len` bytes off the index (forgetting it as the spare).
-    ///
-    /// # Safety
-    /// `h` is an indexed free block of `len` bytes.
-    #[inline(always)]
-    pub(crate) unsafe fn unlist(&mut self, h: Block, len: usize) {
-        if h == self.spare {
-            self.spare = ptr::null_mut();
-        }
-        // SAFETY: per the contract.
-        unsafe { self.index.remove(h, len) };
     }
 
     /// Makes the first `len` bytes of free block `b` (on no list) a used block, indexing the
@@ -259,8 +316,8 @@ impl<S: PageSource> Heap<S> {
             let used = if total - len >= MIN_BLOCK {
                 let rest = block::offset(b, len);
                 // The block after `b` already says its predecessor is free.
-                block::set_free_tail(rest, total - len);
-                self.index.insert(rest, total - len);
+                block::set_footer(rest, total - len);
+                self.index.insert(rest, total - len, 0);
                 len
             } else {
                 (*block::offset(b, total)).size &= !PREV_FREE;
@@ -292,8 +349,9 @@ impl<S: PageSource> Heap<S> {
             let h = block::offset(b, front);
             // `h` starts as a free block after the front remainder, which is freed.
             (*h).size = (total - front) | FREE;
-            block::set_free(b, front, block::flags(b) & FIRST);
-            self.index.insert(b, front);
+            let keep = block::flags(b) & FIRST;
+            block::set_free_edges(b, front);
+            self.index.insert(b, front, keep);
             Ok(self.use_block(h, len))
         }
     }
@@ -342,16 +400,22 @@ impl<S: PageSource> Heap<S> {
             let mut keep = block::flags(h) & FIRST;
             let next = block::offset(h, len);
             self.step();
+            // Neither neighbour can be the spare: the spare spans its whole chunk. So they
+            // leave the index directly, not through `unlist`.
             if block::flags(next) & FREE != 0 {
                 let n = block::size(next);
-                self.unlist(next, n);
+                self.index.remove(next, n);
                 total += n;
+                // The block after `next` already says its predecessor is free: its header
+                // (maybe a cold line far away) is not touched.
+            } else {
+                (*next).size |= PREV_FREE;
             }
             if block::flags(h) & PREV_FREE != 0 {
                 let prev = block::prev_phys(h);
                 self.step();
                 let p = block::size(prev);
-                self.unlist(prev, p);
+                self.index.remove(prev, p);
                 // The merged block's header is now payload of `prev`: wipe it so that a second
                 // free of it is caught.
                 (*h).size = 0;
@@ -359,13 +423,13 @@ impl<S: PageSource> Heap<S> {
                 total += p;
                 keep = block::flags(prev) & FIRST;
             }
-            block::set_free(start, total, keep);
+            block::set_footer(start, total);
             if keep & FIRST != 0
                 && total + CHUNK_OVERHEAD == (*chunks::chunk_of_first(start)).pages * PAGE_SIZE
             {
                 self.chunk_emptied(start, total);
             } else {
-                self.index.insert(start, total);
+                self.index.insert(start, total, keep);
             }
         }
     }
@@ -460,7 +524,12 @@ impl<S: PageSource> Heap<S> {
 
     /// Bytes in free blocks: everything held that is neither in use nor chunk overhead.
     fn free_bytes(&self) -> usize {
-        self.pages * PAGE_SIZE - self.nchunks * CHUNK_OVERHEAD - self.in_use
+        self.pages * PAGE_SIZE - self.nchunks * CHUNK_OVERHEAD - self.bytes_in_use()
+    }
+
+    /// Bytes of used blocks, not counting those waiting in the cache.
+    fn bytes_in_use(&self) -> usize {
+        self.in_use - self.cache.bytes()
     }
 
     /// Current statistics, in O(1). `largest_free_block` is the payload of the head of the
@@ -473,7 +542,7 @@ impl<S: PageSource> Heap<S> {
             None => 0,
         };
         HeapStats {
-            bytes_in_use: self.in_use,
+            bytes_in_use: self.bytes_in_use(),
             bytes_free: self.free_bytes(),
             pages_held: self.pages,
             chunks: self.nchunks,

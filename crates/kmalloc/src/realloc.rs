@@ -30,7 +30,8 @@ impl<S: PageSource> Heap<S> {
     ) -> Result<NonNull<u8>, AllocError> {
         let h = block::header_of(ptr.as_ptr());
         // SAFETY: per the contract `ptr` is a used block of this heap (checked by its tag); its
-        // successor in memory is a block or the sentinel of its chunk.
+        // successor in memory is a block or the sentinel of its chunk, and never the spare when
+        // free (the spare spans its chunk), so it leaves the index without `unlist`.
         unsafe {
             if cfg!(feature = "tag-checks") {
                 assert!(
@@ -49,14 +50,17 @@ impl<S: PageSource> Heap<S> {
                 let mut tail = cur - new;
                 if block::flags(next) & FREE != 0 {
                     let n = block::size(next);
-                    self.unlist(next, n);
+                    self.index.remove(next, n);
                     tail += n;
+                    // The block after `next` already says its predecessor is free.
                 } else if tail < MIN_BLOCK {
                     return Ok(ptr);
+                } else {
+                    (*next).size |= PREV_FREE;
                 }
                 let t = block::offset(h, new);
-                block::set_free(t, tail, 0);
-                self.index.insert(t, tail);
+                block::set_footer(t, tail);
+                self.index.insert(t, tail, 0);
                 block::set_size(h, new);
                 self.in_use -= cur - new;
                 return Ok(ptr);
@@ -64,13 +68,13 @@ impl<S: PageSource> Heap<S> {
             if block::flags(next) & FREE != 0 {
                 let n = block::size(next);
                 if cur + n >= new {
-                    self.unlist(next, n);
+                    self.index.remove(next, n);
                     let total = cur + n;
                     let used = if total - new >= MIN_BLOCK {
                         let rest = block::offset(h, new);
                         // The block after `next` already says its predecessor is free.
-                        block::set_free_tail(rest, total - new);
-                        self.index.insert(rest, total - new);
+                        block::set_footer(rest, total - new);
+                        self.index.insert(rest, total - new, 0);
                         new
                     } else {
                         (*block::offset(h, total)).size &= !PREV_FREE;

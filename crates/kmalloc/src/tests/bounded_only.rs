@@ -124,12 +124,12 @@ fn coalescing_in_every_order_keeps_invariants() {
         let mut h = Heap::new(HostSource::new(1000));
         let keep = h.allocate(layout(1100, 16)).unwrap();
         let blocks: Vec<_> = (0..3)
-            .map(|_| h.allocate(layout(300, 16)).unwrap())
+            .map(|_| h.allocate(layout(600, 16)).unwrap())
             .collect();
         let guard = h.allocate(layout(100, 16)).unwrap();
         for &i in &order {
             // SAFETY: live block.
-            unsafe { h.deallocate(blocks[i], layout(300, 16)) };
+            unsafe { h.deallocate(blocks[i], layout(600, 16)) };
             h.check_invariants();
         }
         let st = h.stats();
@@ -174,9 +174,9 @@ fn realloc_in_place() {
 fn kmfree_tells_double_free_from_interior() {
     let mut h = Heap::new(HostSource::new(100));
     // Blocks above the small-block cache's sizes, so that frees merge.
-    let a = h.kmalloc(300).unwrap();
-    let b = h.kmalloc(300).unwrap();
-    let _c = h.kmalloc(300).unwrap();
+    let a = h.kmalloc(600).unwrap();
+    let b = h.kmalloc(600).unwrap();
+    let _c = h.kmalloc(600).unwrap();
     assert_eq!(h.kmfree(b), Ok(()));
     assert_eq!(
         h.kmfree(b),
@@ -434,7 +434,7 @@ fn the_cache_keeps_a_burst_of_one_size() {
 
 #[test]
 fn cached_small_blocks_are_reused_and_still_refused_twice() {
-    let mut h = Heap::new(HostSource::new(100));
+    let mut h = Heap::new(HostSource::new(400));
     let keep = h.kmalloc(528).unwrap();
     let a = h.kmalloc(64).unwrap();
     let in_use = h.stats().bytes_in_use;
@@ -457,7 +457,7 @@ fn cached_small_blocks_are_reused_and_still_refused_twice() {
     h.check_invariants();
     // Fill every size's cache and more; all of it merges back when flushed.
     let mut v = std::vec::Vec::new();
-    for size in (1..=300).step_by(7) {
+    for size in (1..=600).step_by(7) {
         for _ in 0..crate::cache::DEPTH as usize + 4 {
             v.push((h.kmalloc(size).unwrap(), size));
         }
@@ -505,5 +505,29 @@ fn out_of_memory_flushes_the_cache() {
         big.is_some(),
         "the cached blocks were not given back when memory ran out"
     );
+    h.check_invariants();
+}
+
+/// Blocks of up to 512 bytes (requests of up to 504) wait in the cache; larger ones are indexed.
+#[test]
+fn the_cache_takes_blocks_of_up_to_512_bytes() {
+    let mut h = Heap::new(HostSource::new(10));
+    let a = h.kmalloc(504).unwrap();
+    let b = h.kmalloc(505).unwrap();
+    let _guard = h.kmalloc(16).unwrap();
+    let before = h.stats().free_blocks;
+    assert_eq!(h.kmfree(a), Ok(()));
+    assert_eq!(
+        h.stats().free_blocks,
+        before,
+        "a 512-byte block waits in the cache"
+    );
+    assert_eq!(h.kmfree(b), Ok(()));
+    assert_eq!(
+        h.stats().free_blocks,
+        before + 1,
+        "a 528-byte block is indexed"
+    );
+    assert_eq!(h.kmalloc(504), Some(a), "handed out again from the cache");
     h.check_invariants();
 }
