@@ -45,6 +45,11 @@ unsafe impl PageSource for Source {
             Some(pages),
             "freed pages never handed out"
         );
+        // The host allocator hands these pages out again unwiped, possibly inside a later
+        // chunk: no word in them may read as a live block's header.
+        // SAFETY: the run is still allocated, page-aligned, `pages` pages long.
+        let stale = unsafe { kmalloc::block::live_header_in(ptr, pages * PAGE_SIZE) };
+        assert_eq!(stale, None, "pages given back hold a used block's header");
         self.pages -= pages;
         // SAFETY: allocated above with this size.
         unsafe {

@@ -31,7 +31,7 @@ const MIRI_SKIP_IN_SUBSET: &[&str] = &["shadow_model", "garbage_left_by_an_earli
 /// kmalloc runs in its own invocation: its subset is chosen by name (the double-free and
 /// wild-pointer checks on every heap, realloc, the cache, the region source, kmalloc's limits,
 /// chunk return), because its long randomized tests take ten minutes and more each under Miri.
-/// 43 tests, about 3 minutes. `cargo xtask miri` runs all of them.
+/// 45 tests, about 3 minutes. `cargo xtask miri` runs all of them.
 const MIRI_KMALLOC_SUBSET: &[&str] = &[
     "double_free",
     "absurd_layouts",
@@ -53,6 +53,8 @@ const MIRI_KMALLOC_SUBSET: &[&str] = &[
     "declined_pages",
     "second_wholly_free",
     "the_cache_keeps",
+    "the_cache_takes",
+    "pages_given_back",
 ];
 
 /// Makes sure rustup has `target` for the toolchain in use, adding it if not; says how when

@@ -28,11 +28,50 @@
 //!   and the footer make merging with both neighbours O(1): the next block is at `h + size`,
 //!   the previous one at `h - footer` when `PREV_FREE` says it is free.
 //!
-//! A double free is refused by the flags alone, whatever the target: a freed block's header says
-//! `FREE` (or `HELD` while it waits in the cache), and a block that merges into the free block
-//! before it has its header word wiped to 0. 32-bit targets have no room for the tag (sizes take
-//! the word), so there a wild pointer is refused only when its header word does not look like a
-//! used block's (no `FREE` or `HELD` flag and a size of at least [`MIN_BLOCK`]).
+//! # What the header check tells, exactly
+//!
+//! `deallocate` and `reallocate` take a pointer `p` as a used block when `p` is 16-aligned and
+//! the word at `p - 8` reads as a used block's header: `FREE` and `HELD` clear and (64-bit) the
+//! tag of `p - 8`. [`Heap::kmfree`](crate::Heap::kmfree) and `is_allocated` first find the
+//! chunk holding `p - 8` (else [`NotInHeap`](crate::FreeError::NotInHeap), without reading),
+//! and also want a size from [`MIN_BLOCK`] to the chunk's end.
+//!
+//! The heap keeps one invariant for this: **a word that reads as a used or cached header is
+//! only ever at the start of a used or cached block.** Every block that stops being one has its
+//! header word rewritten: a freed block's gets `FREE` (and its class); one merged into the free
+//! block before it is wiped to 0; a cached one has `HELD`; and the first block of a chunk that
+//! goes back to the source is wiped before the pages go (see `chunks`), so the pages carry no
+//! such word to wherever the source hands them next. A stale header left inside a larger block
+//! by a merge with the block before it is therefore 0, and one left by a merge with the block
+//! after it says `FREE`.
+//!
+//! So, on every target, these are refused:
+//! - any pointer not 16-aligned;
+//! - a second free (or a `reallocate`) of a block that is free, cached, or merged into a free
+//!   or used block since, as long as no block has been handed out *at the same address*;
+//! - a pointer to a block whose memory is now inside another block (freed and merged, or
+//!   absorbed by a growing `reallocate`);
+//! - through `kmfree`, any pointer outside the heap's chunks, including into pages the heap gave
+//!   back.
+//!
+//! And these cannot be told from a live block:
+//! - a second free after a new block was handed out at the same address (it frees the new
+//!   block);
+//! - a pointer into a block's payload where the program itself stored, 8 bytes before it, a
+//!   word that reads as a used header of that address (on 64-bit targets: flags `FREE` and
+//!   `HELD` clear, the top bit set and the next 15 bits equal to address bits 4 to 18, and for
+//!   `kmfree` a size that fits; arbitrary data matches with odds of about 2^-18 per word, the
+//!   program's own copy of a header always). The same holds for such words left in pages
+//!   by whoever had them before the page source handed them to the heap;
+//! - `deallocate` and `reallocate` of a pointer into pages the heap gave back to the source:
+//!   they read memory the heap no longer owns (`kmfree` does not);
+//! - on 32-bit targets, which have no room for a tag: any pointer whose word before it has
+//!   `FREE` and `HELD` clear and a size of at least [`MIN_BLOCK`] (for `kmfree`, one that fits in
+//!   the chunk), for example into a payload holding such data. Inside blocks the heap's own
+//!   words never qualify: a footer never sits at a header position (8 mod 16), and a list
+//!   link that does has `HELD` set (it is a header's address) or is null. Outside blocks,
+//!   `deallocate` of the pointer 8 bytes after a chunk record's page count may be taken
+//!   (`kmfree` refuses it: it is before the chunk's first block).
 //!
 //! Invariants: two free blocks are never neighbours (they are merged); every free block is in
 //! the index; `PREV_FREE` of a block is set exactly when the block before it is free.
@@ -276,4 +315,23 @@ pub(crate) unsafe fn set_held(h: Block, held: bool) {
             (*h).size &= !HELD;
         }
     }
+}
+
+/// The offset of the first word in `len` bytes at `run` (a 16-aligned run of pages, say one a
+/// heap gave back to its source) that reads as a used or cached block's header of its address
+/// with a size that fits in the run, or `None`. For page sources and tests: pages given back
+/// never hold one (see the module docs). Always `None` on 32-bit targets, whose header has no
+/// tag to tell such a word from data.
+///
+/// # Safety
+/// `run` is valid for reads of `len` bytes and 16-aligned.
+pub unsafe fn live_header_in(run: core::ptr::NonNull<u8>, len: usize) -> Option<usize> {
+    if usize::BITS != 64 {
+        return None;
+    }
+    (HDR..len).step_by(UNIT).find(|&off| {
+        let h: Block = run.as_ptr().wrapping_add(off).cast();
+        // SAFETY: `h` lies within the run, readable per the contract.
+        unsafe { (is_used(h) || is_cached(h)) && (MIN_BLOCK..=len - off).contains(&size(h)) }
+    })
 }

@@ -144,14 +144,24 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// Gives wholly free chunk `c` (its block on no list) back to the source; false (and nothing
-    /// changed) if the source declines.
+    /// Gives wholly free chunk `c` (its block on no list) back to the source; false if the
+    /// source declines (the block's header word is then wiped, for the caller to rewrite).
+    ///
+    /// The pages leave with no word that reads as a used or cached block's header (see
+    /// [`block`](crate::block)): the one block's header is wiped here, because when a chunk
+    /// empties by the free of its first block (no neighbour before it to merge into), that
+    /// header still says "used", with the tag of its address. A source that hands the pages out
+    /// again unwiped (an `sbrk`-like [`RegionSource`](crate::RegionSource), a host allocator)
+    /// would otherwise put that word inside a later block, where a checked free of a pointer
+    /// 8 bytes after it took it for a live block.
     ///
     /// # Safety
     /// `c` is a chunk of the heap whose one block is free and on no list.
     pub(crate) unsafe fn return_chunk(&mut self, c: *mut Chunk) -> bool {
-        // SAFETY: `c` and its list neighbours are records of the heap.
+        // SAFETY: `c` and its list neighbours are records of the heap; its first block's
+        // header is ours until the pages go back.
         unsafe {
+            (*first(c)).size = 0;
             let (next, prev, pages) = ((*c).next, (*c).prev, (*c).pages);
             // SAFETY (free_pages): the run is exactly what the source handed out.
             if !self

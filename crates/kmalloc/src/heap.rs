@@ -25,20 +25,16 @@
 //! in O(1), and puts the result in the index. A block that then spans its chunk goes back to the
 //! source (see [`chunks`](crate::chunks)).
 //!
-//! # What the tag checks do not catch
+//! # What the tag checks catch
 //!
 //! `deallocate`, `reallocate` and [`Heap::kmfree`] refuse every pointer whose header word is not
-//! that of a used block at that address (see [`block`](crate::block)): a second free of any
-//! block (freed, cached, merged into a neighbour or not), and pointers into the middle of blocks
-//! (on 32-bit targets, whose header has no tag, only those whose header word does not look like
-//! a used block's). They cannot tell when:
-//! - the freed block's memory has since been handed out again and a new block starts at the
-//!   same address (the second free then frees the new block);
-//! - a program wrote a used block's header word for an address (a copy of a real header) into a
-//!   block's payload and frees a pointer 8 bytes after it;
-//! - the memory went back to the page source with its chunk (`deallocate` and `reallocate`
-//!   then read memory the heap no longer owns; [`Heap::kmfree`] does not, it first finds the
-//!   chunk).
+//! that of a used block at that address: a second free of any block (freed, cached, merged into
+//! a neighbour or not) and pointers into the middle of blocks. The [`block`](crate::block)
+//! module lists exactly what is refused and what cannot be told from a live block (a second free
+//! after a new block was handed out at the same address; a header word the program itself
+//! stored in a payload; on 32-bit targets, any payload word that looks like a used header), and
+//! the invariant that makes it so: a word that reads as a used header is only ever at the start
+//! of a used block, even in pages the heap gives back.
 
 use crate::block::{self, Block, FIRST, FREE, HDR, MAX_BLOCK, MIN_BLOCK, PREV_FREE, UNIT};
 use crate::cache::Cache;

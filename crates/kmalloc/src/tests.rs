@@ -71,6 +71,7 @@ unsafe impl PageSource for HostSource {
             .remove(&(ptr.as_ptr() as usize))
             .expect("freed a run never handed out");
         assert_eq!(got.1, pages, "freed a different number of pages");
+        assert_no_live_header(ptr, pages);
         self.pages_out -= pages;
         // SAFETY: allocated above with this layout.
         unsafe {
@@ -103,6 +104,15 @@ impl Drop for HostSource {
                 )
             };
         }
+    }
+}
+
+/// Panics if pages a heap gives back hold a word that a free would take for a live block of
+/// the bounded heap (see `block::live_header_in`).
+fn assert_no_live_header(run: NonNull<u8>, pages: usize) {
+    // SAFETY: the run is still allocated, page-aligned.
+    if let Some(off) = unsafe { crate::block::live_header_in(run, pages * PAGE_SIZE) } {
+        panic!("pages given back hold a used block's header at offset {off}");
     }
 }
 

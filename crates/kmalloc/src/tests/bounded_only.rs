@@ -409,6 +409,39 @@ fn region_source_over_a_static_array() {
     assert_eq!(h.source().pages_left(), 64);
 }
 
+/// Pages the heap gives back carry no word that reads as a used block's header: a source that
+/// hands them out again unwiped (here `RegionSource`, `sbrk`-like) puts them inside a later
+/// block, where a checked free of a pointer 8 bytes after such a word would take it for a
+/// live block. The chunk below empties by the free of its first block, whose header no merge
+/// wipes. (The fuzz target found this with the host allocator recycling the pages.)
+#[test]
+fn pages_given_back_leave_no_used_header_behind() {
+    #[repr(C, align(4096))]
+    struct Arena([u8; 8 * PAGE_SIZE]);
+    static mut ARENA: Arena = Arena([0; 8 * PAGE_SIZE]);
+    // SAFETY: this test is the only user of ARENA.
+    let region: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(ARENA)).0 };
+    let mut h = Heap::new(RegionSource::new(region));
+    h.set_growth_limit(1);
+    // Blocks above the cache's sizes, a chunk of one page each: `a` in page 0, `b` in page 1.
+    let a = h.kmalloc(3000).unwrap();
+    let b = h.kmalloc(3000).unwrap();
+    assert_eq!(b.as_ptr() as usize - a.as_ptr() as usize, PAGE_SIZE);
+    // `a`'s chunk becomes the spare; `b`'s, wholly free too, goes back at once; then the spare.
+    assert_eq!(h.kmfree(a), Ok(()));
+    assert_eq!(h.kmfree(b), Ok(()));
+    assert_eq!(h.release_free_pages(), 0);
+    // Both pages again, as one chunk: `b`'s old header lies inside the new block.
+    let c = h.allocate(layout(6000, 16)).unwrap();
+    assert_eq!(c, a, "the region hands out its pages from the bottom again");
+    assert_eq!(h.kmfree(b), Err(FreeError::NotABlockStart));
+    assert!(!h.is_allocated(b));
+    h.check_invariants();
+    // SAFETY: live block with its layout.
+    unsafe { h.deallocate(c, layout(6000, 16)) };
+    assert_eq!(h.release_free_pages(), 0);
+}
+
 /// A burst of frees of one small size (as a kernel frees a batch of inodes or buffers): the first
 /// 32 wait in the cache, unmerged, to be handed out again; the rest are freed into the index.
 #[test]
