@@ -50,16 +50,23 @@ struct Summary {
     gap: u64,
 }
 
+/// A leaf: the regions stay in the slot they were put in; the order is kept by `slot`, so an
+/// insert or a removal moves 17 bytes per later region (bounds and slot number), never a
+/// region.
 #[repr(C, align(64))]
 struct Leaf<H> {
     /// `starts[..len]`: the regions' starts, ascending; the rest `u64::MAX`.
     starts: [u64; LEAF_CAP],
     /// `ends[..len]`: the regions' ends.
     ends: [u64; LEAF_CAP],
+    /// `slot[..len]`: where in `regions` each region (in address order) is.
+    slot: [u8; LEAF_CAP],
     len: u32,
     /// The next leaf in address order (NIL after the last); while free, the next free leaf.
     next: u32,
-    /// `regions[..len]` are `Some`, the rest `None`.
+    /// Bit `s` is set if `regions[s]` holds a region: exactly the slots of `slot[..len]`.
+    used: u32,
+    /// The regions, in no order; the slots not in `used` are `None`.
     regions: [Option<Region<H>>; LEAF_CAP],
 }
 
@@ -162,8 +169,7 @@ impl<H> Columns for Leaf<H> {
         let n = self.len();
         self.starts.copy_within(at..n, at + k);
         self.ends.copy_within(at..n, at + k);
-        // The `k` slots past the end are `None`: rotate them to `at`.
-        self.regions[at..n + k].rotate_right(k);
+        self.slot.copy_within(at..n, at + k);
         self.len += k as u32;
     }
 
@@ -172,18 +178,16 @@ impl<H> Columns for Leaf<H> {
         self.starts.copy_within(at + k..n, at);
         self.starts[n - k..n].fill(u64::MAX);
         self.ends.copy_within(at + k..n, at);
-        self.regions[at..n].rotate_left(k);
+        self.slot.copy_within(at + k..n, at);
         self.len -= k as u32;
     }
 
     fn fill(&mut self, d: usize, src: &mut Self, s: usize, k: usize) {
         self.starts[d..d + k].copy_from_slice(&src.starts[s..s + k]);
         self.ends[d..d + k].copy_from_slice(&src.ends[s..s + k]);
-        for (to, from) in self.regions[d..d + k]
-            .iter_mut()
-            .zip(&mut src.regions[s..s + k])
-        {
-            *to = from.take();
+        for j in 0..k {
+            let r = src.take(s + j);
+            self.put(d + j, r);
         }
     }
 }
@@ -225,10 +229,30 @@ impl<H> Leaf<H> {
         Leaf {
             starts: [u64::MAX; LEAF_CAP],
             ends: [0; LEAF_CAP],
+            slot: [0; LEAF_CAP],
             len: 0,
             next: NIL,
+            used: 0,
             regions: [const { None }; LEAF_CAP],
         }
+    }
+
+    /// Takes the region at position `p` out of its slot, which becomes free; position `p` is
+    /// then vacant (for `close` or `put`).
+    #[inline]
+    fn take(&mut self, p: usize) -> Region<H> {
+        let s = self.slot[p] as usize;
+        self.used &= !(1 << s);
+        self.regions[s % LEAF_CAP].take().expect("live region")
+    }
+
+    /// Puts `r` in a free slot for the vacant position `p`.
+    #[inline]
+    fn put(&mut self, p: usize, r: Region<H>) {
+        let s = (!self.used).trailing_zeros() as usize;
+        self.used |= 1 << s;
+        self.slot[p] = s as u8;
+        self.regions[s % LEAF_CAP] = Some(r);
     }
 
     /// How many regions start at or before `addr`.
@@ -239,7 +263,16 @@ impl<H> Leaf<H> {
 
     #[inline]
     fn region(&self, p: usize) -> &Region<H> {
-        self.regions[p].as_ref().expect("live region")
+        self.regions[self.slot[p] as usize % LEAF_CAP]
+            .as_ref()
+            .expect("live region")
+    }
+
+    #[inline]
+    fn region_mut(&mut self, p: usize) -> &mut Region<H> {
+        self.regions[self.slot[p] as usize % LEAF_CAP]
+            .as_mut()
+            .expect("live region")
     }
 
     /// Of a leaf holding at least one region.
@@ -257,11 +290,11 @@ impl<H> Leaf<H> {
         self.open(p, 1);
         self.starts[p] = r.start;
         self.ends[p] = r.end();
-        self.regions[p] = Some(r);
+        self.put(p, r);
     }
 
     fn remove(&mut self, p: usize) -> Region<H> {
-        let r = self.regions[p].take().expect("live region");
+        let r = self.take(p);
         self.close(p, 1);
         r
     }
@@ -615,7 +648,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     // ---- changes ----
 
     /// Puts `r` at index `p` of `leaf` (reached by `path`), splitting full nodes up to the
-    /// root, and brings the summaries up to date. Nodes reserved, `r` known to fit there.
+    /// root, and brings the summaries up to date. Nodes reserved if `leaf` is full, `r` known to
+    /// fit there.
     fn insert_at(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
         self.len += 1;
         // A new node to insert right of the one changed at the current level.
@@ -626,6 +660,18 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             l.insert(p, r);
             // The gap the region went into, and the two it left.
             let n = l.len();
+            if p > 0 && p + 1 < n && self.height > 0 {
+                // Inside the leaf: its bounds stay, and its largest gap changes only if the one
+                // the region went into was the largest.
+                let d = self.height - 1;
+                let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
+                if l.starts[p + 1] - l.ends[p - 1] >= old {
+                    let n = l.len();
+                    let gap = largest_gap(&l.starts[..n], &l.ends[..n]);
+                    self.gap_changed(path, gap);
+                }
+                return;
+            }
             let before = if p > 0 && p + 1 < n {
                 l.starts[p + 1] - l.ends[p - 1]
             } else {
@@ -768,6 +814,41 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         Some(n.cached())
     }
 
+    /// The leaf at the end of `path` has a new largest gap `gap` between its regions, its first
+    /// start and last end unchanged: stores it in each node on the way up while that node's
+    /// largest gap changes.
+    fn gap_changed(&mut self, path: &Path, mut gap: u64) {
+        for d in (0..self.height).rev() {
+            let pos = path.pos[d] as usize % INNER_CAP;
+            let n = &mut self.inners[path.node[d] as usize];
+            if n.gap[pos] == gap {
+                return;
+            }
+            n.gap[pos] = gap;
+            let old_span = n.span[pos];
+            let span = if pos > 0 {
+                gap.max(n.first[pos] - n.last_end[pos - 1])
+            } else {
+                gap
+            };
+            n.span[pos] = span;
+            let old = n.max_gap;
+            let max = if span >= old {
+                span
+            } else if old_span == old {
+                // The largest shrank: another may be the largest now.
+                n.max_span()
+            } else {
+                old
+            };
+            if max == old {
+                return;
+            }
+            n.max_gap = max;
+            gap = max;
+        }
+    }
+
     /// Brings the summaries on `path` up to date after the bounds of a region in `leaf`
     /// changed (and no region was added or removed).
     fn bounds_changed(&mut self, path: &Path, leaf: u32) {
@@ -791,6 +872,15 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if !under {
             // The two gaps around the region, and the one they became.
             let n = l.len();
+            if p > 0 && p < n && self.height > 0 {
+                // Inside the leaf: its bounds stay, and its gaps only grew.
+                let merged = l.starts[p] - l.ends[p - 1];
+                let d = self.height - 1;
+                if merged > self.inners[path.node[d] as usize].gap[path.pos[d] as usize] {
+                    self.gap_changed(path, merged);
+                }
+                return r;
+            }
             let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
             let right = if p < n { l.starts[p] - r.end() } else { 0 };
             let merged = if p > 0 && p < n {
@@ -900,7 +990,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if self.len >= self.max {
             return Err(RegionError::TooManyRegions);
         }
-        self.reserve_insert()?;
+        if self.leaves[leaf as usize].len() == LEAF_CAP {
+            // Only a full leaf splits: nodes for it and every node above.
+            self.reserve_insert()?;
+        }
         self.insert_at(&path, leaf, p, region);
         Ok(())
     }
@@ -936,7 +1029,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         let (leaf, p, _) = self.locate(addr, &mut Path::new())?;
         let l = &mut self.leaves[leaf as usize];
         if p > 0 && l.ends[p - 1] > addr {
-            l.regions[p - 1].as_mut()
+            Some(l.region_mut(p - 1))
         } else {
             None
         }
@@ -1048,11 +1141,19 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         };
         let mut removed = 0;
         loop {
-            let l = &mut self.leaves[leaf as usize];
+            let l = &self.leaves[leaf as usize];
             let (rs, re) = (l.starts[p], l.ends[p]);
             if rs >= end {
                 break;
             }
+            // Where the region after this one starts: if at or past `end`, this is the last.
+            let next_start = if p + 1 < l.len() {
+                Some(l.starts[p + 1])
+            } else if l.next != NIL {
+                Some(self.leaves[l.next as usize].starts[0])
+            } else {
+                None
+            };
             removed += 1;
             if rs < start && re > end {
                 // A hole: the region keeps its head, its tail becomes a region of its own.
@@ -1061,8 +1162,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 }
                 self.reserve_insert()?;
                 let l = &mut self.leaves[leaf as usize];
-                let r = l.regions[p].take().expect("live region");
-                l.regions[p] = Some(r.slice(rs, start));
+                let head = l.region(p).slice(rs, start);
+                let r = core::mem::replace(l.region_mut(p), head);
                 l.ends[p] = start;
                 self.insert_at(&path, leaf, p + 1, r.slice(end, re));
                 on_removed(r.slice(start, end));
@@ -1070,9 +1171,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             }
             if rs < start || re > end {
                 // A head or a tail stays, in place.
-                let r = l.regions[p].take().expect("live region");
                 let (keep_from, keep_to) = if rs < start { (rs, start) } else { (end, re) };
-                l.regions[p] = Some(r.slice(keep_from, keep_to));
+                let l = &mut self.leaves[leaf as usize];
+                let kept = l.region(p).slice(keep_from, keep_to);
+                let r = core::mem::replace(l.region_mut(p), kept);
                 (l.starts[p], l.ends[p]) = (keep_from, keep_to);
                 self.bounds_changed(&path, leaf);
                 on_removed(r.slice(rs.max(start), re.min(end)));
@@ -1081,7 +1183,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 let r = self.remove_at(&path, leaf, p);
                 on_removed(r);
             }
-            if re >= end {
+            if re >= end || next_start.is_none_or(|s| s >= end) {
                 break;
             }
             match self.first_ending_after(start, &mut path) {
@@ -1098,11 +1200,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         let mut leaf = self.first_leaf();
         while leaf != NIL {
             let l = &mut self.leaves[leaf as usize];
-            let n = l.len();
-            l.len = 0;
-            for r in &mut l.regions[..n] {
-                on_removed(r.take().expect("live region"));
+            for p in 0..l.len() {
+                on_removed(l.take(p));
             }
+            l.len = 0;
             leaf = l.next;
         }
         self.leaves.clear();
@@ -1224,8 +1325,16 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             }
             w.prev_leaf = t;
             w.leaves += 1;
-            for (i, slot) in l.regions.iter().enumerate() {
-                assert_eq!(slot.is_some(), i < n, "leaf {t} slot {i}");
+            let mut used = 0u32;
+            for i in 0..n {
+                let s = l.slot[i];
+                assert!((s as usize) < LEAF_CAP, "leaf {t} slot number {s}");
+                assert_eq!(used & 1 << s, 0, "leaf {t} slot {s} used twice");
+                used |= 1 << s;
+            }
+            assert_eq!(used, l.used, "leaf {t} used slots");
+            for (s, r) in l.regions.iter().enumerate() {
+                assert_eq!(r.is_some(), used >> s & 1 == 1, "leaf {t} slot {s}");
             }
             for i in 0..n {
                 let r = l.region(i);
