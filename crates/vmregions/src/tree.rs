@@ -99,6 +99,10 @@ struct Inner {
     /// The node's own largest gap (its summary's `gap`), kept so that a change below can
     /// often update it without looking at every child.
     max_gap: u64,
+    /// The second largest `span` (equal to `max_gap` if two are the largest), when known: lets
+    /// the largest shrink without a look at every child, as when a region goes into the gap
+    /// that a removal just made the largest.
+    second: Option<u64>,
 }
 
 /// How many of the ascending `keys` are at most `addr`, by a branch-free binary search (unused
@@ -115,6 +119,17 @@ fn rank(keys: &[u64; 16], addr: u64) -> usize {
         };
     }
     base + (keys[base] <= addr) as usize
+}
+
+/// The largest and the second largest of `v` (equal if the largest occurs twice).
+#[inline]
+fn top_two(v: &[u64; 16]) -> (u64, u64) {
+    let (mut first, mut second) = (0, 0);
+    for &x in v {
+        second = second.max(first.min(x));
+        first = first.max(x);
+    }
+    (first, second)
 }
 
 /// Largest `starts[i] - ends[i - 1]`, 0 if fewer than two.
@@ -311,6 +326,7 @@ impl Inner {
             len: 0,
             next_free: NIL,
             max_gap: 0,
+            second: Some(0),
         }
     }
 
@@ -332,18 +348,16 @@ impl Inner {
                 _ => 0,
             };
         }
-        self.max_gap = self.max_span();
+        self.rescan();
         self.cached()
     }
 
-    /// The largest `span`.
+    /// Sets `max_gap` and `second` from the spans.
     #[inline]
-    fn max_span(&self) -> u64 {
-        let mut m = 0;
-        for &g in &self.span {
-            m = m.max(g);
-        }
-        m
+    fn rescan(&mut self) {
+        let (first, second) = top_two(&self.span);
+        self.max_gap = first;
+        self.second = Some(second);
     }
 
     /// The summary from the stored `max_gap`.
@@ -805,11 +819,13 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         n.set(pos, s);
         let after = n.gaps_around(pos);
         let old = n.max_gap;
-        if after >= old {
-            n.max_gap = after;
-        } else if before >= old {
+        if before >= old && after < old {
             // The largest gap shrank: another may be the largest now.
-            n.max_gap = n.max_span();
+            n.rescan();
+        } else {
+            n.max_gap = old.max(after);
+            // Two spans changed: the second largest is not known without a look at all.
+            n.second = None;
         }
         Some(n.cached())
     }
@@ -833,19 +849,34 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             };
             n.span[pos] = span;
             let old = n.max_gap;
-            let max = if span >= old {
-                span
+            if span >= old {
+                // The largest grew (or another became the largest: the old one is second).
+                if old_span < old {
+                    n.second = Some(old);
+                }
+                n.max_gap = span;
             } else if old_span == old {
-                // The largest shrank: another may be the largest now.
-                n.max_span()
-            } else {
-                old
-            };
-            if max == old {
+                // The largest shrank: the second largest, or this one, is the largest now.
+                match n.second {
+                    Some(second) if span >= second => n.max_gap = span,
+                    Some(second) => {
+                        n.max_gap = second;
+                        n.second = None;
+                    }
+                    None => n.rescan(),
+                }
+            } else if let Some(second) = n.second {
+                // Neither was the largest: the second largest may have changed.
+                if span >= second {
+                    n.second = Some(span);
+                } else if old_span == second {
+                    n.second = None;
+                }
+            }
+            if n.max_gap == old {
                 return;
             }
-            n.max_gap = max;
-            gap = max;
+            gap = n.max_gap;
         }
     }
 
@@ -1374,6 +1405,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let s = node.summary();
         assert_eq!(node.max_gap, s.gap, "largest gap of node {t}");
+        if let Some(second) = node.second {
+            assert_eq!(second, top_two(&node.span).1, "second gap of node {t}");
+        }
         for i in 0..INNER_CAP {
             let want = match i {
                 0 => node.gap[0],
