@@ -50,17 +50,18 @@ struct Summary {
     gap: u64,
 }
 
-/// A leaf: the regions stay in the slot they were put in; the order is kept by `slot`, so an
-/// insert or a removal moves 17 bytes per later region (bounds and slot number), never a
-/// region.
+/// A leaf: the regions stay in the slot they were put in; the order is kept by `order`, so an
+/// insert or a removal moves the 16 bytes of bounds of each later region and shifts one word,
+/// never a region.
 #[repr(C, align(64))]
 struct Leaf<H> {
     /// `starts[..len]`: the regions' starts, ascending; the rest `u64::MAX`.
     starts: [u64; LEAF_CAP],
     /// `ends[..len]`: the regions' ends.
     ends: [u64; LEAF_CAP],
-    /// `slot[..len]`: where in `regions` each region (in address order) is.
-    slot: [u8; LEAF_CAP],
+    /// Where in `regions` each region is: 4 bits per region in address order, the first in the
+    /// lowest bits (so that an insert or a removal shifts one word).
+    order: u64,
     len: u32,
     /// The next leaf in address order (NIL after the last); while free, the next free leaf.
     next: u32,
@@ -119,6 +120,28 @@ fn rank(keys: &[u64; 16], addr: u64) -> usize {
         };
     }
     base + (keys[base] <= addr) as usize
+}
+
+/// The mask of the 4-bit fields below field `i` of a word.
+#[inline]
+fn below(i: usize) -> u64 {
+    if i >= 16 {
+        u64::MAX
+    } else {
+        (1 << (4 * i)) - 1
+    }
+}
+
+/// `x << bits`, 0 from 64 bits on.
+#[inline]
+fn shl(x: u64, bits: usize) -> u64 {
+    x.checked_shl(bits as u32).unwrap_or(0)
+}
+
+/// `x >> bits`, 0 from 64 bits on.
+#[inline]
+fn shr(x: u64, bits: usize) -> u64 {
+    x.checked_shr(bits as u32).unwrap_or(0)
 }
 
 /// The largest and the second largest of `v` (equal if the largest occurs twice).
@@ -184,7 +207,8 @@ impl<H> Columns for Leaf<H> {
         let n = self.len();
         self.starts.copy_within(at..n, at + k);
         self.ends.copy_within(at..n, at + k);
-        self.slot.copy_within(at..n, at + k);
+        let low = self.order & below(at);
+        self.order = low | shl(self.order & !below(at), 4 * k);
         self.len += k as u32;
     }
 
@@ -193,7 +217,8 @@ impl<H> Columns for Leaf<H> {
         self.starts.copy_within(at + k..n, at);
         self.starts[n - k..n].fill(u64::MAX);
         self.ends.copy_within(at + k..n, at);
-        self.slot.copy_within(at + k..n, at);
+        let low = self.order & below(at);
+        self.order = low | (shr(self.order, 4 * k) & !below(at));
         self.len -= k as u32;
     }
 
@@ -244,7 +269,7 @@ impl<H> Leaf<H> {
         Leaf {
             starts: [u64::MAX; LEAF_CAP],
             ends: [0; LEAF_CAP],
-            slot: [0; LEAF_CAP],
+            order: 0,
             len: 0,
             next: NIL,
             used: 0,
@@ -252,11 +277,17 @@ impl<H> Leaf<H> {
         }
     }
 
+    /// The slot of the region at position `p` (below [`LEAF_CAP`]).
+    #[inline]
+    fn slot(&self, p: usize) -> usize {
+        (self.order >> (4 * p % 64)) as usize & 0xf
+    }
+
     /// Takes the region at position `p` out of its slot, which becomes free; position `p` is
     /// then vacant (for `close` or `put`).
     #[inline]
     fn take(&mut self, p: usize) -> Region<H> {
-        let s = self.slot[p] as usize;
+        let s = self.slot(p);
         self.used &= !(1 << s);
         self.regions[s % LEAF_CAP].take().expect("live region")
     }
@@ -266,7 +297,7 @@ impl<H> Leaf<H> {
     fn put(&mut self, p: usize, r: Region<H>) {
         let s = (!self.used).trailing_zeros() as usize;
         self.used |= 1 << s;
-        self.slot[p] = s as u8;
+        self.order = self.order & !(0xf << (4 * p)) | (s as u64) << (4 * p);
         self.regions[s % LEAF_CAP] = Some(r);
     }
 
@@ -278,16 +309,12 @@ impl<H> Leaf<H> {
 
     #[inline]
     fn region(&self, p: usize) -> &Region<H> {
-        self.regions[self.slot[p] as usize % LEAF_CAP]
-            .as_ref()
-            .expect("live region")
+        self.regions[self.slot(p)].as_ref().expect("live region")
     }
 
     #[inline]
     fn region_mut(&mut self, p: usize) -> &mut Region<H> {
-        self.regions[self.slot[p] as usize % LEAF_CAP]
-            .as_mut()
-            .expect("live region")
+        self.regions[self.slot(p)].as_mut().expect("live region")
     }
 
     /// Of a leaf holding at least one region.
@@ -604,35 +631,30 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     // ---- searches ----
 
     /// Descends towards `addr`: the leaf that holds the last region starting at or before
-    /// `addr` (the first leaf if there is none), the path to it, the number of its regions
-    /// starting at or before `addr`, and the start of the first region after that leaf. None if
-    /// there is no root yet.
+    /// `addr` (the first leaf if there is none), the path to it, and the number of its regions
+    /// starting at or before `addr`. None if there is no root yet.
     #[inline]
-    fn locate(&self, addr: u64, path: &mut Path) -> Option<(u32, usize, Option<u64>)> {
+    fn locate(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
         if self.root == NIL {
             return None;
         }
-        let mut succ = None;
         let mut t = self.root;
         for d in 0..self.height {
             let n = &self.inners[t as usize];
             let i = n.rank(addr);
-            if i + 1 < n.len() {
-                succ = Some(n.first[i + 1]);
-            }
             path.node[d] = t;
             path.pos[d] = i as u8;
             t = n.child[i];
         }
         let p = self.leaves[t as usize].rank(addr);
-        Some((t, p, succ))
+        Some((t, p))
     }
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
     /// the next one): its leaf and index there, with the path to the leaf in `path`.
     #[inline]
     fn first_ending_after(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
-        let (leaf, p, succ) = self.locate(addr, path)?;
+        let (leaf, p) = self.locate(addr, path)?;
         let l = &self.leaves[leaf as usize];
         if p > 0 && l.ends[p - 1] > addr {
             return Some((leaf, p - 1));
@@ -641,7 +663,11 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             return Some((leaf, p));
         }
         // The first region of the next leaf.
-        let (leaf, p, _) = self.locate(succ?, path)?;
+        let next = self.leaves[leaf as usize].next;
+        if next == NIL {
+            return None;
+        }
+        let (leaf, p) = self.locate(self.leaves[next as usize].starts[0], path)?;
         Some((leaf, p - 1))
     }
 
@@ -1002,7 +1028,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .ok_or(RegionError::AddressOverflow)?;
         }
         let mut path = Path::new();
-        let Some((leaf, p, succ)) = self.locate(region.start, &mut path) else {
+        let Some((leaf, p)) = self.locate(region.start, &mut path) else {
             // No root yet.
             if self.len >= self.max {
                 return Err(RegionError::TooManyRegions);
@@ -1014,7 +1040,13 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             return Ok(());
         };
         let l = &self.leaves[leaf as usize];
-        let next = if p < l.len() { Some(l.starts[p]) } else { succ };
+        let next = if p < l.len() {
+            Some(l.starts[p])
+        } else if l.next != NIL {
+            Some(self.leaves[l.next as usize].starts[0])
+        } else {
+            None
+        };
         if (p > 0 && l.ends[p - 1] > region.start) || next.is_some_and(|s| s < end) {
             return Err(RegionError::Overlap);
         }
@@ -1057,7 +1089,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// must not be changed (they key the tree); use [`remove_range`](Self::remove_range) and
     /// [`insert`](Self::insert) for that.
     pub(crate) fn find_mut(&mut self, addr: u64) -> Option<&mut Region<H>> {
-        let (leaf, p, _) = self.locate(addr, &mut Path::new())?;
+        let (leaf, p) = self.locate(addr, &mut Path::new())?;
         let l = &mut self.leaves[leaf as usize];
         if p > 0 && l.ends[p - 1] > addr {
             Some(l.region_mut(p - 1))
@@ -1358,8 +1390,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             w.leaves += 1;
             let mut used = 0u32;
             for i in 0..n {
-                let s = l.slot[i];
-                assert!((s as usize) < LEAF_CAP, "leaf {t} slot number {s}");
+                let s = l.slot(i);
                 assert_eq!(used & 1 << s, 0, "leaf {t} slot {s} used twice");
                 used |= 1 << s;
             }
