@@ -328,16 +328,37 @@ impl<H> Leaf<H> {
     }
 
     /// Puts `r` at `p`; the leaf is not full.
+    #[inline]
     fn insert(&mut self, p: usize, r: Region<H>) {
-        self.open(p, 1);
+        let n = self.len();
+        // One place up, in one loop over both columns: cheaper than two calls to `memmove`
+        // for the few bounds of a leaf.
+        let mut j = n;
+        while j > p && j < LEAF_CAP {
+            self.starts[j] = self.starts[j - 1];
+            self.ends[j] = self.ends[j - 1];
+            j -= 1;
+        }
+        let low = self.order & below(p);
+        self.order = low | shl(self.order & !below(p), 4);
+        self.len += 1;
         self.starts[p] = r.start;
         self.ends[p] = r.end();
         self.put(p, r);
     }
 
+    #[inline]
     fn remove(&mut self, p: usize) -> Region<H> {
         let r = self.take(p);
-        self.close(p, 1);
+        let n = self.len();
+        for j in p..n - 1 {
+            self.starts[j] = self.starts[j + 1];
+            self.ends[j] = self.ends[j + 1];
+        }
+        self.starts[n - 1] = u64::MAX;
+        let low = self.order & below(p);
+        self.order = low | (shr(self.order, 4) & !below(p));
+        self.len -= 1;
         r
     }
 }
@@ -415,15 +436,59 @@ impl Inner {
         }
     }
 
-    /// The largest of child `i`'s inner gap and the gaps between it and its neighbours.
+    /// Sets `span[i]`, keeping `max_gap` and `second` (looking at every span only if the
+    /// largest shrank below a second largest that is not known).
     #[inline]
-    fn gaps_around(&self, i: usize) -> u64 {
-        let next = if i + 1 < INNER_CAP {
-            self.span[i + 1]
+    fn set_span(&mut self, i: usize, span: u64) {
+        let old_span = self.span[i];
+        if old_span == span {
+            return;
+        }
+        self.span[i] = span;
+        let old = self.max_gap;
+        if span >= old {
+            // The largest grew (or another became the largest: the old one is second).
+            if old_span < old {
+                self.second = Some(old);
+            }
+            self.max_gap = span;
+        } else if old_span == old {
+            // The largest shrank: the second largest, or this one, is the largest now.
+            match self.second {
+                Some(second) if span >= second => self.max_gap = span,
+                Some(second) => {
+                    self.max_gap = second;
+                    self.second = None;
+                }
+                None => self.rescan(),
+            }
+        } else if let Some(second) = self.second {
+            // Neither was the largest: the second largest may have changed.
+            if span >= second {
+                self.second = Some(span);
+            } else if old_span == second {
+                self.second = None;
+            }
+        }
+    }
+
+    /// Stores child `i`'s new summary in a node otherwise unchanged, keeping the spans,
+    /// `max_gap` and `second`.
+    #[inline]
+    fn update(&mut self, i: usize, s: Summary) {
+        self.first[i] = s.first;
+        self.last_end[i] = s.last_end;
+        self.gap[i] = s.gap;
+        let span = if i > 0 {
+            s.gap.max(s.first - self.last_end[i - 1])
         } else {
-            0
+            s.gap
         };
-        self.span[i].max(next)
+        self.set_span(i, span);
+        if i + 1 < self.len() {
+            let next = self.gap[i + 1].max(self.first[i + 1] - s.last_end);
+            self.set_span(i + 1, next);
+        }
     }
 
     fn stored(&self, i: usize) -> Summary {
@@ -690,7 +755,30 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// Puts `r` at index `p` of `leaf` (reached by `path`), splitting full nodes up to the
     /// root, and brings the summaries up to date. Nodes reserved if `leaf` is full, `r` known to
     /// fit there.
+    #[inline]
     fn insert_at(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
+        let l = &mut self.leaves[leaf as usize];
+        let n = l.len();
+        if !(n < LEAF_CAP && p > 0 && p < n) {
+            return self.insert_at_edge(path, leaf, p, r);
+        }
+        // Inside a leaf with room: its bounds stay, and its largest gap changes only if the one
+        // the region went into was the largest.
+        l.insert(p, r);
+        self.len += 1;
+        if self.height > 0 {
+            let d = self.height - 1;
+            let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
+            if l.starts[p + 1] - l.ends[p - 1] >= old {
+                let gap = largest_gap(&l.starts[..=n], &l.ends[..=n]);
+                self.gap_changed(path, gap);
+            }
+        }
+    }
+
+    /// [`insert_at`](Self::insert_at) at either end of a leaf, or into a full one.
+    #[inline(never)]
+    fn insert_at_edge(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
         self.len += 1;
         // A new node to insert right of the one changed at the current level.
         let mut split = None;
@@ -700,18 +788,6 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             l.insert(p, r);
             // The gap the region went into, and the two it left.
             let n = l.len();
-            if p > 0 && p + 1 < n && self.height > 0 {
-                // Inside the leaf: its bounds stay, and its largest gap changes only if the one
-                // the region went into was the largest.
-                let d = self.height - 1;
-                let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
-                if l.starts[p + 1] - l.ends[p - 1] >= old {
-                    let n = l.len();
-                    let gap = largest_gap(&l.starts[..n], &l.ends[..n]);
-                    self.gap_changed(path, gap);
-                }
-                return;
-            }
             let before = if p > 0 && p + 1 < n {
                 l.starts[p + 1] - l.ends[p - 1]
             } else {
@@ -841,19 +917,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if n.stored(pos) == s {
             return None;
         }
-        let before = n.gaps_around(pos);
-        n.set(pos, s);
-        let after = n.gaps_around(pos);
-        let old = n.max_gap;
-        if before >= old && after < old {
-            // The largest gap shrank: another may be the largest now.
-            n.rescan();
-        } else {
-            n.max_gap = old.max(after);
-            // Two spans changed: the second largest is not known without a look at all.
-            n.second = None;
-        }
-        Some(n.cached())
+        let before = n.cached();
+        n.update(pos, s);
+        let after = n.cached();
+        (after != before).then_some(after)
     }
 
     /// The leaf at the end of `path` has a new largest gap `gap` between its regions, its first
@@ -867,38 +934,13 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 return;
             }
             n.gap[pos] = gap;
-            let old_span = n.span[pos];
             let span = if pos > 0 {
                 gap.max(n.first[pos] - n.last_end[pos - 1])
             } else {
                 gap
             };
-            n.span[pos] = span;
             let old = n.max_gap;
-            if span >= old {
-                // The largest grew (or another became the largest: the old one is second).
-                if old_span < old {
-                    n.second = Some(old);
-                }
-                n.max_gap = span;
-            } else if old_span == old {
-                // The largest shrank: the second largest, or this one, is the largest now.
-                match n.second {
-                    Some(second) if span >= second => n.max_gap = span,
-                    Some(second) => {
-                        n.max_gap = second;
-                        n.second = None;
-                    }
-                    None => n.rescan(),
-                }
-            } else if let Some(second) = n.second {
-                // Neither was the largest: the second largest may have changed.
-                if span >= second {
-                    n.second = Some(span);
-                } else if old_span == second {
-                    n.second = None;
-                }
-            }
+            n.set_span(pos, span);
             if n.max_gap == old {
                 return;
             }
@@ -920,7 +962,30 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// Removes the region at index `p` of `leaf` (reached by `path`), merging or balancing
     /// nodes left under half full, and brings the summaries up to date.
+    #[inline]
     fn remove_at(&mut self, path: &Path, leaf: u32, p: usize) -> Region<H> {
+        let l = &mut self.leaves[leaf as usize];
+        let n = l.len() - 1;
+        if !(n >= LEAF_MIN && p > 0 && p < n) {
+            return self.remove_at_edge(path, leaf, p);
+        }
+        // Inside a leaf that stays at least half full: its bounds stay, and its gaps only grew.
+        let r = l.remove(p);
+        self.len -= 1;
+        if self.height > 0 {
+            let merged = l.starts[p] - l.ends[p - 1];
+            let d = self.height - 1;
+            if merged > self.inners[path.node[d] as usize].gap[path.pos[d] as usize] {
+                self.gap_changed(path, merged);
+            }
+        }
+        r
+    }
+
+    /// [`remove_at`](Self::remove_at) at either end of a leaf, or from a leaf left under half
+    /// full.
+    #[inline(never)]
+    fn remove_at_edge(&mut self, path: &Path, leaf: u32, p: usize) -> Region<H> {
         self.len -= 1;
         let r = self.leaves[leaf as usize].remove(p);
         let l = &self.leaves[leaf as usize];
@@ -929,15 +994,6 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if !under {
             // The two gaps around the region, and the one they became.
             let n = l.len();
-            if p > 0 && p < n && self.height > 0 {
-                // Inside the leaf: its bounds stay, and its gaps only grew.
-                let merged = l.starts[p] - l.ends[p - 1];
-                let d = self.height - 1;
-                if merged > self.inners[path.node[d] as usize].gap[path.pos[d] as usize] {
-                    self.gap_changed(path, merged);
-                }
-                return r;
-            }
             let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
             let right = if p < n { l.starts[p] - r.end() } else { 0 };
             let merged = if p > 0 && p < n {
@@ -1199,9 +1255,47 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let end = start.checked_add(len).ok_or(RegionError::AddressOverflow)?;
         let mut path = Path::new();
-        let Some((mut leaf, mut p)) = self.first_ending_after(start, &mut path) else {
+        let Some((leaf, p)) = self.first_ending_after(start, &mut path) else {
             return Ok(0);
         };
+        let l = &self.leaves[leaf as usize];
+        let (rs, re) = (l.starts[p], l.ends[p]);
+        if rs >= end {
+            return Ok(0);
+        }
+        if start <= rs && re <= end && self.next_start(leaf, p).is_none_or(|s| s >= end) {
+            // One whole region (the usual munmap): handed over as it is.
+            on_removed(self.remove_at(&path, leaf, p));
+            return Ok(1);
+        }
+        self.remove_pieces(path, leaf, p, start, end, &mut on_removed)
+    }
+
+    /// The start of the region after region `p` of `leaf`.
+    #[inline]
+    fn next_start(&self, leaf: u32, p: usize) -> Option<u64> {
+        let l = &self.leaves[leaf as usize];
+        if p + 1 < l.len() {
+            Some(l.starts[p + 1])
+        } else if l.next != NIL {
+            Some(self.leaves[l.next as usize].starts[0])
+        } else {
+            None
+        }
+    }
+
+    /// [`remove_range`](Self::remove_range) from region `p` of `leaf` (reached by `path`), the
+    /// first region ending after `start`, which starts before `end`.
+    #[inline(never)]
+    fn remove_pieces(
+        &mut self,
+        mut path: Path,
+        mut leaf: u32,
+        mut p: usize,
+        start: u64,
+        end: u64,
+        on_removed: &mut impl FnMut(Region<H>),
+    ) -> Result<usize, RegionError> {
         let mut removed = 0;
         loop {
             let l = &self.leaves[leaf as usize];
@@ -1210,13 +1304,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 break;
             }
             // Where the region after this one starts: if at or past `end`, this is the last.
-            let next_start = if p + 1 < l.len() {
-                Some(l.starts[p + 1])
-            } else if l.next != NIL {
-                Some(self.leaves[l.next as usize].starts[0])
-            } else {
-                None
-            };
+            let next_start = self.next_start(leaf, p);
             removed += 1;
             if rs < start && re > end {
                 // A hole: the region keeps its head, its tail becomes a region of its own.
