@@ -723,7 +723,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
     /// the next one): its leaf and index there, with the path to the leaf in `path`.
-    #[inline]
+    #[inline(always)]
     fn first_ending_after(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
         let (leaf, p) = self.locate(addr, path)?;
         let l = &self.leaves[leaf as usize];
@@ -786,9 +786,6 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     #[inline(never)]
     fn insert_at_edge(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
         self.len += 1;
-        // A new node to insert right of the one changed at the current level.
-        let mut split = None;
-        let mut sum;
         if self.leaves[leaf as usize].len() < LEAF_CAP {
             let l = &mut self.leaves[leaf as usize];
             l.insert(p, r);
@@ -809,8 +806,14 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             } else {
                 0
             };
-            sum = self.leaf_changed(path, leaf, before, left.max(right));
-        } else {
+            let sum = self.leaf_changed(path, leaf, before, left.max(right));
+            self.propagate(path, sum);
+            return;
+        }
+        // A new node to insert right of the one changed at the current level.
+        let mut split;
+        let mut sum;
+        {
             let right = self.alloc_leaf();
             let (l, rl) = two(&mut self.leaves, leaf, right);
             // Appending after the last region (as sequential mmaps do) leaves the full leaf
@@ -957,7 +960,14 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// Brings the summaries on `path` up to date after the bounds of a region in `leaf`
     /// changed (and no region was added or removed).
     fn bounds_changed(&mut self, path: &Path, leaf: u32) {
-        let mut sum = self.leaves[leaf as usize].summary();
+        let sum = self.leaves[leaf as usize].summary();
+        self.propagate(path, sum);
+    }
+
+    /// The leaf at the end of `path` now has summary `sum` (no node gained or lost a child):
+    /// brings the summaries on the path up to date, up to the first that stays the same.
+    #[inline(never)]
+    fn propagate(&mut self, path: &Path, mut sum: Summary) {
         for d in (0..self.height).rev() {
             match self.child_changed(path, d, sum) {
                 Some(s) => sum = s,
@@ -995,26 +1005,38 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.len -= 1;
         let r = self.leaves[leaf as usize].remove(p);
         let l = &self.leaves[leaf as usize];
-        let mut under = l.len() < LEAF_MIN;
-        let mut sum = None;
-        if !under {
+        if l.len() >= LEAF_MIN || self.height == 0 {
             // The two gaps around the region, and the one they became.
             let n = l.len();
-            let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
-            let right = if p < n { l.starts[p] - r.end() } else { 0 };
-            let merged = if p > 0 && p < n {
-                l.starts[p] - l.ends[p - 1]
-            } else {
-                0
-            };
-            sum = Some(self.leaf_changed(path, leaf, left.max(right), merged));
+            if n > 0 {
+                let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
+                let right = if p < n { l.starts[p] - r.end() } else { 0 };
+                let merged = if p > 0 && p < n {
+                    l.starts[p] - l.ends[p - 1]
+                } else {
+                    0
+                };
+                let sum = self.leaf_changed(path, leaf, left.max(right), merged);
+                self.propagate(path, sum);
+            }
+            return r;
         }
+        self.rebalance_up(path);
+        r
+    }
+
+    /// After a removal left the leaf at the end of `path` under half full: merges or balances
+    /// it and each node above left under half full, and brings the summaries up to date.
+    #[inline(never)]
+    fn rebalance_up(&mut self, path: &Path) {
+        let mut under = true;
+        let mut sum = None;
         for d in (0..self.height).rev() {
             let (node, pos) = (path.node[d], path.pos[d] as usize);
             match sum {
                 Some(s) if !under => match self.child_changed(path, d, s) {
                     Some(ns) => sum = Some(ns),
-                    None => return r,
+                    None => return,
                 },
                 _ => {
                     self.rebalance(node, pos, d + 1 == self.height);
@@ -1030,7 +1052,6 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             self.free_inner(old);
             self.height -= 1;
         }
-        r
     }
 
     /// Child `pos` of `parent` is under half full: merges it with a neighbour if both fit in
@@ -1074,6 +1095,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// Adds a region. Refuses an empty or wrapping range (of addresses, or of file offsets for a
     /// file-backed region), overlap with an existing region, more than the maximum count, or no
     /// memory for the node.
+    #[inline]
     pub(crate) fn insert(&mut self, region: Region<H>) -> Result<(), RegionError> {
         if region.len == 0 {
             return Err(RegionError::EmptyRange);
@@ -1250,6 +1272,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     ///
     /// Refused with nothing changed (and `on_removed` never called) if the split would exceed the
     /// maximum region count or memory for a node runs out.
+    #[inline]
     pub(crate) fn remove_range(
         &mut self,
         start: u64,
