@@ -940,6 +940,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// The leaf at the end of `path` has a new largest gap `gap` between its regions, its first
     /// start and last end unchanged: stores it in each node on the way up while that node's
     /// largest gap changes.
+    /// Inlined into its two callers, an insert (where gaps shrink) and a removal (where they
+    /// grow), so that each has branches the processor predicts.
+    #[inline(always)]
     fn gap_changed(&mut self, path: &Path, mut gap: u64) {
         for d in (0..self.height).rev() {
             let pos = path.pos[d] as usize % INNER_CAP;
@@ -948,11 +951,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 return;
             }
             n.gap[pos] = gap;
-            let span = if pos > 0 {
-                gap.max(n.first[pos] - n.last_end[pos - 1])
-            } else {
-                gap
-            };
+            // The gap from the previous child, 0 for the first (without a branch: whether a
+            // child is the first of its node is not predictable).
+            let before = n.first[pos].wrapping_sub(n.last_end[pos.saturating_sub(1)]);
+            let span = gap.max(before * (pos > 0) as u64);
             let old = n.max_gap;
             n.set_span(pos, span);
             if n.max_gap == old {
