@@ -26,13 +26,8 @@ pub const TEST_TARGET_32: &str = "i686-unknown-linux-gnu";
 pub const MIRI_CRATES: &[&str] = &["xv6-kalloc", "vmregions"];
 const MIRI_SKIP_ALWAYS: &[&str] = &[];
 /// Left out of the subset `cargo xtask test` runs (each takes minutes under Miri): the property
-/// tests, the two-allocator replay and vmregions' model test through every size (vmregions has
-/// no unsafe code; its large model test stays in the subset).
-const MIRI_SKIP_IN_SUBSET: &[&str] = &[
-    "shadow_model",
-    "garbage_left_by_an_earlier_allocator",
-    "fast_paths_against_a_model_through_every_size",
-];
+/// tests and the two-allocator replay.
+const MIRI_SKIP_IN_SUBSET: &[&str] = &["shadow_model", "garbage_left_by_an_earlier_allocator"];
 /// kmalloc runs in its own invocation: its subset is chosen by name (the double-free and
 /// wild-pointer checks on every heap, realloc, the cache, the region source, kmalloc's limits,
 /// chunk return), because its long randomized tests take ten minutes and more each under Miri.
