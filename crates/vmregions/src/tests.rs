@@ -466,16 +466,17 @@ impl Rng {
 }
 
 /// The list against a `BTreeMap` keyed by start, with thousands of regions so that the tree
-/// is four levels deep: inserts, removals of whole regions, heads, tails, holes and long spans
+/// is four levels deep (three internal): inserts, removals of whole regions, heads, tails, holes and long spans
 /// (merging nodes on several levels at once), lookups, gap searches and `next_from`, then
 /// removal of nearly everything and growth again. Invariants are checked as it goes.
 #[test]
 fn btree_model_large() {
     use alloc::collections::BTreeMap;
     const P: u64 = 0x1000;
-    // Miri runs a smaller tree (still three levels: 300 regions fill 19 leaves).
+    // Miri runs a smaller tree (still three levels: 600 regions fill 38 leaves, more than an
+    // internal node holds).
     let (n, ops, check_every) = if cfg!(miri) {
-        (300, 150, 75)
+        (600, 150, 75)
     } else {
         (6000, 60_000, 997)
     };
@@ -642,4 +643,160 @@ fn btree_model_large() {
     let c = l.try_clone().unwrap();
     c.check_invariants();
     assert!(c.iter().eq(m.values()));
+}
+
+/// The lowest fit of `size` at `align` in `[lower, upper)` among the gaps of the model (start
+/// -> end), as [`RegionList::find_gap`] without a hint defines it.
+fn model_gap(
+    m: &alloc::collections::BTreeMap<u64, u64>,
+    size: u64,
+    align: u64,
+    lower: u64,
+    upper: u64,
+) -> Option<u64> {
+    let mut from = m.range(..lower).next_back().map_or(0, |(_, &e)| e);
+    for (&s, &e) in m.range(lower..) {
+        if let Some(at) = tree::fit(from, s, size, align, lower, upper) {
+            return Some(at);
+        }
+        from = e;
+    }
+    tree::fit(from, u64::MAX, size, align, lower, upper)
+}
+
+/// The tree's fast paths against a `BTreeMap`, through every size threshold: the inline layout
+/// and back (16 and 8 regions), a leaf (16), an internal node (32 children), and three levels,
+/// growing to several thousand regions and shrinking to empty twice. Most changes are the
+/// ones the fast paths take: a region taken out of the middle of a leaf and put back with
+/// another length (which makes and then fills the largest gap of every node on its path, as
+/// munmap then mmap at one place does), inserts into gaps, removal of whole regions; with
+/// heads, tails and holes, lookups, and a gap search of a random size, alignment and bound
+/// after every change (so a stale largest or second largest gap anywhere is seen).
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "tens of minutes under Miri, even at a tenth of the size; vmregions has no unsafe \
+              code, and btree_model_large runs a three-level tree under Miri"
+)]
+fn fast_paths_against_a_model_through_every_size() {
+    use alloc::collections::BTreeMap;
+    const P: u64 = 0x1000;
+    let check_every = 211;
+    let mut l: RegionList<u32> = RegionList::new(1 << 20);
+    let mut m: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut deepest = 0;
+    let mut step = 0u64;
+    // Each phase moves the count towards its target: 40 (over the inline layout and a leaf),
+    // 0, 700 (over an internal node), 5, 9000 (three levels), 0.
+    for target in [40usize, 0, 700, 5, 9000, 0] {
+        let space = (target.max(40) * 6) as u64; // pages: room for gaps of every size
+                                                 // Towards the target, then 150 changes at about that size.
+        let mut at_target = 0;
+        while at_target < 150 || m.len() != target {
+            if m.len() == target {
+                at_target += 1;
+            }
+            step += 1;
+            assert!(step < 200_000, "phase towards {target} does not end");
+            let growing = m.len() < target;
+            let page = rng.below(space);
+            let insert_below = if growing { 8 } else { 4 };
+            match rng.below(10) {
+                // Churn: a region out of the middle and back in, with a new length.
+                0..=2 if !m.is_empty() => {
+                    let k = m.range(page * P..).next().or_else(|| m.iter().next());
+                    let (&s, &e) = k.unwrap();
+                    assert_eq!(l.remove_range(s, e - s, |_| {}), Ok(1));
+                    m.remove(&s);
+                    let next = m.range(s..).next().map_or(u64::MAX, |(&n, _)| n);
+                    let len = (1 + rng.below(3)) * P;
+                    if s + len <= next {
+                        l.insert(anon(s, len)).unwrap();
+                        m.insert(s, s + len);
+                    } else {
+                        l.insert(anon(s, e - s)).unwrap();
+                        m.insert(s, e);
+                    }
+                }
+                // Insert (more often while growing).
+                x if x < insert_below => {
+                    let (s, len) = (page * P, (1 + rng.below(3)) * P);
+                    let free = m.range(..s + len).next_back().is_none_or(|(_, &e)| e <= s);
+                    let res = l.insert(anon(s, len));
+                    if free {
+                        assert_eq!(res, Ok(()), "insert {s:#x} step {step}");
+                        m.insert(s, s + len);
+                    } else {
+                        assert_eq!(res, Err(RegionError::Overlap), "insert {s:#x}");
+                    }
+                }
+                // Remove: a whole region, or any range (heads, tails, holes, spans).
+                _ => {
+                    let (s, len) = match m.range(page * P..).next() {
+                        Some((&s, &e)) if rng.below(2) == 0 => (s, e - s),
+                        _ => (page * P + rng.below(P), rng.below(6 * P) + 1),
+                    };
+                    let end = s + len;
+                    let mut want = 0;
+                    let first = m.range(..s).next_back().filter(|(_, &e)| e > s);
+                    let keys: Vec<u64> = first
+                        .map(|(&k, _)| k)
+                        .into_iter()
+                        .chain(m.range(s..end).map(|(&k, _)| k))
+                        .collect();
+                    for k in keys {
+                        let e = m.remove(&k).unwrap();
+                        if k < s {
+                            m.insert(k, s);
+                        }
+                        if e > end {
+                            m.insert(end, e);
+                        }
+                        want += 1;
+                    }
+                    assert_eq!(
+                        l.remove_range(s, len, |_| {}),
+                        Ok(want),
+                        "remove {s:#x}+{len:#x}"
+                    );
+                }
+            }
+            // A gap search after every change.
+            let size = (1 + rng.below(8)) * P;
+            let align = P << rng.below(3);
+            let lower = rng.below(space) * P;
+            let upper = if rng.below(4) == 0 {
+                lower + rng.below(64) * P
+            } else {
+                u64::MAX / 2
+            };
+            assert_eq!(
+                l.find_gap(size, align, lower, upper, None),
+                model_gap(&m, size, align, lower, upper),
+                "gap {size:#x} at {align:#x} in {lower:#x}..{upper:#x}, step {step}"
+            );
+            let a = rng.below(space) * P + rng.below(P);
+            let want = m.range(..=a).next_back().filter(|(_, &e)| e > a);
+            assert_eq!(
+                l.find(a).map(|r| (r.start, r.end())),
+                want.map(|(&s, &e)| (s, e)),
+                "find {a:#x}"
+            );
+            deepest = deepest.max(l.tree_height().unwrap_or(0));
+            if m.len() < 40 || step % check_every == 0 {
+                l.check_invariants();
+                assert!(
+                    l.iter()
+                        .map(|r| (r.start, r.end()))
+                        .eq(m.iter().map(|(&s, &e)| (s, e))),
+                    "contents at step {step}"
+                );
+            }
+        }
+        assert_eq!(l.len(), m.len(), "count after the phase towards {target}");
+        l.check_invariants();
+    }
+    assert!(l.is_empty() && l.is_small());
+    assert!(deepest >= 3, "tree height {deepest}");
 }

@@ -17,8 +17,10 @@
 //! indexed by `u32`) from the caller's allocator, with intrusive free lists, and every node an
 //! operation may need is reserved before anything changes.
 //!
-//! Compared with a tree of one region per node, a lookup among 100 000 regions reads about 5
-//! nodes instead of 17, each a few adjacent cache lines.
+//! Compared with a tree of one region per node, a lookup among 100 000 regions reads 4 nodes
+//! instead of 17, each a few adjacent cache lines. Leaves keep each region in a fixed slot and
+//! internal nodes keep their second largest gap (see `Inner::set_span`), so that an insert or a removal
+//! inside a leaf moves a few words and updates the gaps on its path in constant time per level.
 
 use crate::{Backing, Region, RegionError};
 use allocator_api2::alloc::{Allocator, Global};
@@ -32,7 +34,7 @@ pub(crate) const LEAF_CAP: usize = 16;
 /// Fewest regions in a leaf other than the root.
 const LEAF_MIN: usize = LEAF_CAP / 2;
 /// Most children of an internal node.
-const INNER_CAP: usize = 16;
+const INNER_CAP: usize = 32;
 /// Fewest children of an internal node other than the root.
 const INNER_MIN: usize = INNER_CAP / 2;
 /// Most internal levels. With at least 8 children per internal node below the root and 8
@@ -50,16 +52,24 @@ struct Summary {
     gap: u64,
 }
 
+/// A leaf: the regions stay in the slot they were put in; the order is kept by `order`, so an
+/// insert or a removal moves the 16 bytes of bounds of each later region and shifts one word,
+/// never a region.
 #[repr(C, align(64))]
 struct Leaf<H> {
     /// `starts[..len]`: the regions' starts, ascending; the rest `u64::MAX`.
     starts: [u64; LEAF_CAP],
     /// `ends[..len]`: the regions' ends.
     ends: [u64; LEAF_CAP],
+    /// Where in `regions` each region is: 4 bits per region in address order, the first in the
+    /// lowest bits (so that an insert or a removal shifts one word).
+    order: u64,
     len: u32,
     /// The next leaf in address order (NIL after the last); while free, the next free leaf.
     next: u32,
-    /// `regions[..len]` are `Some`, the rest `None`.
+    /// Bit `s` is set if `regions[s]` holds a region: exactly the slots of `slot[..len]`.
+    used: u32,
+    /// The regions, in no order; the slots not in `used` are `None`.
     regions: [Option<Region<H>>; LEAF_CAP],
 }
 
@@ -72,6 +82,7 @@ impl<H: Clone> Clone for Leaf<H> {
     }
 }
 
+/// An internal node: the search keys, the children, and what it knows of each child's gaps.
 #[repr(C, align(64))]
 #[derive(Clone)]
 struct Inner {
@@ -92,37 +103,82 @@ struct Inner {
     /// The node's own largest gap (its summary's `gap`), kept so that a change below can
     /// often update it without looking at every child.
     max_gap: u64,
+    /// The second largest `span` (equal to `max_gap` if two are the largest), when known: lets
+    /// the largest shrink without a look at every child, as when a region goes into the gap
+    /// that a removal just made the largest.
+    second: Option<u64>,
 }
 
 /// How many of the ascending `keys` are at most `addr`, by a branch-free binary search (unused
 /// slots hold `u64::MAX`, so only `addr == u64::MAX` counts them: the caller clamps).
 #[inline]
-fn rank(keys: &[u64; 16], addr: u64) -> usize {
-    // The count is in `base..=base + 2 * half` before each step.
+fn rank<const N: usize>(keys: &[u64; N], addr: u64) -> usize {
+    // `N` is a power of two. The count is in `base..=base + 2 * half` before each step.
     let mut base = 0;
-    for half in [8, 4, 2, 1] {
+    let mut half = N / 2;
+    while half > 0 {
         base += if keys[base + half - 1] <= addr {
             half
         } else {
             0
         };
+        half /= 2;
     }
     base + (keys[base] <= addr) as usize
+}
+
+/// The mask of the 4-bit fields below field `i` of a word.
+#[inline]
+fn below(i: usize) -> u64 {
+    if i >= 16 {
+        u64::MAX
+    } else {
+        (1 << (4 * i)) - 1
+    }
+}
+
+/// `x << bits`, 0 from 64 bits on.
+#[inline]
+fn shl(x: u64, bits: usize) -> u64 {
+    x.checked_shl(bits as u32).unwrap_or(0)
+}
+
+/// `x >> bits`, 0 from 64 bits on.
+#[inline]
+fn shr(x: u64, bits: usize) -> u64 {
+    x.checked_shr(bits as u32).unwrap_or(0)
+}
+
+/// The largest and the second largest of `v` (equal if the largest occurs twice).
+#[inline]
+fn top_two(v: &[u64]) -> (u64, u64) {
+    let (mut first, mut second) = (0, 0);
+    for &x in v {
+        second = second.max(first.min(x));
+        first = first.max(x);
+    }
+    (first, second)
 }
 
 /// Largest `starts[i] - ends[i - 1]`, 0 if fewer than two.
 #[inline]
 fn largest_gap(starts: &[u64], ends: &[u64]) -> u64 {
-    let n = starts.len();
-    if n < 2 {
-        return 0;
+    // By the position of the largest (a scalar loop: for the dozen gaps of a leaf, cheaper than
+    // the vector code the compiler makes of a plain maximum without 64-bit vector compares).
+    let mut at = 0;
+    let mut largest = 0;
+    for i in 1..starts.len().min(ends.len() + 1) {
+        let g = starts[i] - ends[i - 1];
+        if g > largest {
+            largest = g;
+            at = i;
+        }
     }
-    starts[1..]
-        .iter()
-        .zip(&ends[..n - 1])
-        .map(|(s, e)| s - e)
-        .max()
-        .unwrap_or(0)
+    if at == 0 {
+        0
+    } else {
+        starts[at] - ends[at - 1]
+    }
 }
 
 /// A node as parallel columns of entries, for the moves that split, merge and balance nodes.
@@ -162,8 +218,8 @@ impl<H> Columns for Leaf<H> {
         let n = self.len();
         self.starts.copy_within(at..n, at + k);
         self.ends.copy_within(at..n, at + k);
-        // The `k` slots past the end are `None`: rotate them to `at`.
-        self.regions[at..n + k].rotate_right(k);
+        let low = self.order & below(at);
+        self.order = low | shl(self.order & !below(at), 4 * k);
         self.len += k as u32;
     }
 
@@ -172,18 +228,17 @@ impl<H> Columns for Leaf<H> {
         self.starts.copy_within(at + k..n, at);
         self.starts[n - k..n].fill(u64::MAX);
         self.ends.copy_within(at + k..n, at);
-        self.regions[at..n].rotate_left(k);
+        let low = self.order & below(at);
+        self.order = low | (shr(self.order, 4 * k) & !below(at));
         self.len -= k as u32;
     }
 
     fn fill(&mut self, d: usize, src: &mut Self, s: usize, k: usize) {
         self.starts[d..d + k].copy_from_slice(&src.starts[s..s + k]);
         self.ends[d..d + k].copy_from_slice(&src.ends[s..s + k]);
-        for (to, from) in self.regions[d..d + k]
-            .iter_mut()
-            .zip(&mut src.regions[s..s + k])
-        {
-            *to = from.take();
+        for j in 0..k {
+            let r = src.take(s + j);
+            self.put(d + j, r);
         }
     }
 }
@@ -225,10 +280,36 @@ impl<H> Leaf<H> {
         Leaf {
             starts: [u64::MAX; LEAF_CAP],
             ends: [0; LEAF_CAP],
+            order: 0,
             len: 0,
             next: NIL,
+            used: 0,
             regions: [const { None }; LEAF_CAP],
         }
+    }
+
+    /// The slot of the region at position `p` (below [`LEAF_CAP`]).
+    #[inline]
+    fn slot(&self, p: usize) -> usize {
+        (self.order >> (4 * p % 64)) as usize & 0xf
+    }
+
+    /// Takes the region at position `p` out of its slot, which becomes free; position `p` is
+    /// then vacant (for `close` or `put`).
+    #[inline]
+    fn take(&mut self, p: usize) -> Region<H> {
+        let s = self.slot(p);
+        self.used &= !(1 << s);
+        self.regions[s % LEAF_CAP].take().expect("live region")
+    }
+
+    /// Puts `r` in a free slot for the vacant position `p`.
+    #[inline]
+    fn put(&mut self, p: usize, r: Region<H>) {
+        let s = (!self.used).trailing_zeros() as usize;
+        self.used |= 1 << s;
+        self.order = self.order & !(0xf << (4 * p)) | (s as u64) << (4 * p);
+        self.regions[s % LEAF_CAP] = Some(r);
     }
 
     /// How many regions start at or before `addr`.
@@ -239,7 +320,12 @@ impl<H> Leaf<H> {
 
     #[inline]
     fn region(&self, p: usize) -> &Region<H> {
-        self.regions[p].as_ref().expect("live region")
+        self.regions[self.slot(p)].as_ref().expect("live region")
+    }
+
+    #[inline]
+    fn region_mut(&mut self, p: usize) -> &mut Region<H> {
+        self.regions[self.slot(p)].as_mut().expect("live region")
     }
 
     /// Of a leaf holding at least one region.
@@ -253,16 +339,37 @@ impl<H> Leaf<H> {
     }
 
     /// Puts `r` at `p`; the leaf is not full.
+    #[inline]
     fn insert(&mut self, p: usize, r: Region<H>) {
-        self.open(p, 1);
+        let n = self.len();
+        // One place up, in one loop over both columns: cheaper than two calls to `memmove`
+        // for the few bounds of a leaf.
+        let mut j = n;
+        while j > p && j < LEAF_CAP {
+            self.starts[j] = self.starts[j - 1];
+            self.ends[j] = self.ends[j - 1];
+            j -= 1;
+        }
+        let low = self.order & below(p);
+        self.order = low | shl(self.order & !below(p), 4);
+        self.len += 1;
         self.starts[p] = r.start;
         self.ends[p] = r.end();
-        self.regions[p] = Some(r);
+        self.put(p, r);
     }
 
+    #[inline]
     fn remove(&mut self, p: usize) -> Region<H> {
-        let r = self.regions[p].take().expect("live region");
-        self.close(p, 1);
+        let r = self.take(p);
+        let n = self.len();
+        for j in p..n - 1 {
+            self.starts[j] = self.starts[j + 1];
+            self.ends[j] = self.ends[j + 1];
+        }
+        self.starts[n - 1] = u64::MAX;
+        let low = self.order & below(p);
+        self.order = low | (shr(self.order, 4) & !below(p));
+        self.len -= 1;
         r
     }
 }
@@ -278,6 +385,7 @@ impl Inner {
             len: 0,
             next_free: NIL,
             max_gap: 0,
+            second: Some(0),
         }
     }
 
@@ -299,18 +407,16 @@ impl Inner {
                 _ => 0,
             };
         }
-        self.max_gap = self.max_span();
+        self.rescan();
         self.cached()
     }
 
-    /// The largest `span`.
+    /// Sets `max_gap` and `second` from the spans.
     #[inline]
-    fn max_span(&self) -> u64 {
-        let mut m = 0;
-        for &g in &self.span {
-            m = m.max(g);
-        }
-        m
+    fn rescan(&mut self) {
+        let (first, second) = top_two(&self.span);
+        self.max_gap = first;
+        self.second = Some(second);
     }
 
     /// The summary from the stored `max_gap`.
@@ -341,15 +447,59 @@ impl Inner {
         }
     }
 
-    /// The largest of child `i`'s inner gap and the gaps between it and its neighbours.
+    /// Sets `span[i]`, keeping `max_gap` and `second` (looking at every span only if the
+    /// largest shrank below a second largest that is not known).
+    #[inline(always)]
+    fn set_span(&mut self, i: usize, span: u64) {
+        let old_span = self.span[i];
+        if old_span == span {
+            return;
+        }
+        self.span[i] = span;
+        let old = self.max_gap;
+        if span >= old {
+            // The largest grew (or another became the largest: the old one is second).
+            if old_span < old {
+                self.second = Some(old);
+            }
+            self.max_gap = span;
+        } else if old_span == old {
+            // The largest shrank: the second largest, or this one, is the largest now.
+            match self.second {
+                Some(second) if span >= second => self.max_gap = span,
+                Some(second) => {
+                    self.max_gap = second;
+                    self.second = None;
+                }
+                None => self.rescan(),
+            }
+        } else if let Some(second) = self.second {
+            // Neither was the largest: the second largest may have changed.
+            if span >= second {
+                self.second = Some(span);
+            } else if old_span == second {
+                self.second = None;
+            }
+        }
+    }
+
+    /// Stores child `i`'s new summary in a node otherwise unchanged, keeping the spans,
+    /// `max_gap` and `second`.
     #[inline]
-    fn gaps_around(&self, i: usize) -> u64 {
-        let next = if i + 1 < INNER_CAP {
-            self.span[i + 1]
+    fn update(&mut self, i: usize, s: Summary) {
+        self.first[i] = s.first;
+        self.last_end[i] = s.last_end;
+        self.gap[i] = s.gap;
+        let span = if i > 0 {
+            s.gap.max(s.first - self.last_end[i - 1])
         } else {
-            0
+            s.gap
         };
-        self.span[i].max(next)
+        self.set_span(i, span);
+        if i + 1 < self.len() {
+            let next = self.gap[i + 1].max(self.first[i + 1] - s.last_end);
+            self.set_span(i + 1, next);
+        }
     }
 
     fn stored(&self, i: usize) -> Summary {
@@ -557,35 +707,30 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     // ---- searches ----
 
     /// Descends towards `addr`: the leaf that holds the last region starting at or before
-    /// `addr` (the first leaf if there is none), the path to it, the number of its regions
-    /// starting at or before `addr`, and the start of the first region after that leaf. None if
-    /// there is no root yet.
+    /// `addr` (the first leaf if there is none), the path to it, and the number of its regions
+    /// starting at or before `addr`. None if there is no root yet.
     #[inline]
-    fn locate(&self, addr: u64, path: &mut Path) -> Option<(u32, usize, Option<u64>)> {
+    fn locate(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
         if self.root == NIL {
             return None;
         }
-        let mut succ = None;
         let mut t = self.root;
         for d in 0..self.height {
             let n = &self.inners[t as usize];
             let i = n.rank(addr);
-            if i + 1 < n.len() {
-                succ = Some(n.first[i + 1]);
-            }
             path.node[d] = t;
             path.pos[d] = i as u8;
             t = n.child[i];
         }
         let p = self.leaves[t as usize].rank(addr);
-        Some((t, p, succ))
+        Some((t, p))
     }
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
     /// the next one): its leaf and index there, with the path to the leaf in `path`.
-    #[inline]
+    #[inline(always)]
     fn first_ending_after(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
-        let (leaf, p, succ) = self.locate(addr, path)?;
+        let (leaf, p) = self.locate(addr, path)?;
         let l = &self.leaves[leaf as usize];
         if p > 0 && l.ends[p - 1] > addr {
             return Some((leaf, p - 1));
@@ -594,7 +739,11 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             return Some((leaf, p));
         }
         // The first region of the next leaf.
-        let (leaf, p, _) = self.locate(succ?, path)?;
+        let next = self.leaves[leaf as usize].next;
+        if next == NIL {
+            return None;
+        }
+        let (leaf, p) = self.locate(self.leaves[next as usize].starts[0], path)?;
         Some((leaf, p - 1))
     }
 
@@ -615,12 +764,33 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     // ---- changes ----
 
     /// Puts `r` at index `p` of `leaf` (reached by `path`), splitting full nodes up to the
-    /// root, and brings the summaries up to date. Nodes reserved, `r` known to fit there.
+    /// root, and brings the summaries up to date. Nodes reserved if `leaf` is full, `r` known to
+    /// fit there.
+    #[inline]
     fn insert_at(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
+        let l = &mut self.leaves[leaf as usize];
+        let n = l.len();
+        if !(n < LEAF_CAP && p > 0 && p < n) {
+            return self.insert_at_edge(path, leaf, p, r);
+        }
+        // Inside a leaf with room: its bounds stay, and its largest gap changes only if the one
+        // the region went into was the largest.
+        l.insert(p, r);
         self.len += 1;
-        // A new node to insert right of the one changed at the current level.
-        let mut split = None;
-        let mut sum;
+        if self.height > 0 {
+            let d = self.height - 1;
+            let old = self.inners[path.node[d] as usize].gap[path.pos[d] as usize];
+            if l.starts[p + 1] - l.ends[p - 1] >= old {
+                let gap = largest_gap(&l.starts[..=n], &l.ends[..=n]);
+                self.gap_changed(path, gap);
+            }
+        }
+    }
+
+    /// [`insert_at`](Self::insert_at) at either end of a leaf, or into a full one.
+    #[inline(never)]
+    fn insert_at_edge(&mut self, path: &Path, leaf: u32, p: usize, r: Region<H>) {
+        self.len += 1;
         if self.leaves[leaf as usize].len() < LEAF_CAP {
             let l = &mut self.leaves[leaf as usize];
             l.insert(p, r);
@@ -641,8 +811,14 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             } else {
                 0
             };
-            sum = self.leaf_changed(path, leaf, before, left.max(right));
-        } else {
+            let sum = self.leaf_changed(path, leaf, before, left.max(right));
+            self.propagate(path, sum);
+            return;
+        }
+        // A new node to insert right of the one changed at the current level.
+        let mut split;
+        let mut sum;
+        {
             let right = self.alloc_leaf();
             let (l, rl) = two(&mut self.leaves, leaf, right);
             // Appending after the last region (as sequential mmaps do) leaves the full leaf
@@ -755,23 +931,50 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if n.stored(pos) == s {
             return None;
         }
-        let before = n.gaps_around(pos);
-        n.set(pos, s);
-        let after = n.gaps_around(pos);
-        let old = n.max_gap;
-        if after >= old {
-            n.max_gap = after;
-        } else if before >= old {
-            // The largest gap shrank: another may be the largest now.
-            n.max_gap = n.max_span();
+        let before = n.cached();
+        n.update(pos, s);
+        let after = n.cached();
+        (after != before).then_some(after)
+    }
+
+    /// The leaf at the end of `path` has a new largest gap `gap` between its regions, its first
+    /// start and last end unchanged: stores it in each node on the way up while that node's
+    /// largest gap changes.
+    /// Inlined into its two callers, an insert (where gaps shrink) and a removal (where they
+    /// grow), so that each has branches the processor predicts.
+    #[inline(always)]
+    fn gap_changed(&mut self, path: &Path, mut gap: u64) {
+        for d in (0..self.height).rev() {
+            let pos = path.pos[d] as usize % INNER_CAP;
+            let n = &mut self.inners[path.node[d] as usize];
+            if n.gap[pos] == gap {
+                return;
+            }
+            n.gap[pos] = gap;
+            // The gap from the previous child, 0 for the first (without a branch: whether a
+            // child is the first of its node is not predictable).
+            let before = n.first[pos].wrapping_sub(n.last_end[pos.saturating_sub(1)]);
+            let span = gap.max(before * (pos > 0) as u64);
+            let old = n.max_gap;
+            n.set_span(pos, span);
+            if n.max_gap == old {
+                return;
+            }
+            gap = n.max_gap;
         }
-        Some(n.cached())
     }
 
     /// Brings the summaries on `path` up to date after the bounds of a region in `leaf`
     /// changed (and no region was added or removed).
     fn bounds_changed(&mut self, path: &Path, leaf: u32) {
-        let mut sum = self.leaves[leaf as usize].summary();
+        let sum = self.leaves[leaf as usize].summary();
+        self.propagate(path, sum);
+    }
+
+    /// The leaf at the end of `path` now has summary `sum` (no node gained or lost a child):
+    /// brings the summaries on the path up to date, up to the first that stays the same.
+    #[inline(never)]
+    fn propagate(&mut self, path: &Path, mut sum: Summary) {
         for d in (0..self.height).rev() {
             match self.child_changed(path, d, sum) {
                 Some(s) => sum = s,
@@ -782,30 +985,65 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// Removes the region at index `p` of `leaf` (reached by `path`), merging or balancing
     /// nodes left under half full, and brings the summaries up to date.
+    #[inline]
     fn remove_at(&mut self, path: &Path, leaf: u32, p: usize) -> Region<H> {
+        let l = &mut self.leaves[leaf as usize];
+        let n = l.len() - 1;
+        if !(n >= LEAF_MIN && p > 0 && p < n) {
+            return self.remove_at_edge(path, leaf, p);
+        }
+        // Inside a leaf that stays at least half full: its bounds stay, and its gaps only grew.
+        let r = l.remove(p);
+        self.len -= 1;
+        if self.height > 0 {
+            let merged = l.starts[p] - l.ends[p - 1];
+            let d = self.height - 1;
+            if merged > self.inners[path.node[d] as usize].gap[path.pos[d] as usize] {
+                self.gap_changed(path, merged);
+            }
+        }
+        r
+    }
+
+    /// [`remove_at`](Self::remove_at) at either end of a leaf, or from a leaf left under half
+    /// full.
+    #[inline(never)]
+    fn remove_at_edge(&mut self, path: &Path, leaf: u32, p: usize) -> Region<H> {
         self.len -= 1;
         let r = self.leaves[leaf as usize].remove(p);
         let l = &self.leaves[leaf as usize];
-        let mut under = l.len() < LEAF_MIN;
-        let mut sum = None;
-        if !under {
+        if l.len() >= LEAF_MIN || self.height == 0 {
             // The two gaps around the region, and the one they became.
             let n = l.len();
-            let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
-            let right = if p < n { l.starts[p] - r.end() } else { 0 };
-            let merged = if p > 0 && p < n {
-                l.starts[p] - l.ends[p - 1]
-            } else {
-                0
-            };
-            sum = Some(self.leaf_changed(path, leaf, left.max(right), merged));
+            if n > 0 {
+                let left = if p > 0 { r.start - l.ends[p - 1] } else { 0 };
+                let right = if p < n { l.starts[p] - r.end() } else { 0 };
+                let merged = if p > 0 && p < n {
+                    l.starts[p] - l.ends[p - 1]
+                } else {
+                    0
+                };
+                let sum = self.leaf_changed(path, leaf, left.max(right), merged);
+                self.propagate(path, sum);
+            }
+            return r;
         }
+        self.rebalance_up(path);
+        r
+    }
+
+    /// After a removal left the leaf at the end of `path` under half full: merges or balances
+    /// it and each node above left under half full, and brings the summaries up to date.
+    #[inline(never)]
+    fn rebalance_up(&mut self, path: &Path) {
+        let mut under = true;
+        let mut sum = None;
         for d in (0..self.height).rev() {
             let (node, pos) = (path.node[d], path.pos[d] as usize);
             match sum {
                 Some(s) if !under => match self.child_changed(path, d, s) {
                     Some(ns) => sum = Some(ns),
-                    None => return r,
+                    None => return,
                 },
                 _ => {
                     self.rebalance(node, pos, d + 1 == self.height);
@@ -821,7 +1059,6 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             self.free_inner(old);
             self.height -= 1;
         }
-        r
     }
 
     /// Child `pos` of `parent` is under half full: merges it with a neighbour if both fit in
@@ -865,6 +1102,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// Adds a region. Refuses an empty or wrapping range (of addresses, or of file offsets for a
     /// file-backed region), overlap with an existing region, more than the maximum count, or no
     /// memory for the node.
+    #[inline]
     pub(crate) fn insert(&mut self, region: Region<H>) -> Result<(), RegionError> {
         if region.len == 0 {
             return Err(RegionError::EmptyRange);
@@ -881,7 +1119,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .ok_or(RegionError::AddressOverflow)?;
         }
         let mut path = Path::new();
-        let Some((leaf, p, succ)) = self.locate(region.start, &mut path) else {
+        let Some((leaf, p)) = self.locate(region.start, &mut path) else {
             // No root yet.
             if self.len >= self.max {
                 return Err(RegionError::TooManyRegions);
@@ -893,14 +1131,23 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             return Ok(());
         };
         let l = &self.leaves[leaf as usize];
-        let next = if p < l.len() { Some(l.starts[p]) } else { succ };
+        let next = if p < l.len() {
+            Some(l.starts[p])
+        } else if l.next != NIL {
+            Some(self.leaves[l.next as usize].starts[0])
+        } else {
+            None
+        };
         if (p > 0 && l.ends[p - 1] > region.start) || next.is_some_and(|s| s < end) {
             return Err(RegionError::Overlap);
         }
         if self.len >= self.max {
             return Err(RegionError::TooManyRegions);
         }
-        self.reserve_insert()?;
+        if self.leaves[leaf as usize].len() == LEAF_CAP {
+            // Only a full leaf splits: nodes for it and every node above.
+            self.reserve_insert()?;
+        }
         self.insert_at(&path, leaf, p, region);
         Ok(())
     }
@@ -933,10 +1180,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// must not be changed (they key the tree); use [`remove_range`](Self::remove_range) and
     /// [`insert`](Self::insert) for that.
     pub(crate) fn find_mut(&mut self, addr: u64) -> Option<&mut Region<H>> {
-        let (leaf, p, _) = self.locate(addr, &mut Path::new())?;
+        let (leaf, p) = self.locate(addr, &mut Path::new())?;
         let l = &mut self.leaves[leaf as usize];
         if p > 0 && l.ends[p - 1] > addr {
-            l.regions[p - 1].as_mut()
+            Some(l.region_mut(p - 1))
         } else {
             None
         }
@@ -1032,6 +1279,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     ///
     /// Refused with nothing changed (and `on_removed` never called) if the split would exceed the
     /// maximum region count or memory for a node runs out.
+    #[inline]
     pub(crate) fn remove_range(
         &mut self,
         start: u64,
@@ -1043,16 +1291,56 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let end = start.checked_add(len).ok_or(RegionError::AddressOverflow)?;
         let mut path = Path::new();
-        let Some((mut leaf, mut p)) = self.first_ending_after(start, &mut path) else {
+        let Some((leaf, p)) = self.first_ending_after(start, &mut path) else {
             return Ok(0);
         };
+        let l = &self.leaves[leaf as usize];
+        let (rs, re) = (l.starts[p], l.ends[p]);
+        if rs >= end {
+            return Ok(0);
+        }
+        if start <= rs && re <= end && self.next_start(leaf, p).is_none_or(|s| s >= end) {
+            // One whole region (the usual munmap): handed over as it is.
+            on_removed(self.remove_at(&path, leaf, p));
+            return Ok(1);
+        }
+        self.remove_pieces(path, leaf, p, start, end, &mut on_removed)
+    }
+
+    /// The start of the region after region `p` of `leaf`.
+    #[inline]
+    fn next_start(&self, leaf: u32, p: usize) -> Option<u64> {
+        let l = &self.leaves[leaf as usize];
+        if p + 1 < l.len() {
+            Some(l.starts[p + 1])
+        } else if l.next != NIL {
+            Some(self.leaves[l.next as usize].starts[0])
+        } else {
+            None
+        }
+    }
+
+    /// [`remove_range`](Self::remove_range) from region `p` of `leaf` (reached by `path`), the
+    /// first region ending after `start`, which starts before `end`.
+    #[inline(never)]
+    fn remove_pieces(
+        &mut self,
+        mut path: Path,
+        mut leaf: u32,
+        mut p: usize,
+        start: u64,
+        end: u64,
+        on_removed: &mut impl FnMut(Region<H>),
+    ) -> Result<usize, RegionError> {
         let mut removed = 0;
         loop {
-            let l = &mut self.leaves[leaf as usize];
+            let l = &self.leaves[leaf as usize];
             let (rs, re) = (l.starts[p], l.ends[p]);
             if rs >= end {
                 break;
             }
+            // Where the region after this one starts: if at or past `end`, this is the last.
+            let next_start = self.next_start(leaf, p);
             removed += 1;
             if rs < start && re > end {
                 // A hole: the region keeps its head, its tail becomes a region of its own.
@@ -1061,8 +1349,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 }
                 self.reserve_insert()?;
                 let l = &mut self.leaves[leaf as usize];
-                let r = l.regions[p].take().expect("live region");
-                l.regions[p] = Some(r.slice(rs, start));
+                let head = l.region(p).slice(rs, start);
+                let r = core::mem::replace(l.region_mut(p), head);
                 l.ends[p] = start;
                 self.insert_at(&path, leaf, p + 1, r.slice(end, re));
                 on_removed(r.slice(start, end));
@@ -1070,9 +1358,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             }
             if rs < start || re > end {
                 // A head or a tail stays, in place.
-                let r = l.regions[p].take().expect("live region");
                 let (keep_from, keep_to) = if rs < start { (rs, start) } else { (end, re) };
-                l.regions[p] = Some(r.slice(keep_from, keep_to));
+                let l = &mut self.leaves[leaf as usize];
+                let kept = l.region(p).slice(keep_from, keep_to);
+                let r = core::mem::replace(l.region_mut(p), kept);
                 (l.starts[p], l.ends[p]) = (keep_from, keep_to);
                 self.bounds_changed(&path, leaf);
                 on_removed(r.slice(rs.max(start), re.min(end)));
@@ -1081,7 +1370,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 let r = self.remove_at(&path, leaf, p);
                 on_removed(r);
             }
-            if re >= end {
+            if re >= end || next_start.is_none_or(|s| s >= end) {
                 break;
             }
             match self.first_ending_after(start, &mut path) {
@@ -1098,11 +1387,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         let mut leaf = self.first_leaf();
         while leaf != NIL {
             let l = &mut self.leaves[leaf as usize];
-            let n = l.len();
-            l.len = 0;
-            for r in &mut l.regions[..n] {
-                on_removed(r.take().expect("live region"));
+            for p in 0..l.len() {
+                on_removed(l.take(p));
             }
+            l.len = 0;
             leaf = l.next;
         }
         self.leaves.clear();
@@ -1224,8 +1512,15 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             }
             w.prev_leaf = t;
             w.leaves += 1;
-            for (i, slot) in l.regions.iter().enumerate() {
-                assert_eq!(slot.is_some(), i < n, "leaf {t} slot {i}");
+            let mut used = 0u32;
+            for i in 0..n {
+                let s = l.slot(i);
+                assert_eq!(used & 1 << s, 0, "leaf {t} slot {s} used twice");
+                used |= 1 << s;
+            }
+            assert_eq!(used, l.used, "leaf {t} used slots");
+            for (s, r) in l.regions.iter().enumerate() {
+                assert_eq!(r.is_some(), used >> s & 1 == 1, "leaf {t} slot {s}");
             }
             for i in 0..n {
                 let r = l.region(i);
@@ -1265,6 +1560,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let s = node.summary();
         assert_eq!(node.max_gap, s.gap, "largest gap of node {t}");
+        if let Some(second) = node.second {
+            assert_eq!(second, top_two(&node.span).1, "second gap of node {t}");
+        }
         for i in 0..INNER_CAP {
             let want = match i {
                 0 => node.gap[0],
