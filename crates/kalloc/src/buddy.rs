@@ -21,6 +21,10 @@
 //! full cache gives half back. Cached frames have allocation bit 0, so a double free of one is
 //! still refused, and `is_free` and the statistics count them as free. A contiguous request that
 //! finds no block flushes the cache (merging its frames back) and tries again.
+//!
+//! The fast paths serve frames of the largest range (the "fast range", whose bounds and bitmap
+//! the allocator keeps at hand): no range lookup, and a cached frame of it is its bare number.
+//! Frames of other ranges take the same cache through the general (out-of-line) paths.
 
 use crate::addr::{Frame, PhysAddr};
 use crate::levels::{layout, Index, HEADER_WORDS, ORDERS};
@@ -154,20 +158,25 @@ impl Range {
 }
 
 /// A cache entry: the frame number, with its range's index in the top bits (frame numbers have
-/// at most 40 bits; range indices fit in 6).
+/// at most 40 bits; range indices fit in 6), counted from the fast range (see
+/// [`FrameAllocator::fast`]) so that a frame of the fast range is cached as its bare number.
 const RANGE_SHIFT: u32 = 58;
 
-#[inline]
-fn pack(frame: u64, ri: usize) -> u64 {
-    frame | (ri as u64) << RANGE_SHIFT
-}
-
-#[inline]
-fn unpack(entry: u64) -> (u64, usize) {
-    (
-        entry & ((1 << RANGE_SHIFT) - 1),
-        (entry >> RANGE_SHIFT) as usize % MAX_RANGES,
-    )
+/// The fast range's bounds and allocation bitmap, copied out of its [`Range`] so that the
+/// single-frame fast paths reach them without a range lookup. Frames of other ranges take the
+/// general paths.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    /// The range's index in `ranges`.
+    ri: usize,
+    /// The range's `base` (bit 0 of its bitmap).
+    base: u64,
+    /// The range's `start`.
+    start: u64,
+    /// Frames from `start` (0 with no range: then no frame passes).
+    frames: u64,
+    /// The range's allocation bitmap (through the direct map).
+    bitmap: *mut u64,
 }
 
 /// For a run of at most 64 bits from bit `first`: the first word's index and the masks of the
@@ -230,6 +239,8 @@ pub struct FrameAllocator {
     orders: u32,
     cache: [u64; CACHE_FRAMES],
     cached: usize,
+    /// The largest range, whose frames the single-frame fast paths serve.
+    fast: Fast,
     /// Free frames in the buddy system (the cached ones are counted by `cached`, so the
     /// single-frame fast paths keep one counter, not two).
     free: u64,
@@ -289,6 +300,13 @@ impl FrameAllocator {
             orders: 0,
             cache: [0; CACHE_FRAMES],
             cached: 0,
+            fast: Fast {
+                ri: 0,
+                base: 0,
+                start: 0,
+                frames: 0,
+                bitmap: core::ptr::null_mut(),
+            },
             free: 0,
             total: 0,
             metadata: 0,
@@ -401,10 +419,40 @@ impl FrameAllocator {
         }
         self.total += r.end - r.start;
         self.metadata += meta;
+        // The largest range is the fast one (the cache is empty, so no entry names a range
+        // relative to the old one). The first of equal ones, as `max_by_key` takes the last.
+        let (ri, fr) = self.ranges[..self.nranges]
+            .iter()
+            .enumerate()
+            .rev()
+            .max_by_key(|(_, x)| x.end - x.start)
+            .expect("a range was just added");
+        self.fast = Fast {
+            ri,
+            base: fr.base,
+            start: fr.start,
+            frames: fr.end - fr.start,
+            bitmap: fr.index.meta.wrapping_add(HEADER_WORDS),
+        };
         let saved = self.junk.on_free.take();
         self.free_run_unchecked(at, &r, r.start, r.end - r.start);
         self.junk.on_free = saved;
         Ok(())
+    }
+
+    /// The cache entry of frame `f` of range `ri`.
+    #[inline]
+    fn pack(&self, frame: u64, ri: usize) -> u64 {
+        frame | (((ri + MAX_RANGES - self.fast.ri) % MAX_RANGES) as u64) << RANGE_SHIFT
+    }
+
+    /// The frame and range index of a cache entry.
+    #[inline]
+    fn unpack(&self, entry: u64) -> (u64, usize) {
+        (
+            entry & ((1 << RANGE_SHIFT) - 1),
+            ((entry >> RANGE_SHIFT) as usize + self.fast.ri) % MAX_RANGES,
+        )
     }
 
     #[inline]
@@ -629,7 +677,7 @@ impl FrameAllocator {
     #[inline(never)]
     fn flush(&mut self, n: usize) {
         for i in 0..n {
-            let (f, ri) = unpack(self.cache[i]);
+            let (f, ri) = self.unpack(self.cache[i]);
             let r = self.ranges[ri];
             self.free_block(ri, &r, f, 0);
         }
@@ -654,7 +702,7 @@ impl FrameAllocator {
             self.free -= 1 << want.min(smallest);
             // Highest first, so the lowest frame is handed out first.
             for i in (0..1u64 << want.min(smallest)).rev() {
-                self.cache[self.cached] = pack(f + i, ri);
+                self.cache[self.cached] = self.pack(f + i, ri);
                 self.cached += 1;
             }
         }
@@ -679,25 +727,27 @@ impl FrameAllocator {
     /// Allocates one frame.
     #[inline]
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
-        if self.cached <= self.fast_alloc_above {
+        let c = self.cached;
+        if c <= self.fast_alloc_above {
             return self.allocate_slow();
         }
-        // The fast path: no call, no fill. (`% CACHE_FRAMES` is free: `cached` is below it.)
-        self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached % CACHE_FRAMES]);
-        // With one range its bounds load in parallel with the cache entry, not after it.
-        let r = if self.nranges == 1 {
-            &self.ranges[0]
-        } else {
-            &self.ranges[ri]
-        };
-        let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
-        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
-        unsafe { *word |= mask };
+        // The fast path: no call, no fill, no range lookup. (`% CACHE_FRAMES` is free: `c - 1`
+        // is below it.)
+        let f = self.cache[(c - 1) % CACHE_FRAMES];
+        if f >> RANGE_SHIFT != 0 {
+            // A frame of another range than the fast one.
+            return self.allocate_slow();
+        }
+        self.cached = c - 1;
+        let rel = f - self.fast.base;
+        // SAFETY: a cached frame is a managed frame of its range, here the fast range, so its
+        // bit is in that range's allocation bitmap.
+        unsafe { *self.fast.bitmap.add((rel / 64) as usize) |= 1 << (rel % 64) };
         Ok(Frame::from_managed(f))
     }
 
-    /// [`allocate`](Self::allocate) when the cache is empty or junk fill is on.
+    /// [`allocate`](Self::allocate) when the cache is empty, its top frame is not of the fast
+    /// range, or junk fill is on.
     #[cold]
     #[inline(never)]
     fn allocate_slow(&mut self) -> Result<Frame, AllocError> {
@@ -708,7 +758,7 @@ impl FrameAllocator {
             }
         }
         self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached]);
+        let (f, ri) = self.unpack(self.cache[self.cached]);
         let r = &self.ranges[ri];
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
@@ -786,26 +836,33 @@ impl FrameAllocator {
     /// Nobody uses the frame any more (the allocator may write into it).
     #[inline]
     pub unsafe fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
-        if self.cached >= self.fast_free_below {
+        let f = frame.number();
+        let c = self.cached;
+        if c >= self.fast_free_below || f.wrapping_sub(self.fast.start) >= self.fast.frames {
             // SAFETY: forwarded.
             return unsafe { self.free_slow(frame) };
         }
-        // The fast path: no call, no fill.
-        let f = frame.number();
-        let (ri, word, mask) = self.alloc_bit(f).ok_or(FreeError::NotManaged)?;
-        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        // The fast path, for a frame of the fast range: no call, no fill, no range lookup.
+        let rel = f - self.fast.base;
+        // SAFETY: `f` is a frame of the fast range (checked above), so its bit is in that
+        // range's allocation bitmap.
+        let word = unsafe { self.fast.bitmap.add((rel / 64) as usize) };
+        let mask = 1 << (rel % 64);
+        // SAFETY: as above.
         let w = unsafe { *word };
         if w & mask == 0 {
             return Err(FreeError::DoubleFree);
         }
         // SAFETY: as above.
         unsafe { *word = w & !mask };
-        self.cache[self.cached % CACHE_FRAMES] = pack(f, ri);
-        self.cached += 1;
+        // (A frame of the fast range is cached as its bare number.)
+        self.cache[c % CACHE_FRAMES] = f;
+        self.cached = c + 1;
         Ok(())
     }
 
-    /// [`free`](Self::free) when the cache is full or junk fill is on.
+    /// [`free`](Self::free) when the cache is full, the frame is not of the fast range (or not
+    /// managed), or junk fill is on.
     ///
     /// # Safety
     /// As for `free`.
@@ -825,7 +882,7 @@ impl FrameAllocator {
         self.fill(f, 1, self.junk.on_free);
         // SAFETY: as above.
         unsafe { *word &= !mask };
-        self.cache[self.cached] = pack(f, ri);
+        self.cache[self.cached] = self.pack(f, ri);
         self.cached += 1;
         Ok(())
     }
@@ -1007,7 +1064,7 @@ impl FrameAllocator {
         }
         assert_eq!(orders, self.orders, "order mask");
         for (i, &e) in self.cache[..self.cached].iter().enumerate() {
-            let (f, ri) = unpack(e);
+            let (f, ri) = self.unpack(e);
             let (rj, r) = self.range_of(f).expect("cached frame managed");
             assert_eq!(ri, rj, "cached frame {f} with a wrong range index");
             assert!(!self.bit(&r, f), "cached frame {f} marked allocated");

@@ -617,3 +617,69 @@ fn with_direct_map_over_a_buffer() {
     // `buf` outlives every use of `a`.
     drop(buf);
 }
+
+/// The single-frame fast paths serve the largest range; frames of the others go through the
+/// same cache on the general paths. Three ranges, the largest in the middle: every frame of every
+/// range is allocated, freed in an order that mixes the ranges in the cache (through refills and
+/// flushes), refused when freed again (cached or not), and handed out again exactly once; frames
+/// between the ranges and the ranges' metadata frames are refused throughout.
+#[test]
+fn frames_of_every_range_pass_through_the_cache() {
+    let mut ram = Ram::new(400);
+    let mut a = ram.allocator(&[
+        (0, 60 * 4096),
+        (70 * 4096, 330 * 4096),
+        (340 * 4096, 400 * 4096),
+    ]);
+    let total = a.stats().total;
+    let foreign: Vec<Frame> = [60u64, 65, 69, 330, 335, 339, 400, 401]
+        .iter()
+        .map(|&i| Frame::containing(ram.phys(i)))
+        .chain(
+            [0u64, 70, 340]
+                .iter()
+                .map(|&i| Frame::containing(ram.phys(i))),
+        ) // metadata
+        .collect();
+    let refused = |a: &mut FrameAllocator| {
+        for &f in &foreign {
+            assert!(!a.is_free(f));
+            // SAFETY: refused without touching memory (not managed).
+            assert_eq!(unsafe { a.free(f) }, Err(FreeError::NotManaged));
+        }
+    };
+    for round in 0..2 {
+        let mut frames = Vec::new();
+        while let Ok(f) = a.allocate() {
+            frames.push(f);
+        }
+        assert_eq!(frames.len() as u64, total, "round {round}");
+        let mut sorted = frames.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), frames.len(), "a frame handed out twice");
+        refused(&mut a);
+        // Interleave the ranges: by frame number modulo a prime, so consecutive frees come from
+        // different ranges.
+        frames.sort_by_key(|f| (f.number() * 7919) % 997);
+        for (i, &f) in frames.iter().enumerate() {
+            // SAFETY: our frame.
+            assert_eq!(unsafe { a.free(f) }, Ok(()));
+            // SAFETY: refused without touching memory (free, likely cached).
+            assert_eq!(unsafe { a.free(f) }, Err(FreeError::DoubleFree));
+            let back = frames[i / 2];
+            // SAFETY: as above (freed before).
+            assert_eq!(unsafe { a.free(back) }, Err(FreeError::DoubleFree));
+            if i % 50 == 0 {
+                a.check_invariants();
+                refused(&mut a);
+            }
+        }
+        a.check_invariants();
+        assert_eq!(a.stats().free, total);
+    }
+    // Everything merged back: the largest range's whole blocks are there again.
+    a.flush_cache();
+    a.check_invariants();
+    assert!(a.allocate_contiguous(128, 128).is_ok());
+}
