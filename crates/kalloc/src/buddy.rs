@@ -530,19 +530,27 @@ impl FrameAllocator {
     /// Records a free block of order `k` at `f` in range `ri`.
     #[inline]
     fn mark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
-        r.index.set(k, r.idx(f, k));
-        self.nonempty[k] |= 1 << ri;
-        self.orders |= 1 << k;
+        // (A free block already in the word: the range and the order are marked nonempty.)
+        if !r.index.set(k, r.idx(f, k)) {
+            self.nonempty[k] |= 1 << ri;
+            self.orders |= 1 << k;
+        }
     }
 
     /// Takes the free block of order `k` at `f` in range `ri` out of the index.
     #[inline]
     fn unmark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
         if r.index.clear(k, r.idx(f, k)) {
-            self.nonempty[k] &= !(1 << ri);
-            if self.nonempty[k] == 0 {
-                self.orders &= !(1 << k);
-            }
+            self.emptied(ri, k);
+        }
+    }
+
+    /// Range `ri` has no free block of order `k` any more.
+    #[inline]
+    fn emptied(&mut self, ri: usize, k: usize) {
+        self.nonempty[k] &= !(1 << ri);
+        if self.nonempty[k] == 0 {
+            self.orders &= !(1 << k);
         }
     }
 
@@ -568,23 +576,26 @@ impl FrameAllocator {
             return false;
         }
         // The tail's maximal aligned blocks (see `release`): all must head free blocks of their
-        // order. (A tail frame in the cache or allocated fails this.)
-        let tail = |mut f: u64| {
-            let end = first + block;
-            core::iter::from_fn(move || {
-                (f < end).then(|| {
-                    let k = (f.trailing_zeros() as usize).min((end - f).ilog2() as usize);
-                    let b = (f, k);
-                    f += 1 << k;
-                    b
-                })
-            })
-        };
-        if !tail(first + count).all(|(f, k)| r.index.test(k, r.idx(f, k))) {
-            return false;
+        // order. (A tail frame in the cache or allocated fails this.) They grow in order, so
+        // there are at most `order` of them; noted as (order, block index) for the
+        // second pass.
+        let mut blocks = [(0usize, 0u64); MAX_ORDER];
+        let mut n = 0;
+        let (mut f, end) = (first + count, first + block);
+        while f < end {
+            let k = (f.trailing_zeros() as usize).min((end - f).ilog2() as usize);
+            let idx = r.idx(f, k);
+            if !r.index.test(k, idx) {
+                return false;
+            }
+            blocks[n] = (k, idx);
+            n += 1;
+            f += 1 << k;
         }
-        for (f, k) in tail(first + count) {
-            self.unmark_free(ri, r, f, k);
+        for &(k, idx) in &blocks[..n] {
+            if r.index.clear(k, idx) {
+                self.emptied(ri, k);
+            }
         }
         self.fill(first, count, self.junk.on_free);
         self.set_bits(r, first, count, false);
