@@ -1,5 +1,6 @@
 //! The frame allocator: a binary buddy system whose free blocks are recorded in per-order bitmaps
-//! kept in each range's first frames, with a small cache of single frames in front.
+//! kept in each range's first frames, with small caches of single frames and of whole blocks in
+//! front.
 //!
 //! Each managed range keeps, in its own first frames (the metadata), an allocation bitmap with
 //! one bit per frame (1 = handed to a caller, or not a frame of the range) and, for each order
@@ -9,18 +10,31 @@
 //! earlier allocator) left in the frames cannot mislead it.
 //!
 //! Invariants (checked by [`FrameAllocator::check_invariants`]):
-//! - the free blocks of all orders and the cached frames are disjoint and cover exactly the
-//!   frames whose allocation bit is 0;
+//! - the free blocks of all orders, the cached frames and the cached blocks are disjoint and
+//!   cover exactly the frames whose allocation bit is 0;
 //! - a free block of order k < MAX_ORDER never has a free buddy of order k (they would have
-//!   been merged); cached frames are outside the buddy system and do not merge until flushed;
+//!   been merged); cached frames and blocks are outside the buddy system and do not merge until
+//!   flushed;
+//! - while `no_help_from` is known (see its field), no cached item lies in an all-free block of
+//!   the order it names;
 //! - `nonempty[k]` has bit i set exactly when range i has a free block of order k, and `orders`
 //!   bit k exactly when `nonempty[k]` is not 0.
 //!
 //! Single frames (allocate, or a free of one frame) go through the cache of up to
 //! [`CACHE_FRAMES`] frames: a refill takes [`CACHE_FRAMES`]/2 frames in as few blocks as it can, a
 //! full cache gives half back. Cached frames have allocation bit 0, so a double free of one is
-//! still refused, and `is_free` and the statistics count them as free. A contiguous request that
-//! finds no block flushes the cache (merging its frames back) and tries again.
+//! still refused, and `is_free` and the statistics count them as free.
+//!
+//! Runs of 2 to 64 frames (orders 1 to 6) have a cache per order of up to 8 whole blocks: a
+//! freed run whose block is whole again (the common case: the run, with the tail its allocation
+//! gave back still free) goes there instead of merging, and the next request of that order takes the last one
+//! back instead of searching and splitting. Their frames, too, have allocation bit 0.
+//!
+//! A contiguous request that finds no block (in its block cache, the buddy system, or a larger
+//! cached block it splits) flushes the caches (merging everything back) and tries again, but only
+//! if that can help: the buddy system's blocks are merged, so an all-free aligned block of the
+//! order exists only around a cached item, and each is checked. A refusal is remembered
+//! (`no_help_from`) until a free makes such a block, so a run of refusals checks once.
 //!
 //! The fast paths serve frames of the largest range (the "fast range", whose bounds and bitmap
 //! the allocator keeps at hand): no range lookup, and a cached frame of it is its bare number.
@@ -38,6 +52,10 @@ pub const MAX_RANGES: usize = 64;
 pub const CACHE_FRAMES: usize = 64;
 /// How many frames a refill of the cache takes, and a flush of a full cache returns.
 const BATCH: usize = CACHE_FRAMES / 2;
+/// Orders 1..=BLOCK_ORDERS (runs of 2 to 64 frames) keep freed blocks in a cache of their own.
+const BLOCK_ORDERS: usize = 6;
+/// Blocks each of those caches holds.
+const BLOCKS: usize = 8;
 
 /// Why a range could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,8 +259,22 @@ pub struct FrameAllocator {
     cached: usize,
     /// The largest range, whose frames the single-frame fast paths serve.
     fast: Fast,
-    /// Free frames in the buddy system (the cached ones are counted by `cached`, so the
-    /// single-frame fast paths keep one counter, not two).
+    /// Per order 1..=[`BLOCK_ORDERS`] (at `order - 1`), freed whole blocks kept out of the
+    /// buddy system, as cache entries (see [`RANGE_SHIFT`]); counted in `free`.
+    blocks: [[u64; BLOCKS]; BLOCK_ORDERS],
+    /// How many of each `blocks` row are in use.
+    nblocks: [usize; BLOCK_ORDERS],
+    /// `m`, or `usize::MAX` if unknown: flushing the caches is known not to make a free block
+    /// of order `m` or above (see [`flush_would_help`](Self::flush_would_help)). It holds while
+    /// for every cached item of order `j` (0 for a single frame) the aligned block of order
+    /// `max(m, j + 1)` around it is not all free. Allocations only take frames, so they keep
+    /// it; a free keeps it unless the blocks of that order around the freed run are now all
+    /// free (see [`note_freed`](Self::note_freed)); a refill, which caches frames from the
+    /// buddy system, forgets it. While it is known, single frames are freed on the slow path,
+    /// which checks.
+    no_help_from: usize,
+    /// Free frames in the buddy system and the block caches (the frames of the single-frame
+    /// cache are counted by `cached`, so its fast paths keep one counter, not two).
     free: u64,
     total: u64,
     metadata: u64,
@@ -267,6 +299,7 @@ impl core::fmt::Debug for FrameAllocator {
             .field("ranges", &&self.ranges[..self.nranges])
             .field("free", &self.free_frames())
             .field("cached", &self.cached)
+            .field("cached_blocks", &self.nblocks)
             .field("total", &self.total)
             .finish()
     }
@@ -307,6 +340,9 @@ impl FrameAllocator {
                 frames: 0,
                 bitmap: core::ptr::null_mut(),
             },
+            blocks: [[0; BLOCKS]; BLOCK_ORDERS],
+            nblocks: [0; BLOCK_ORDERS],
+            no_help_from: usize::MAX,
             free: 0,
             total: 0,
             metadata: 0,
@@ -327,11 +363,55 @@ impl FrameAllocator {
         } else {
             0
         };
-        self.fast_free_below = if junk.on_free.is_some() {
+        self.set_fast_free();
+    }
+
+    /// Sets `fast_free_below`: no fast frees with junk fill on free or a known `no_help_from`.
+    fn set_fast_free(&mut self) {
+        self.fast_free_below = if self.junk.on_free.is_some() || self.no_help_from != usize::MAX {
             0
         } else {
             CACHE_FRAMES
         };
+    }
+
+    /// Forgets `no_help_from`.
+    #[inline]
+    fn forget_no_help(&mut self) {
+        if self.no_help_from != usize::MAX {
+            self.no_help_from = usize::MAX;
+            self.set_fast_free();
+        }
+    }
+
+    /// After a free of `[first, first + count)` in `r` (its bits now 0), put in a cache as an
+    /// item of order `cached` if `Some`: keeps `no_help_from` if it still holds, else forgets
+    /// it. Blocks of the checked order `l` around the run that are now all free are the only
+    /// way it can break: an item's block that became all free holds freed frames, so it holds
+    /// (or lies in) such a block of order `l`.
+    fn note_freed(&mut self, r: &Range, first: u64, count: u64, cached: Option<usize>) {
+        let m = self.no_help_from;
+        if m == usize::MAX {
+            return;
+        }
+        let l = cached.map_or(m, |j| m.max(j + 1));
+        // (Past 4 words a check costs more than it saves: forget.)
+        if l > 8 {
+            return self.forget_no_help();
+        }
+        let size = 1u64 << l;
+        let lo = first & !(size - 1);
+        let hi = (first + count - 1) & !(size - 1);
+        // (Its first 64 frames first: most blocks fail there, in a word or two.)
+        let all_free = |head: u64| {
+            head >= r.start
+                && head + size <= r.end
+                && self.all_bits(r, head, size.min(64), false)
+                && (size <= 64 || self.all_bits(r, head + 64, size - 64, false))
+        };
+        if hi - lo > size || all_free(lo) || (hi != lo && all_free(hi)) {
+            self.forget_no_help();
+        }
     }
 
     /// The virtual address through which the allocator reaches `addr`.
@@ -434,6 +514,7 @@ impl FrameAllocator {
             frames: fr.end - fr.start,
             bitmap: fr.index.meta.wrapping_add(HEADER_WORDS),
         };
+        self.forget_no_help();
         let saved = self.junk.on_free.take();
         self.free_run_unchecked(at, &r, r.start, r.end - r.start);
         self.junk.on_free = saved;
@@ -563,45 +644,114 @@ impl FrameAllocator {
         self.release(ri, r, first, count, true);
     }
 
-    /// The common case of a free, made cheap: `[first, first + count)` (allocated, `count` not a
-    /// power of two) is the head of the aligned block of `count.next_power_of_two()` frames it
-    /// was allocated from, and that block's tail is still free as the blocks allocation left it.
-    /// Then the tail blocks leave the index and the whole block is freed at once, instead of the
-    /// run's blocks being freed one by one and merged with the tail pieces. Returns false,
-    /// changing nothing, if the case does not apply.
-    fn free_head_of_block(&mut self, ri: usize, r: &Range, first: u64, count: u64) -> bool {
+    /// The common case of a free, made cheap: `[first, first + count)` (allocated) is the head
+    /// of the aligned block of `count.next_power_of_two()` frames it was allocated from (or that
+    /// whole block), and that block's tail is still free as the blocks allocation left it. Then
+    /// the tail blocks leave the index and the whole block is freed at once (into its block
+    /// cache if `use_blocks` and there is room), instead of the run's blocks being freed one by
+    /// one and merged with the tail pieces. Returns `None`, changing nothing, if the case does
+    /// not apply, else `Some` of the block's order if it went into a block cache.
+    fn free_head_of_block(
+        &mut self,
+        ri: usize,
+        r: &Range,
+        first: u64,
+        count: u64,
+        use_blocks: bool,
+    ) -> Option<Option<usize>> {
         let order = count.next_power_of_two().trailing_zeros() as usize;
         let block = 1u64 << order;
-        if count == block || first % block != 0 || first + block > r.end || order > MAX_ORDER {
-            return false;
+        if first % block != 0 || first + block > r.end || order > MAX_ORDER {
+            return None;
         }
         // The tail's maximal aligned blocks (see `release`): all must head free blocks of their
-        // order. (A tail frame in the cache or allocated fails this.) They grow in order, so
-        // there are at most `order` of them; noted as (order, block index) for the
-        // second pass.
-        let mut blocks = [(0usize, 0u64); MAX_ORDER];
-        let mut n = 0;
-        let (mut f, end) = (first + count, first + block);
-        while f < end {
-            let k = (f.trailing_zeros() as usize).min((end - f).ilog2() as usize);
-            let idx = r.idx(f, k);
-            if !r.index.test(k, idx) {
-                return false;
-            }
-            blocks[n] = (k, idx);
-            n += 1;
-            f += 1 << k;
+        // order. (A tail frame in the cache or allocated fails this.) As `first` is aligned to
+        // the block, they are the set bits of the tail's length, smallest first.
+        let tail = block - count;
+        let blocks = move || {
+            let (mut f, mut bits) = (first + count, tail);
+            core::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let k = bits.trailing_zeros() as usize;
+                    let b = (f, k);
+                    f += 1 << k;
+                    bits &= bits - 1;
+                    b
+                })
+            })
+        };
+        if !blocks().all(|(f, k)| r.index.test(k, r.idx(f, k))) {
+            return None;
         }
-        for &(k, idx) in &blocks[..n] {
-            if r.index.clear(k, idx) {
+        for (f, k) in blocks() {
+            if r.index.clear(k, r.idx(f, k)) {
                 self.emptied(ri, k);
             }
         }
         self.fill(first, count, self.junk.on_free);
         self.set_bits(r, first, count, false);
         self.free += count;
-        self.free_block(ri, r, first, order);
-        true
+        if use_blocks && (1..=BLOCK_ORDERS).contains(&order) && self.nblocks[order - 1] < BLOCKS {
+            // Kept whole for the next request of its order: no merge now, no split then.
+            let entry = self.pack(first, ri);
+            let n = &mut self.nblocks[order - 1];
+            self.blocks[order - 1][*n % BLOCKS] = entry;
+            *n += 1;
+            Some(Some(order))
+        } else {
+            self.free_block(ri, r, first, order);
+            Some(None)
+        }
+    }
+
+    /// A block of `order` from its block cache (the most recently freed), if it has one.
+    #[inline]
+    fn pop_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
+        if !(1..=BLOCK_ORDERS).contains(&order) || self.nblocks[order - 1] == 0 {
+            return None;
+        }
+        self.nblocks[order - 1] -= 1;
+        let (f, ri) = self.unpack(self.blocks[order - 1][self.nblocks[order - 1] % BLOCKS]);
+        Some((ri, self.range(ri), f))
+    }
+
+    /// A cached block of an order above `order` (the smallest there is), split down to `order`
+    /// with the upper halves put into the buddy system, or `None`.
+    fn split_cached_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
+        let mut k = (order + 1..=BLOCK_ORDERS).find(|&k| self.nblocks[k - 1] > 0)?;
+        let (ri, r, frame) = self.pop_block(k)?;
+        while k > order {
+            k -= 1;
+            // (The upper half's buddy is the lower half, taken: no merge to try.)
+            self.mark_free(ri, &r, frame + (1 << k), k);
+        }
+        Some((ri, r, frame))
+    }
+
+    /// Whether flushing the caches could make a free buddy block of `order` frames. The buddy
+    /// system's free blocks are merged, so after a failed search an all-free aligned block of
+    /// `order` exists only around a cached frame or block: for orders up to [`BLOCK_ORDERS`]
+    /// (a bitmap word or two) each cached item is checked; above, the answer is yes if anything
+    /// is cached.
+    fn flush_would_help(&self, order: usize) -> bool {
+        if order > BLOCK_ORDERS {
+            return self.any_cached();
+        }
+        let size = 1u64 << order;
+        let around = |e: &u64| {
+            let (f, ri) = self.unpack(*e);
+            let r = &self.ranges[ri];
+            let head = f & !(size - 1);
+            head >= r.start && head + size <= r.end && self.all_bits(r, head, size, false)
+        };
+        self.cache[..self.cached].iter().any(around)
+            || (1..order).any(|k| self.blocks[k - 1][..self.nblocks[k - 1]].iter().any(around))
+    }
+
+    /// True if a cache (single frames or blocks) holds anything.
+    #[inline]
+    fn any_cached(&self) -> bool {
+        self.cached > 0 || self.nblocks.iter().any(|&n| n > 0)
     }
 
     /// Puts the run `[first, first + count)`, whose allocation bits are already 0 and which is
@@ -676,11 +826,16 @@ impl FrameAllocator {
         self.cached
     }
 
-    /// Gives every cached frame back to the buddy system, where it merges with its free buddies.
-    /// [`allocate_contiguous`](Self::allocate_contiguous) does this itself before it reports
-    /// [`AllocError::OutOfMemory`].
+    /// Gives every cached frame and block back to the buddy system, where they merge with their
+    /// free buddies. [`allocate_contiguous`](Self::allocate_contiguous) does this itself before
+    /// it reports [`AllocError::OutOfMemory`].
     pub fn flush_cache(&mut self) {
         self.flush(self.cached);
+        for k in 1..=BLOCK_ORDERS {
+            while let Some((ri, r, f)) = self.pop_block(k) {
+                self.free_block(ri, &r, f, k);
+            }
+        }
     }
 
     /// Gives the `n` oldest cached frames back to the buddy system.
@@ -701,6 +856,8 @@ impl FrameAllocator {
     #[cold]
     #[inline(never)]
     fn refill(&mut self) {
+        // (It caches frames from the buddy system, where `no_help_from` does not look.)
+        self.forget_no_help();
         while self.cached < BATCH {
             let want = (BATCH - self.cached).ilog2() as usize;
             let smallest = self.orders.trailing_zeros() as usize;
@@ -764,6 +921,11 @@ impl FrameAllocator {
     fn allocate_slow(&mut self) -> Result<Frame, AllocError> {
         if self.cached == 0 {
             self.refill();
+            if self.cached == 0 && self.any_cached() {
+                // Only cached blocks are left: back into the buddy system with them.
+                self.flush_cache();
+                self.refill();
+            }
             if self.cached == 0 {
                 return Err(AllocError::OutOfMemory);
             }
@@ -800,15 +962,25 @@ impl FrameAllocator {
         if count == 1 && align_frames == 1 {
             return self.allocate();
         }
-        self.allocate_uncached(count, align_frames)
+        self.allocate_run(count, align_frames, true)
     }
 
     /// [`allocate_contiguous`](Self::allocate_contiguous) straight from the buddy system, never
-    /// through the cache (the page-source path, whose hint must stay exact).
+    /// through the caches (the page-source path, whose hint must stay exact).
     pub(crate) fn allocate_uncached(
         &mut self,
         count: usize,
         align_frames: usize,
+    ) -> Result<Frame, AllocError> {
+        self.allocate_run(count, align_frames, false)
+    }
+
+    /// A run, from the block cache of its order first if `use_blocks`.
+    fn allocate_run(
+        &mut self,
+        count: usize,
+        align_frames: usize,
+        use_blocks: bool,
     ) -> Result<Frame, AllocError> {
         if count == 0 || !align_frames.is_power_of_two() {
             return Err(AllocError::InvalidRequest);
@@ -822,13 +994,35 @@ impl FrameAllocator {
         if order > MAX_ORDER {
             return Err(AllocError::InvalidRequest);
         }
-        let (ri, r, frame) = match self.take_block(order) {
+        let popped = if use_blocks {
+            self.pop_block(order)
+        } else {
+            None
+        };
+        let found = popped
+            .or_else(|| self.take_block(order))
+            .or_else(|| self.split_cached_block(order));
+        let (ri, r, frame) = match found {
             Some(b) => b,
-            None if self.cached > 0 => {
+            // (The page-source path flushes first; a cache left anything only here.)
+            None if !use_blocks && self.any_cached() => {
                 self.flush_cache();
                 self.take_block(order).ok_or(AllocError::OutOfMemory)?
             }
-            None => return Err(AllocError::OutOfMemory),
+            None if use_blocks && order < self.no_help_from && self.flush_would_help(order) => {
+                self.flush_cache();
+                self.take_block(order).ok_or(AllocError::OutOfMemory)?
+            }
+            None => {
+                if use_blocks && order < self.no_help_from {
+                    // Every cached item is of a smaller order (an item of `order` or above
+                    // would have been taken), and none lies in an all-free block of `order`,
+                    // so none in one of a larger order either: `no_help_from` holds.
+                    self.no_help_from = order;
+                    self.set_fast_free();
+                }
+                return Err(AllocError::OutOfMemory);
+            }
         };
         let count = count as u64;
         self.set_bits(&r, frame, count, true);
@@ -895,6 +1089,8 @@ impl FrameAllocator {
         unsafe { *word &= !mask };
         self.cache[self.cached] = self.pack(f, ri);
         self.cached += 1;
+        let r = self.ranges[ri];
+        self.note_freed(&r, f, 1, Some(0));
         Ok(())
     }
 
@@ -911,7 +1107,7 @@ impl FrameAllocator {
             return unsafe { self.free(first) };
         }
         // SAFETY: forwarded.
-        unsafe { self.free_uncached(first, count) }
+        unsafe { self.free_run(first, count, true) }
     }
 
     /// [`free_contiguous`](Self::free_contiguous) straight into the buddy system.
@@ -922,6 +1118,20 @@ impl FrameAllocator {
         &mut self,
         first: Frame,
         count: usize,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_run(first, count, false) }
+    }
+
+    /// Frees a run; a whole block of a cached order goes to its block cache if `use_blocks`.
+    ///
+    /// # Safety
+    /// As for `free_contiguous`.
+    unsafe fn free_run(
+        &mut self,
+        first: Frame,
+        count: usize,
+        use_blocks: bool,
     ) -> Result<(), FreeError> {
         if count == 0 {
             return Err(FreeError::Empty);
@@ -936,9 +1146,14 @@ impl FrameAllocator {
         if !self.all_bits(&r, f, count, true) {
             return Err(FreeError::DoubleFree);
         }
-        if !self.free_head_of_block(ri, &r, f, count) {
-            self.free_run_unchecked(ri, &r, f, count);
-        }
+        let cached = match self.free_head_of_block(ri, &r, f, count, use_blocks) {
+            Some(cached) => cached,
+            None => {
+                self.free_run_unchecked(ri, &r, f, count);
+                None
+            }
+        };
+        self.note_freed(&r, f, count, cached);
         Ok(())
     }
 
@@ -1089,7 +1304,87 @@ impl FrameAllocator {
             }
         }
         listed += self.cached as u64;
+        for k in 1..=BLOCK_ORDERS {
+            let n = self.nblocks[k - 1];
+            assert!(n <= BLOCKS, "block cache of order {k} overfull");
+            for (i, &e) in self.blocks[k - 1][..n].iter().enumerate() {
+                let (f, ri) = self.unpack(e);
+                let (rj, r) = self.range_of(f).expect("cached block managed");
+                assert_eq!(ri, rj, "cached block {f} with a wrong range index");
+                assert!(
+                    f % (1 << k) == 0 && f + (1 << k) <= r.end,
+                    "cached block {f} order {k} misaligned or past its range"
+                );
+                assert!(
+                    self.all_bits(&r, f, 1 << k, false),
+                    "cached block {f} order {k} has allocated frames"
+                );
+                // Disjoint from the index's free blocks of every order, ...
+                for j in 0..ORDERS {
+                    let heads = if j >= k {
+                        f & !((1 << j) - 1)..(f & !((1 << j) - 1)) + 1
+                    } else {
+                        f..f + (1 << k)
+                    };
+                    for g in heads.step_by(1 << j) {
+                        assert!(
+                            g < r.start || g + (1 << j) > r.end || !r.index.test(j, r.idx(g, j)),
+                            "cached block {f} order {k} overlaps free block {g} order {j}"
+                        );
+                    }
+                }
+                // ... from the cached frames, and from the other cached blocks.
+                for &c in &self.cache[..self.cached] {
+                    let (g, _) = self.unpack(c);
+                    assert!(
+                        g < f || g >= f + (1 << k),
+                        "cached frame {g} in cached block {f}"
+                    );
+                }
+                for j in k..=BLOCK_ORDERS {
+                    let upto = if j == k { i } else { self.nblocks[j - 1] };
+                    for &c in &self.blocks[j - 1][..upto] {
+                        let (g, _) = self.unpack(c);
+                        assert!(
+                            g + (1 << j) <= f || f + (1 << k) <= g,
+                            "cached blocks {f} order {k} and {g} order {j} overlap"
+                        );
+                    }
+                }
+                listed += 1 << k;
+            }
+        }
         assert_eq!(listed, self.free_frames(), "free count");
+        // `no_help_from`: no cached item lies in an all-free block of the order it names.
+        let m = self.no_help_from;
+        if m != usize::MAX {
+            assert_eq!(
+                self.fast_free_below, 0,
+                "fast frees while no_help_from is known"
+            );
+            let items = self.cache[..self.cached].iter().map(|&e| (e, 0)).chain(
+                (1..=BLOCK_ORDERS).flat_map(|k| {
+                    self.blocks[k - 1][..self.nblocks[k - 1]]
+                        .iter()
+                        .map(move |&e| (e, k))
+                }),
+            );
+            for (e, j) in items {
+                let (f, ri) = self.unpack(e);
+                let r = self.ranges[ri];
+                let l = m.max(j + 1);
+                if l > ORDERS {
+                    continue;
+                }
+                let head = f & !((1u64 << l) - 1);
+                assert!(
+                    !(head >= r.start
+                        && head + (1 << l) <= r.end
+                        && self.all_bits(&r, head, 1 << l, false)),
+                    "no_help_from {m}, but cached item {f} (order {j}) lies in all-free block {head} order {l}"
+                );
+            }
+        }
         let mut zero_bits = 0;
         for r in self.ranges[..self.nranges].iter() {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;
