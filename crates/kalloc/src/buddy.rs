@@ -897,14 +897,14 @@ impl FrameAllocator {
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
         let c = self.cached;
         if c <= self.fast_alloc_above {
-            return self.allocate_slow();
+            return self.allocate_slow().ok_or(AllocError::OutOfMemory);
         }
         // The fast path: no call, no fill, no range lookup. (`% CACHE_FRAMES` is free: `c - 1`
         // is below it.)
         let f = self.cache[(c - 1) % CACHE_FRAMES];
         if f >> RANGE_SHIFT != 0 {
             // A frame of another range than the fast one.
-            return self.allocate_slow();
+            return self.allocate_slow().ok_or(AllocError::OutOfMemory);
         }
         self.cached = c - 1;
         let rel = f - self.fast.base;
@@ -915,10 +915,11 @@ impl FrameAllocator {
     }
 
     /// [`allocate`](Self::allocate) when the cache is empty, its top frame is not of the fast
-    /// range, or junk fill is on.
+    /// range, or junk fill is on. (`None` is out of memory: an `Option` comes back in registers,
+    /// a `Result` through memory.)
     #[cold]
     #[inline(never)]
-    fn allocate_slow(&mut self) -> Result<Frame, AllocError> {
+    fn allocate_slow(&mut self) -> Option<Frame> {
         if self.cached == 0 {
             self.refill();
             if self.cached == 0 && self.any_cached() {
@@ -927,7 +928,7 @@ impl FrameAllocator {
                 self.refill();
             }
             if self.cached == 0 {
-                return Err(AllocError::OutOfMemory);
+                return None;
             }
         }
         self.cached -= 1;
@@ -937,7 +938,7 @@ impl FrameAllocator {
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
         self.fill(f, 1, self.junk.on_alloc);
-        Ok(Frame::from_managed(f))
+        Some(Frame::from_managed(f))
     }
 
     /// The range index of managed frame `f`, its allocation-bitmap word and its bit, or `None` if `f` is not
