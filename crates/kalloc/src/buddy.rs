@@ -27,8 +27,8 @@
 //!
 //! Runs of 2 to 64 frames (orders 1 to 6) have a cache per order of up to 8 whole blocks: a
 //! freed run whose block is whole again (the common case: the run, with the tail its allocation
-//! gave back still free) goes there instead of merging, and the next request of that order takes the last one
-//! back instead of searching and splitting. Their frames, too, have allocation bit 0.
+//! gave back still free) goes there instead of merging, and the next request of that order takes
+//! the last one back instead of searching and splitting. Their frames, too, have allocation bit 0.
 //!
 //! A contiguous request that finds no block (in its block cache, the buddy system, or a larger
 //! cached block it splits) flushes the caches (merging everything back) and tries again, but only
@@ -1382,7 +1382,8 @@ impl FrameAllocator {
                     !(head >= r.start
                         && head + (1 << l) <= r.end
                         && self.all_bits(&r, head, 1 << l, false)),
-                    "no_help_from {m}, but cached item {f} (order {j}) lies in all-free block {head} order {l}"
+                    "no_help_from {m}, but cached item {f} (order {j}) \
+                     lies in all-free block {head} order {l}"
                 );
             }
         }
