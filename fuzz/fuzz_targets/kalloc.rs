@@ -120,16 +120,37 @@ fuzz_target!(|input: Input| {
                     }
                     _ => (1, 1),
                 };
-                if let Ok(f) = a.allocate_contiguous(count, align) {
-                    assert_eq!(f.number() % align as u64, 0);
-                    for (&s, &(n, _)) in &owned {
-                        assert!(
-                            f.number() + count as u64 <= s || s + n as u64 <= f.number(),
-                            "handed out twice"
+                match a.allocate_contiguous(count, align) {
+                    Ok(f) => {
+                        assert_eq!(f.number() % align as u64, 0);
+                        for (&s, &(n, _)) in &owned {
+                            assert!(
+                                f.number() + count as u64 <= s || s + n as u64 <= f.number(),
+                                "handed out twice"
+                            );
+                        }
+                        view(&a, f.number(), count).fill(seed);
+                        owned.insert(f.number(), (count, Some(seed)));
+                    }
+                    Err(_) => {
+                        // Refused only if no aligned block of the size it needs is free: the
+                        // free blocks are merged, and the caches are flushed when that helps.
+                        let need = count.next_power_of_two().max(align) as u64;
+                        let first = PHYS_BASE / 4096;
+                        let free_block = (first.next_multiple_of(need)
+                            ..first + frames_total as u64)
+                            .step_by(need as usize)
+                            .find(|&b| {
+                                (b..b + need).all(|g| {
+                                    let g = Frame::from_number(g).unwrap();
+                                    a.contains(g) && a.is_free(g)
+                                })
+                            });
+                        assert_eq!(
+                            free_block, None,
+                            "{count} frames at {align} refused with a free block of {need}"
                         );
                     }
-                    view(&a, f.number(), count).fill(seed);
-                    owned.insert(f.number(), (count, Some(seed)));
                 }
             }
             Action::Free { index } if !keys.is_empty() => {

@@ -1,5 +1,6 @@
 //! The frame allocator: a binary buddy system whose free blocks are recorded in per-order bitmaps
-//! kept in each range's first frames, with a small cache of single frames in front.
+//! kept in each range's first frames, with small caches of single frames and of whole blocks in
+//! front.
 //!
 //! Each managed range keeps, in its own first frames (the metadata), an allocation bitmap with
 //! one bit per frame (1 = handed to a caller, or not a frame of the range) and, for each order
@@ -9,18 +10,35 @@
 //! earlier allocator) left in the frames cannot mislead it.
 //!
 //! Invariants (checked by [`FrameAllocator::check_invariants`]):
-//! - the free blocks of all orders and the cached frames are disjoint and cover exactly the
-//!   frames whose allocation bit is 0;
+//! - the free blocks of all orders, the cached frames and the cached blocks are disjoint and
+//!   cover exactly the frames whose allocation bit is 0;
 //! - a free block of order k < MAX_ORDER never has a free buddy of order k (they would have
-//!   been merged); cached frames are outside the buddy system and do not merge until flushed;
+//!   been merged); cached frames and blocks are outside the buddy system and do not merge until
+//!   flushed;
+//! - while `no_help_from` is known (see its field), no cached item lies in an all-free block of
+//!   the order it names;
 //! - `nonempty[k]` has bit i set exactly when range i has a free block of order k, and `orders`
 //!   bit k exactly when `nonempty[k]` is not 0.
 //!
 //! Single frames (allocate, or a free of one frame) go through the cache of up to
 //! [`CACHE_FRAMES`] frames: a refill takes [`CACHE_FRAMES`]/2 frames in as few blocks as it can, a
 //! full cache gives half back. Cached frames have allocation bit 0, so a double free of one is
-//! still refused, and `is_free` and the statistics count them as free. A contiguous request that
-//! finds no block flushes the cache (merging its frames back) and tries again.
+//! still refused, and `is_free` and the statistics count them as free.
+//!
+//! Runs of 2 to 64 frames (orders 1 to 6) have a cache per order of up to 8 whole blocks: a
+//! freed run whose block is whole again (the common case: the run, with the tail its allocation
+//! gave back still free) goes there instead of merging, and the next request of that order takes
+//! the last one back instead of searching and splitting. Their frames, too, have allocation bit 0.
+//!
+//! A contiguous request that finds no block (in its block cache, the buddy system, or a larger
+//! cached block it splits) flushes the caches (merging everything back) and tries again, but only
+//! if that can help: the buddy system's blocks are merged, so an all-free aligned block of the
+//! order exists only around a cached item, and each is checked. A refusal is remembered
+//! (`no_help_from`) until a free makes such a block, so a run of refusals checks once.
+//!
+//! The fast paths serve frames of the largest range (the "fast range", whose bounds and bitmap
+//! the allocator keeps at hand): no range lookup, and a cached frame of it is its bare number.
+//! Frames of other ranges take the same cache through the general (out-of-line) paths.
 
 use crate::addr::{Frame, PhysAddr};
 use crate::levels::{layout, Index, HEADER_WORDS, ORDERS};
@@ -34,6 +52,10 @@ pub const MAX_RANGES: usize = 64;
 pub const CACHE_FRAMES: usize = 64;
 /// How many frames a refill of the cache takes, and a flush of a full cache returns.
 const BATCH: usize = CACHE_FRAMES / 2;
+/// Orders 1..=BLOCK_ORDERS (runs of 2 to 64 frames) keep freed blocks in a cache of their own.
+const BLOCK_ORDERS: usize = 6;
+/// Blocks each of those caches holds.
+const BLOCKS: usize = 8;
 
 /// Why a range could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,20 +176,25 @@ impl Range {
 }
 
 /// A cache entry: the frame number, with its range's index in the top bits (frame numbers have
-/// at most 40 bits; range indices fit in 6).
+/// at most 40 bits; range indices fit in 6), counted from the fast range (see
+/// [`FrameAllocator::fast`]) so that a frame of the fast range is cached as its bare number.
 const RANGE_SHIFT: u32 = 58;
 
-#[inline]
-fn pack(frame: u64, ri: usize) -> u64 {
-    frame | (ri as u64) << RANGE_SHIFT
-}
-
-#[inline]
-fn unpack(entry: u64) -> (u64, usize) {
-    (
-        entry & ((1 << RANGE_SHIFT) - 1),
-        (entry >> RANGE_SHIFT) as usize % MAX_RANGES,
-    )
+/// The fast range's bounds and allocation bitmap, copied out of its [`Range`] so that the
+/// single-frame fast paths reach them without a range lookup. Frames of other ranges take the
+/// general paths.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    /// The range's index in `ranges`.
+    ri: usize,
+    /// The range's `base` (bit 0 of its bitmap).
+    base: u64,
+    /// The range's `start`.
+    start: u64,
+    /// Frames from `start` (0 with no range: then no frame passes).
+    frames: u64,
+    /// The range's allocation bitmap (through the direct map).
+    bitmap: *mut u64,
 }
 
 /// For a run of at most 64 bits from bit `first`: the first word's index and the masks of the
@@ -230,8 +257,24 @@ pub struct FrameAllocator {
     orders: u32,
     cache: [u64; CACHE_FRAMES],
     cached: usize,
-    /// Free frames in the buddy system (the cached ones are counted by `cached`, so the
-    /// single-frame fast paths keep one counter, not two).
+    /// The largest range, whose frames the single-frame fast paths serve.
+    fast: Fast,
+    /// Per order 1..=[`BLOCK_ORDERS`] (at `order - 1`), freed whole blocks kept out of the
+    /// buddy system, as cache entries (see [`RANGE_SHIFT`]); counted in `free`.
+    blocks: [[u64; BLOCKS]; BLOCK_ORDERS],
+    /// How many of each `blocks` row are in use.
+    nblocks: [usize; BLOCK_ORDERS],
+    /// `m`, or `usize::MAX` if unknown: flushing the caches is known not to make a free block
+    /// of order `m` or above (see [`flush_would_help`](Self::flush_would_help)). It holds while
+    /// for every cached item of order `j` (0 for a single frame) the aligned block of order
+    /// `max(m, j + 1)` around it is not all free. Allocations only take frames, so they keep
+    /// it; a free keeps it unless the blocks of that order around the freed run are now all
+    /// free (see [`note_freed`](Self::note_freed)); a refill, which caches frames from the
+    /// buddy system, forgets it. While it is known, single frames are freed on the slow path,
+    /// which checks.
+    no_help_from: usize,
+    /// Free frames in the buddy system and the block caches (the frames of the single-frame
+    /// cache are counted by `cached`, so its fast paths keep one counter, not two).
     free: u64,
     total: u64,
     metadata: u64,
@@ -256,6 +299,7 @@ impl core::fmt::Debug for FrameAllocator {
             .field("ranges", &&self.ranges[..self.nranges])
             .field("free", &self.free_frames())
             .field("cached", &self.cached)
+            .field("cached_blocks", &self.nblocks)
             .field("total", &self.total)
             .finish()
     }
@@ -289,6 +333,16 @@ impl FrameAllocator {
             orders: 0,
             cache: [0; CACHE_FRAMES],
             cached: 0,
+            fast: Fast {
+                ri: 0,
+                base: 0,
+                start: 0,
+                frames: 0,
+                bitmap: core::ptr::null_mut(),
+            },
+            blocks: [[0; BLOCKS]; BLOCK_ORDERS],
+            nblocks: [0; BLOCK_ORDERS],
+            no_help_from: usize::MAX,
             free: 0,
             total: 0,
             metadata: 0,
@@ -309,11 +363,55 @@ impl FrameAllocator {
         } else {
             0
         };
-        self.fast_free_below = if junk.on_free.is_some() {
+        self.set_fast_free();
+    }
+
+    /// Sets `fast_free_below`: no fast frees with junk fill on free or a known `no_help_from`.
+    fn set_fast_free(&mut self) {
+        self.fast_free_below = if self.junk.on_free.is_some() || self.no_help_from != usize::MAX {
             0
         } else {
             CACHE_FRAMES
         };
+    }
+
+    /// Forgets `no_help_from`.
+    #[inline]
+    fn forget_no_help(&mut self) {
+        if self.no_help_from != usize::MAX {
+            self.no_help_from = usize::MAX;
+            self.set_fast_free();
+        }
+    }
+
+    /// After a free of `[first, first + count)` in `r` (its bits now 0), put in a cache as an
+    /// item of order `cached` if `Some`: keeps `no_help_from` if it still holds, else forgets
+    /// it. Blocks of the checked order `l` around the run that are now all free are the only
+    /// way it can break: an item's block that became all free holds freed frames, so it holds
+    /// (or lies in) such a block of order `l`.
+    fn note_freed(&mut self, r: &Range, first: u64, count: u64, cached: Option<usize>) {
+        let m = self.no_help_from;
+        if m == usize::MAX {
+            return;
+        }
+        let l = cached.map_or(m, |j| m.max(j + 1));
+        // (Past 4 words a check costs more than it saves: forget.)
+        if l > 8 {
+            return self.forget_no_help();
+        }
+        let size = 1u64 << l;
+        let lo = first & !(size - 1);
+        let hi = (first + count - 1) & !(size - 1);
+        // (Its first 64 frames first: most blocks fail there, in a word or two.)
+        let all_free = |head: u64| {
+            head >= r.start
+                && head + size <= r.end
+                && self.all_bits(r, head, size.min(64), false)
+                && (size <= 64 || self.all_bits(r, head + 64, size - 64, false))
+        };
+        if hi - lo > size || all_free(lo) || (hi != lo && all_free(hi)) {
+            self.forget_no_help();
+        }
     }
 
     /// The virtual address through which the allocator reaches `addr`.
@@ -401,10 +499,41 @@ impl FrameAllocator {
         }
         self.total += r.end - r.start;
         self.metadata += meta;
+        // The largest range is the fast one (the cache is empty, so no entry names a range
+        // relative to the old one). The first of equal ones, as `max_by_key` takes the last.
+        let (ri, fr) = self.ranges[..self.nranges]
+            .iter()
+            .enumerate()
+            .rev()
+            .max_by_key(|(_, x)| x.end - x.start)
+            .expect("a range was just added");
+        self.fast = Fast {
+            ri,
+            base: fr.base,
+            start: fr.start,
+            frames: fr.end - fr.start,
+            bitmap: fr.index.meta.wrapping_add(HEADER_WORDS),
+        };
+        self.forget_no_help();
         let saved = self.junk.on_free.take();
         self.free_run_unchecked(at, &r, r.start, r.end - r.start);
         self.junk.on_free = saved;
         Ok(())
+    }
+
+    /// The cache entry of frame `f` of range `ri`.
+    #[inline]
+    fn pack(&self, frame: u64, ri: usize) -> u64 {
+        frame | (((ri + MAX_RANGES - self.fast.ri) % MAX_RANGES) as u64) << RANGE_SHIFT
+    }
+
+    /// The frame and range index of a cache entry.
+    #[inline]
+    fn unpack(&self, entry: u64) -> (u64, usize) {
+        (
+            entry & ((1 << RANGE_SHIFT) - 1),
+            ((entry >> RANGE_SHIFT) as usize + self.fast.ri) % MAX_RANGES,
+        )
     }
 
     #[inline]
@@ -482,19 +611,27 @@ impl FrameAllocator {
     /// Records a free block of order `k` at `f` in range `ri`.
     #[inline]
     fn mark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
-        r.index.set(k, r.idx(f, k));
-        self.nonempty[k] |= 1 << ri;
-        self.orders |= 1 << k;
+        // (A free block already in the word: the range and the order are marked nonempty.)
+        if !r.index.set(k, r.idx(f, k)) {
+            self.nonempty[k] |= 1 << ri;
+            self.orders |= 1 << k;
+        }
     }
 
     /// Takes the free block of order `k` at `f` in range `ri` out of the index.
     #[inline]
     fn unmark_free(&mut self, ri: usize, r: &Range, f: u64, k: usize) {
         if r.index.clear(k, r.idx(f, k)) {
-            self.nonempty[k] &= !(1 << ri);
-            if self.nonempty[k] == 0 {
-                self.orders &= !(1 << k);
-            }
+            self.emptied(ri, k);
+        }
+    }
+
+    /// Range `ri` has no free block of order `k` any more.
+    #[inline]
+    fn emptied(&mut self, ri: usize, k: usize) {
+        self.nonempty[k] &= !(1 << ri);
+        if self.nonempty[k] == 0 {
+            self.orders &= !(1 << k);
         }
     }
 
@@ -507,42 +644,114 @@ impl FrameAllocator {
         self.release(ri, r, first, count, true);
     }
 
-    /// The common case of a free, made cheap: `[first, first + count)` (allocated, `count` not a
-    /// power of two) is the head of the aligned block of `count.next_power_of_two()` frames it
-    /// was allocated from, and that block's tail is still free as the blocks allocation left it.
-    /// Then the tail blocks leave the index and the whole block is freed at once, instead of the
-    /// run's blocks being freed one by one and merged with the tail pieces. Returns false,
-    /// changing nothing, if the case does not apply.
-    fn free_head_of_block(&mut self, ri: usize, r: &Range, first: u64, count: u64) -> bool {
+    /// The common case of a free, made cheap: `[first, first + count)` (allocated) is the head
+    /// of the aligned block of `count.next_power_of_two()` frames it was allocated from (or that
+    /// whole block), and that block's tail is still free as the blocks allocation left it. Then
+    /// the tail blocks leave the index and the whole block is freed at once (into its block
+    /// cache if `use_blocks` and there is room), instead of the run's blocks being freed one by
+    /// one and merged with the tail pieces. Returns `None`, changing nothing, if the case does
+    /// not apply, else `Some` of the block's order if it went into a block cache.
+    fn free_head_of_block(
+        &mut self,
+        ri: usize,
+        r: &Range,
+        first: u64,
+        count: u64,
+        use_blocks: bool,
+    ) -> Option<Option<usize>> {
         let order = count.next_power_of_two().trailing_zeros() as usize;
         let block = 1u64 << order;
-        if count == block || first % block != 0 || first + block > r.end || order > MAX_ORDER {
-            return false;
+        if first % block != 0 || first + block > r.end || order > MAX_ORDER {
+            return None;
         }
         // The tail's maximal aligned blocks (see `release`): all must head free blocks of their
-        // order. (A tail frame in the cache or allocated fails this.)
-        let tail = |mut f: u64| {
-            let end = first + block;
+        // order. (A tail frame in the cache or allocated fails this.) As `first` is aligned to
+        // the block, they are the set bits of the tail's length, smallest first.
+        let tail = block - count;
+        let blocks = move || {
+            let (mut f, mut bits) = (first + count, tail);
             core::iter::from_fn(move || {
-                (f < end).then(|| {
-                    let k = (f.trailing_zeros() as usize).min((end - f).ilog2() as usize);
+                (bits != 0).then(|| {
+                    let k = bits.trailing_zeros() as usize;
                     let b = (f, k);
                     f += 1 << k;
+                    bits &= bits - 1;
                     b
                 })
             })
         };
-        if !tail(first + count).all(|(f, k)| r.index.test(k, r.idx(f, k))) {
-            return false;
+        if !blocks().all(|(f, k)| r.index.test(k, r.idx(f, k))) {
+            return None;
         }
-        for (f, k) in tail(first + count) {
-            self.unmark_free(ri, r, f, k);
+        for (f, k) in blocks() {
+            if r.index.clear(k, r.idx(f, k)) {
+                self.emptied(ri, k);
+            }
         }
         self.fill(first, count, self.junk.on_free);
         self.set_bits(r, first, count, false);
         self.free += count;
-        self.free_block(ri, r, first, order);
-        true
+        if use_blocks && (1..=BLOCK_ORDERS).contains(&order) && self.nblocks[order - 1] < BLOCKS {
+            // Kept whole for the next request of its order: no merge now, no split then.
+            let entry = self.pack(first, ri);
+            let n = &mut self.nblocks[order - 1];
+            self.blocks[order - 1][*n % BLOCKS] = entry;
+            *n += 1;
+            Some(Some(order))
+        } else {
+            self.free_block(ri, r, first, order);
+            Some(None)
+        }
+    }
+
+    /// A block of `order` from its block cache (the most recently freed), if it has one.
+    #[inline]
+    fn pop_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
+        if !(1..=BLOCK_ORDERS).contains(&order) || self.nblocks[order - 1] == 0 {
+            return None;
+        }
+        self.nblocks[order - 1] -= 1;
+        let (f, ri) = self.unpack(self.blocks[order - 1][self.nblocks[order - 1] % BLOCKS]);
+        Some((ri, self.range(ri), f))
+    }
+
+    /// A cached block of an order above `order` (the smallest there is), split down to `order`
+    /// with the upper halves put into the buddy system, or `None`.
+    fn split_cached_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
+        let mut k = (order + 1..=BLOCK_ORDERS).find(|&k| self.nblocks[k - 1] > 0)?;
+        let (ri, r, frame) = self.pop_block(k)?;
+        while k > order {
+            k -= 1;
+            // (The upper half's buddy is the lower half, taken: no merge to try.)
+            self.mark_free(ri, &r, frame + (1 << k), k);
+        }
+        Some((ri, r, frame))
+    }
+
+    /// Whether flushing the caches could make a free buddy block of `order` frames. The buddy
+    /// system's free blocks are merged, so after a failed search an all-free aligned block of
+    /// `order` exists only around a cached frame or block: for orders up to [`BLOCK_ORDERS`]
+    /// (a bitmap word or two) each cached item is checked; above, the answer is yes if anything
+    /// is cached.
+    fn flush_would_help(&self, order: usize) -> bool {
+        if order > BLOCK_ORDERS {
+            return self.any_cached();
+        }
+        let size = 1u64 << order;
+        let around = |e: &u64| {
+            let (f, ri) = self.unpack(*e);
+            let r = &self.ranges[ri];
+            let head = f & !(size - 1);
+            head >= r.start && head + size <= r.end && self.all_bits(r, head, size, false)
+        };
+        self.cache[..self.cached].iter().any(around)
+            || (1..order).any(|k| self.blocks[k - 1][..self.nblocks[k - 1]].iter().any(around))
+    }
+
+    /// True if a cache (single frames or blocks) holds anything.
+    #[inline]
+    fn any_cached(&self) -> bool {
+        self.cached > 0 || self.nblocks.iter().any(|&n| n > 0)
     }
 
     /// Puts the run `[first, first + count)`, whose allocation bits are already 0 and which is
@@ -617,11 +826,16 @@ impl FrameAllocator {
         self.cached
     }
 
-    /// Gives every cached frame back to the buddy system, where it merges with its free buddies.
-    /// [`allocate_contiguous`](Self::allocate_contiguous) does this itself before it reports
-    /// [`AllocError::OutOfMemory`].
+    /// Gives every cached frame and block back to the buddy system, where they merge with their
+    /// free buddies. [`allocate_contiguous`](Self::allocate_contiguous) does this itself before
+    /// it reports [`AllocError::OutOfMemory`].
     pub fn flush_cache(&mut self) {
         self.flush(self.cached);
+        for k in 1..=BLOCK_ORDERS {
+            while let Some((ri, r, f)) = self.pop_block(k) {
+                self.free_block(ri, &r, f, k);
+            }
+        }
     }
 
     /// Gives the `n` oldest cached frames back to the buddy system.
@@ -629,7 +843,7 @@ impl FrameAllocator {
     #[inline(never)]
     fn flush(&mut self, n: usize) {
         for i in 0..n {
-            let (f, ri) = unpack(self.cache[i]);
+            let (f, ri) = self.unpack(self.cache[i]);
             let r = self.ranges[ri];
             self.free_block(ri, &r, f, 0);
         }
@@ -642,6 +856,8 @@ impl FrameAllocator {
     #[cold]
     #[inline(never)]
     fn refill(&mut self) {
+        // (It caches frames from the buddy system, where `no_help_from` does not look.)
+        self.forget_no_help();
         while self.cached < BATCH {
             let want = (BATCH - self.cached).ilog2() as usize;
             let smallest = self.orders.trailing_zeros() as usize;
@@ -654,7 +870,7 @@ impl FrameAllocator {
             self.free -= 1 << want.min(smallest);
             // Highest first, so the lowest frame is handed out first.
             for i in (0..1u64 << want.min(smallest)).rev() {
-                self.cache[self.cached] = pack(f + i, ri);
+                self.cache[self.cached] = self.pack(f + i, ri);
                 self.cached += 1;
             }
         }
@@ -679,42 +895,50 @@ impl FrameAllocator {
     /// Allocates one frame.
     #[inline]
     pub fn allocate(&mut self) -> Result<Frame, AllocError> {
-        if self.cached <= self.fast_alloc_above {
-            return self.allocate_slow();
+        let c = self.cached;
+        if c <= self.fast_alloc_above {
+            return self.allocate_slow().ok_or(AllocError::OutOfMemory);
         }
-        // The fast path: no call, no fill. (`% CACHE_FRAMES` is free: `cached` is below it.)
-        self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached % CACHE_FRAMES]);
-        // With one range its bounds load in parallel with the cache entry, not after it.
-        let r = if self.nranges == 1 {
-            &self.ranges[0]
-        } else {
-            &self.ranges[ri]
-        };
-        let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
-        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
-        unsafe { *word |= mask };
+        // The fast path: no call, no fill, no range lookup. (`% CACHE_FRAMES` is free: `c - 1`
+        // is below it.)
+        let f = self.cache[(c - 1) % CACHE_FRAMES];
+        if f >> RANGE_SHIFT != 0 {
+            // A frame of another range than the fast one.
+            return self.allocate_slow().ok_or(AllocError::OutOfMemory);
+        }
+        self.cached = c - 1;
+        let rel = f - self.fast.base;
+        // SAFETY: a cached frame is a managed frame of its range, here the fast range, so its
+        // bit is in that range's allocation bitmap.
+        unsafe { *self.fast.bitmap.add((rel / 64) as usize) |= 1 << (rel % 64) };
         Ok(Frame::from_managed(f))
     }
 
-    /// [`allocate`](Self::allocate) when the cache is empty or junk fill is on.
+    /// [`allocate`](Self::allocate) when the cache is empty, its top frame is not of the fast
+    /// range, or junk fill is on. (`None` is out of memory: an `Option` comes back in registers,
+    /// a `Result` through memory.)
     #[cold]
     #[inline(never)]
-    fn allocate_slow(&mut self) -> Result<Frame, AllocError> {
+    fn allocate_slow(&mut self) -> Option<Frame> {
         if self.cached == 0 {
             self.refill();
+            if self.cached == 0 && self.any_cached() {
+                // Only cached blocks are left: back into the buddy system with them.
+                self.flush_cache();
+                self.refill();
+            }
             if self.cached == 0 {
-                return Err(AllocError::OutOfMemory);
+                return None;
             }
         }
         self.cached -= 1;
-        let (f, ri) = unpack(self.cache[self.cached]);
+        let (f, ri) = self.unpack(self.cache[self.cached]);
         let r = &self.ranges[ri];
         let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
         self.fill(f, 1, self.junk.on_alloc);
-        Ok(Frame::from_managed(f))
+        Some(Frame::from_managed(f))
     }
 
     /// The range index of managed frame `f`, its allocation-bitmap word and its bit, or `None` if `f` is not
@@ -739,15 +963,25 @@ impl FrameAllocator {
         if count == 1 && align_frames == 1 {
             return self.allocate();
         }
-        self.allocate_uncached(count, align_frames)
+        self.allocate_run(count, align_frames, true)
     }
 
     /// [`allocate_contiguous`](Self::allocate_contiguous) straight from the buddy system, never
-    /// through the cache (the page-source path, whose hint must stay exact).
+    /// through the caches (the page-source path, whose hint must stay exact).
     pub(crate) fn allocate_uncached(
         &mut self,
         count: usize,
         align_frames: usize,
+    ) -> Result<Frame, AllocError> {
+        self.allocate_run(count, align_frames, false)
+    }
+
+    /// A run, from the block cache of its order first if `use_blocks`.
+    fn allocate_run(
+        &mut self,
+        count: usize,
+        align_frames: usize,
+        use_blocks: bool,
     ) -> Result<Frame, AllocError> {
         if count == 0 || !align_frames.is_power_of_two() {
             return Err(AllocError::InvalidRequest);
@@ -761,13 +995,35 @@ impl FrameAllocator {
         if order > MAX_ORDER {
             return Err(AllocError::InvalidRequest);
         }
-        let (ri, r, frame) = match self.take_block(order) {
+        let popped = if use_blocks {
+            self.pop_block(order)
+        } else {
+            None
+        };
+        let found = popped
+            .or_else(|| self.take_block(order))
+            .or_else(|| self.split_cached_block(order));
+        let (ri, r, frame) = match found {
             Some(b) => b,
-            None if self.cached > 0 => {
+            // (The page-source path flushes first; a cache left anything only here.)
+            None if !use_blocks && self.any_cached() => {
                 self.flush_cache();
                 self.take_block(order).ok_or(AllocError::OutOfMemory)?
             }
-            None => return Err(AllocError::OutOfMemory),
+            None if use_blocks && order < self.no_help_from && self.flush_would_help(order) => {
+                self.flush_cache();
+                self.take_block(order).ok_or(AllocError::OutOfMemory)?
+            }
+            None => {
+                if use_blocks && order < self.no_help_from {
+                    // Every cached item is of a smaller order (an item of `order` or above
+                    // would have been taken), and none lies in an all-free block of `order`,
+                    // so none in one of a larger order either: `no_help_from` holds.
+                    self.no_help_from = order;
+                    self.set_fast_free();
+                }
+                return Err(AllocError::OutOfMemory);
+            }
         };
         let count = count as u64;
         self.set_bits(&r, frame, count, true);
@@ -786,26 +1042,33 @@ impl FrameAllocator {
     /// Nobody uses the frame any more (the allocator may write into it).
     #[inline]
     pub unsafe fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
-        if self.cached >= self.fast_free_below {
+        let f = frame.number();
+        let c = self.cached;
+        if c >= self.fast_free_below || f.wrapping_sub(self.fast.start) >= self.fast.frames {
             // SAFETY: forwarded.
             return unsafe { self.free_slow(frame) };
         }
-        // The fast path: no call, no fill.
-        let f = frame.number();
-        let (ri, word, mask) = self.alloc_bit(f).ok_or(FreeError::NotManaged)?;
-        // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
+        // The fast path, for a frame of the fast range: no call, no fill, no range lookup.
+        let rel = f - self.fast.base;
+        // SAFETY: `f` is a frame of the fast range (checked above), so its bit is in that
+        // range's allocation bitmap.
+        let word = unsafe { self.fast.bitmap.add((rel / 64) as usize) };
+        let mask = 1 << (rel % 64);
+        // SAFETY: as above.
         let w = unsafe { *word };
         if w & mask == 0 {
             return Err(FreeError::DoubleFree);
         }
         // SAFETY: as above.
         unsafe { *word = w & !mask };
-        self.cache[self.cached % CACHE_FRAMES] = pack(f, ri);
-        self.cached += 1;
+        // (A frame of the fast range is cached as its bare number.)
+        self.cache[c % CACHE_FRAMES] = f;
+        self.cached = c + 1;
         Ok(())
     }
 
-    /// [`free`](Self::free) when the cache is full or junk fill is on.
+    /// [`free`](Self::free) when the cache is full, the frame is not of the fast range (or not
+    /// managed), or junk fill is on.
     ///
     /// # Safety
     /// As for `free`.
@@ -825,8 +1088,10 @@ impl FrameAllocator {
         self.fill(f, 1, self.junk.on_free);
         // SAFETY: as above.
         unsafe { *word &= !mask };
-        self.cache[self.cached] = pack(f, ri);
+        self.cache[self.cached] = self.pack(f, ri);
         self.cached += 1;
+        let r = self.ranges[ri];
+        self.note_freed(&r, f, 1, Some(0));
         Ok(())
     }
 
@@ -843,7 +1108,7 @@ impl FrameAllocator {
             return unsafe { self.free(first) };
         }
         // SAFETY: forwarded.
-        unsafe { self.free_uncached(first, count) }
+        unsafe { self.free_run(first, count, true) }
     }
 
     /// [`free_contiguous`](Self::free_contiguous) straight into the buddy system.
@@ -854,6 +1119,20 @@ impl FrameAllocator {
         &mut self,
         first: Frame,
         count: usize,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_run(first, count, false) }
+    }
+
+    /// Frees a run; a whole block of a cached order goes to its block cache if `use_blocks`.
+    ///
+    /// # Safety
+    /// As for `free_contiguous`.
+    unsafe fn free_run(
+        &mut self,
+        first: Frame,
+        count: usize,
+        use_blocks: bool,
     ) -> Result<(), FreeError> {
         if count == 0 {
             return Err(FreeError::Empty);
@@ -868,9 +1147,14 @@ impl FrameAllocator {
         if !self.all_bits(&r, f, count, true) {
             return Err(FreeError::DoubleFree);
         }
-        if !self.free_head_of_block(ri, &r, f, count) {
-            self.free_run_unchecked(ri, &r, f, count);
-        }
+        let cached = match self.free_head_of_block(ri, &r, f, count, use_blocks) {
+            Some(cached) => cached,
+            None => {
+                self.free_run_unchecked(ri, &r, f, count);
+                None
+            }
+        };
+        self.note_freed(&r, f, count, cached);
         Ok(())
     }
 
@@ -1007,7 +1291,7 @@ impl FrameAllocator {
         }
         assert_eq!(orders, self.orders, "order mask");
         for (i, &e) in self.cache[..self.cached].iter().enumerate() {
-            let (f, ri) = unpack(e);
+            let (f, ri) = self.unpack(e);
             let (rj, r) = self.range_of(f).expect("cached frame managed");
             assert_eq!(ri, rj, "cached frame {f} with a wrong range index");
             assert!(!self.bit(&r, f), "cached frame {f} marked allocated");
@@ -1021,7 +1305,88 @@ impl FrameAllocator {
             }
         }
         listed += self.cached as u64;
+        for k in 1..=BLOCK_ORDERS {
+            let n = self.nblocks[k - 1];
+            assert!(n <= BLOCKS, "block cache of order {k} overfull");
+            for (i, &e) in self.blocks[k - 1][..n].iter().enumerate() {
+                let (f, ri) = self.unpack(e);
+                let (rj, r) = self.range_of(f).expect("cached block managed");
+                assert_eq!(ri, rj, "cached block {f} with a wrong range index");
+                assert!(
+                    f % (1 << k) == 0 && f + (1 << k) <= r.end,
+                    "cached block {f} order {k} misaligned or past its range"
+                );
+                assert!(
+                    self.all_bits(&r, f, 1 << k, false),
+                    "cached block {f} order {k} has allocated frames"
+                );
+                // Disjoint from the index's free blocks of every order, ...
+                for j in 0..ORDERS {
+                    let heads = if j >= k {
+                        f & !((1 << j) - 1)..(f & !((1 << j) - 1)) + 1
+                    } else {
+                        f..f + (1 << k)
+                    };
+                    for g in heads.step_by(1 << j) {
+                        assert!(
+                            g < r.start || g + (1 << j) > r.end || !r.index.test(j, r.idx(g, j)),
+                            "cached block {f} order {k} overlaps free block {g} order {j}"
+                        );
+                    }
+                }
+                // ... from the cached frames, and from the other cached blocks.
+                for &c in &self.cache[..self.cached] {
+                    let (g, _) = self.unpack(c);
+                    assert!(
+                        g < f || g >= f + (1 << k),
+                        "cached frame {g} in cached block {f}"
+                    );
+                }
+                for j in k..=BLOCK_ORDERS {
+                    let upto = if j == k { i } else { self.nblocks[j - 1] };
+                    for &c in &self.blocks[j - 1][..upto] {
+                        let (g, _) = self.unpack(c);
+                        assert!(
+                            g + (1 << j) <= f || f + (1 << k) <= g,
+                            "cached blocks {f} order {k} and {g} order {j} overlap"
+                        );
+                    }
+                }
+                listed += 1 << k;
+            }
+        }
         assert_eq!(listed, self.free_frames(), "free count");
+        // `no_help_from`: no cached item lies in an all-free block of the order it names.
+        let m = self.no_help_from;
+        if m != usize::MAX {
+            assert_eq!(
+                self.fast_free_below, 0,
+                "fast frees while no_help_from is known"
+            );
+            let items = self.cache[..self.cached].iter().map(|&e| (e, 0)).chain(
+                (1..=BLOCK_ORDERS).flat_map(|k| {
+                    self.blocks[k - 1][..self.nblocks[k - 1]]
+                        .iter()
+                        .map(move |&e| (e, k))
+                }),
+            );
+            for (e, j) in items {
+                let (f, ri) = self.unpack(e);
+                let r = self.ranges[ri];
+                let l = m.max(j + 1);
+                if l > ORDERS {
+                    continue;
+                }
+                let head = f & !((1u64 << l) - 1);
+                assert!(
+                    !(head >= r.start
+                        && head + (1 << l) <= r.end
+                        && self.all_bits(&r, head, 1 << l, false)),
+                    "no_help_from {m}, but cached item {f} (order {j}) \
+                     lies in all-free block {head} order {l}"
+                );
+            }
+        }
         let mut zero_bits = 0;
         for r in self.ranges[..self.nranges].iter() {
             zero_bits += (r.start..r.end).filter(|&f| !self.bit(r, f)).count() as u64;

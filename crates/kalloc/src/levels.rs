@@ -85,30 +85,51 @@ impl Index {
         unsafe { *self.word(order, 0, idx / 64) >> (idx % 64) & 1 == 1 }
     }
 
-    /// Marks block `idx` of `order` free.
+    /// Marks block `idx` of `order` free. Returns true if its level-0 word already had a free
+    /// block (so the order had one before), which callers use to skip their own bookkeeping.
     #[inline]
-    pub fn set(self, order: usize, idx: u64) {
-        let mut i = idx;
-        for level in 0..self.levels(order) {
+    pub fn set(self, order: usize, idx: u64) -> bool {
+        // Level 0 first, without reading the level count: most sets end here.
+        let p = self.word(order, 0, idx / 64);
+        // SAFETY: `idx` is a block index of the order, so its word is in level 0, inside the
+        // metadata.
+        let was = unsafe { *p };
+        // SAFETY: as above.
+        unsafe { *p = was | 1 << (idx % 64) };
+        if was != 0 {
+            return true;
+        }
+        let mut i = idx / 64;
+        for level in 1..self.levels(order) {
             let p = self.word(order, level, i / 64);
-            // SAFETY: `i` indexes a bit of this level (it is a block index at level 0, and a word
-            // index of the level below above it), so the word is inside the metadata.
+            // SAFETY: `i` indexes a bit of this level (a word index of the level below), so the
+            // word is inside the metadata.
             let was = unsafe { *p };
             // SAFETY: as above.
             unsafe { *p = was | 1 << (i % 64) };
             if was != 0 {
-                return;
+                break;
             }
             i /= 64;
         }
+        false
     }
 
     /// Marks block `idx` of `order` not free; returns true if the order now has no free block.
     #[inline]
     pub fn clear(self, order: usize, idx: u64) -> bool {
+        // Level 0 first, without reading the level count: most clears end here.
+        let p = self.word(order, 0, idx / 64);
+        // SAFETY: as in `set`.
+        let now = unsafe { *p } & !(1 << (idx % 64));
+        // SAFETY: as above.
+        unsafe { *p = now };
+        if now != 0 {
+            return false;
+        }
         let levels = self.levels(order);
-        let mut i = idx;
-        for level in 0..levels {
+        let mut i = idx / 64;
+        for level in 1..levels {
             let p = self.word(order, level, i / 64);
             // SAFETY: as in `set`.
             let now = unsafe { *p } & !(1 << (i % 64));

@@ -6,7 +6,8 @@
 //!   pages, multi-page heap runs), in O(log n): a binary buddy system whose free blocks are
 //!   recorded in per-order bitmaps with summary levels, kept with an allocation bitmap in the
 //!   first frames of each range (about 3 bits per frame). Single frames go through a cache of
-//!   [`CACHE_FRAMES`] frames in front of it. The allocator has no heap of its own.
+//!   [`CACHE_FRAMES`] frames in front of it, runs of 2 to 64 frames through a cache of whole
+//!   blocks per order. The allocator has no heap of its own.
 //! - Double frees, misaligned frees and frees of frames it does not manage are detected and
 //!   reported as [`FreeError`], with nothing changed; the kernel decides whether to panic. Counts
 //!   and alignments too large to serve are [`AllocError::InvalidRequest`], never a wrap-around.

@@ -45,6 +45,21 @@ fn bytes(a: &FrameAllocator, f: Frame, n: usize) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(a.phys_to_virt(f.start()), n * FRAME_SIZE) }
 }
 
+/// The first aligned block of `size` frames (a power of two) that is managed and free in all its
+/// frames, among the first `frames` frames of `ram`.
+fn free_aligned_block(a: &FrameAllocator, ram: &Ram, frames: u64, size: u64) -> Option<Frame> {
+    let first = Frame::containing(ram.phys(0)).number();
+    (first.next_multiple_of(size)..first + frames)
+        .step_by(size as usize)
+        .map(|f| Frame::from_number(f).unwrap())
+        .find(|&f| {
+            (0..size).all(|i| {
+                let g = Frame::from_number(f.number() + i).unwrap();
+                a.contains(g) && a.is_free(g)
+            })
+        })
+}
+
 #[test]
 fn ranges_with_holes_and_partial_edges() {
     let mut ram = Ram::new(300);
@@ -458,13 +473,24 @@ proptest! {
                         Op::Run { count, align_log } => (count, 1usize << align_log),
                         _ => (1, 1),
                     };
-                    if let Ok(f) = a.allocate_contiguous(count, align) {
-                        prop_assert_eq!(f.number() % align as u64, 0);
-                        for (&s, &(n, _)) in &owned {
-                            prop_assert!(f.number() + count as u64 <= s || s + n as u64 <= f.number());
+                    match a.allocate_contiguous(count, align) {
+                        Ok(f) => {
+                            prop_assert_eq!(f.number() % align as u64, 0);
+                            for (&s, &(n, _)) in &owned {
+                                prop_assert!(f.number() + count as u64 <= s || s + n as u64 <= f.number());
+                            }
+                            bytes(&a, f, count).fill(seed);
+                            owned.insert(f.number(), (count, seed));
                         }
-                        bytes(&a, f, count).fill(seed);
-                        owned.insert(f.number(), (count, seed));
+                        Err(_) => {
+                            // Refused only if no aligned block of the size it needs is free
+                            // (caches hold nothing a merge could use).
+                            let need = count.next_power_of_two().max(align) as u64;
+                            prop_assert!(
+                                free_aligned_block(&a, &ram, 700, need).is_none(),
+                                "{count} frames at {align} refused with a free block of {need}"
+                            );
+                        }
                     }
                 }
                 Op::Free { index } if !keys.is_empty() => {
@@ -616,4 +642,185 @@ fn with_direct_map_over_a_buffer() {
     assert_eq!(a.stats().free, a.stats().total);
     // `buf` outlives every use of `a`.
     drop(buf);
+}
+
+/// The single-frame fast paths serve the largest range; frames of the others go through the
+/// same cache on the general paths. Three ranges, the largest in the middle: every frame of every
+/// range is allocated, freed in an order that mixes the ranges in the cache (through refills and
+/// flushes), refused when freed again (cached or not), and handed out again exactly once; frames
+/// between the ranges and the ranges' metadata frames are refused throughout.
+#[test]
+fn frames_of_every_range_pass_through_the_cache() {
+    let mut ram = Ram::new(400);
+    let mut a = ram.allocator(&[
+        (0, 60 * 4096),
+        (70 * 4096, 330 * 4096),
+        (340 * 4096, 400 * 4096),
+    ]);
+    let total = a.stats().total;
+    let foreign: Vec<Frame> = [60u64, 65, 69, 330, 335, 339, 400, 401]
+        .iter()
+        .map(|&i| Frame::containing(ram.phys(i)))
+        .chain(
+            [0u64, 70, 340]
+                .iter()
+                .map(|&i| Frame::containing(ram.phys(i))),
+        ) // metadata
+        .collect();
+    let refused = |a: &mut FrameAllocator| {
+        for &f in &foreign {
+            assert!(!a.is_free(f));
+            // SAFETY: refused without touching memory (not managed).
+            assert_eq!(unsafe { a.free(f) }, Err(FreeError::NotManaged));
+        }
+    };
+    for round in 0..2 {
+        let mut frames = Vec::new();
+        while let Ok(f) = a.allocate() {
+            frames.push(f);
+        }
+        assert_eq!(frames.len() as u64, total, "round {round}");
+        let mut sorted = frames.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), frames.len(), "a frame handed out twice");
+        refused(&mut a);
+        // Interleave the ranges: by frame number modulo a prime, so consecutive frees come from
+        // different ranges.
+        frames.sort_by_key(|f| (f.number() * 7919) % 997);
+        for (i, &f) in frames.iter().enumerate() {
+            // SAFETY: our frame.
+            assert_eq!(unsafe { a.free(f) }, Ok(()));
+            // SAFETY: refused without touching memory (free, likely cached).
+            assert_eq!(unsafe { a.free(f) }, Err(FreeError::DoubleFree));
+            let back = frames[i / 2];
+            // SAFETY: as above (freed before).
+            assert_eq!(unsafe { a.free(back) }, Err(FreeError::DoubleFree));
+            if i % 50 == 0 {
+                a.check_invariants();
+                refused(&mut a);
+            }
+        }
+        a.check_invariants();
+        assert_eq!(a.stats().free, total);
+    }
+    // Everything merged back: the largest range's whole blocks are there again.
+    a.flush_cache();
+    a.check_invariants();
+    assert!(a.allocate_contiguous(128, 128).is_ok());
+}
+
+/// Freed runs of 2 to 64 frames wait whole in a cache per order: the next request of the order
+/// gets the last one back (not the lowest free block), they are still free for `is_free` and the
+/// counts, a double free of all or part of one is refused, and a request they could serve only
+/// merged (or a single frame, when nothing else is left) merges them back.
+#[test]
+fn freed_blocks_are_cached_checked_and_merged_on_demand() {
+    let mut ram = Ram::new(300);
+    let mut a = ram.allocator(&[(0, 300 * 4096)]);
+    let total = a.stats().total;
+    for order in 1..=6u32 {
+        let n = 1usize << order;
+        let x = a.allocate_contiguous(n, n).unwrap();
+        let y = a.allocate_contiguous(n, n).unwrap();
+        let (low, high) = (x.min(y), x.max(y));
+        // SAFETY: runs we own.
+        unsafe {
+            a.free_contiguous(low, n).unwrap();
+            a.free_contiguous(high, n).unwrap();
+        }
+        a.check_invariants();
+        for f in [low, high] {
+            assert!(
+                a.is_free(f) && a.is_free(Frame::from_number(f.number() + n as u64 - 1).unwrap())
+            );
+            // SAFETY: refused without touching memory (free, cached).
+            unsafe {
+                assert_eq!(a.free_contiguous(f, n), Err(FreeError::DoubleFree));
+                assert_eq!(a.free(f), Err(FreeError::DoubleFree));
+                let mid = Frame::from_number(f.number() + 1).unwrap();
+                assert_eq!(a.free_contiguous(mid, n - 1), Err(FreeError::DoubleFree));
+            }
+        }
+        assert_eq!(a.stats().free, total);
+        // The last freed comes back first, whatever lies lower.
+        assert_eq!(a.allocate_contiguous(n, n), Ok(high));
+        // SAFETY: ours.
+        unsafe { a.free_contiguous(high, n).unwrap() };
+    }
+    // Everything taken as pairs; then freeing them leaves only cached blocks free.
+    let mut pairs = Vec::new();
+    while let Ok(p) = a.allocate_contiguous(2, 2) {
+        pairs.push(p);
+    }
+    let single = a.allocate().ok();
+    // Eight pairs making an aligned block of 16, freed: cached, so a run of 16 needs them merged.
+    let base = pairs
+        .iter()
+        .map(|p| p.number())
+        .find(|&p| p % 16 == 0 && (1..8).all(|i| pairs.iter().any(|q| q.number() == p + 2 * i)))
+        .unwrap();
+    let group: Vec<Frame> = pairs
+        .iter()
+        .copied()
+        .filter(|p| (base..base + 16).contains(&p.number()))
+        .collect();
+    let rest: Vec<Frame> = pairs
+        .iter()
+        .copied()
+        .filter(|p| !(base..base + 16).contains(&p.number()))
+        .collect();
+    for &p in &group {
+        // SAFETY: ours.
+        unsafe { a.free_contiguous(p, 2).unwrap() };
+    }
+    a.check_invariants();
+    let run = a
+        .allocate_contiguous(16, 16)
+        .expect("cached pairs merged for a larger run");
+    assert_eq!(run.number(), base);
+    a.check_invariants();
+    // SAFETY: ours.
+    unsafe { a.free_contiguous(run, 16).unwrap() };
+    for &p in rest.iter().take(4) {
+        // SAFETY: ours.
+        unsafe { a.free_contiguous(p, 2).unwrap() };
+    }
+    // Only cached blocks (and what the 16 merged into) are free: single frames still come.
+    let mut got = 0;
+    while a.allocate().is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 16 + 8);
+    a.check_invariants();
+    let _ = single;
+}
+
+/// After a refused request the allocator remembers that its caches cannot help that order; a
+/// free that makes a cached block's neighbourhood all free must make it forget, or the next
+/// request would be refused with a free block there.
+#[test]
+fn a_free_next_to_a_cached_block_undoes_a_refusal() {
+    let mut ram = Ram::new(80);
+    let mut a = ram.allocator(&[(0, 80 * 4096)]);
+    let mut pairs = Vec::new();
+    while let Ok(p) = a.allocate_contiguous(2, 2) {
+        pairs.push(p);
+    }
+    // Two buddy pairs A (lower) and B: free A (cached); a run of 4 is refused (B is taken).
+    let i = pairs
+        .iter()
+        .position(|p| p.number() % 4 == 0 && pairs.iter().any(|q| q.number() == p.number() + 2))
+        .unwrap();
+    let pa = pairs[i];
+    let pb = Frame::from_number(pa.number() + 2).unwrap();
+    // SAFETY: ours.
+    unsafe { a.free_contiguous(pa, 2).unwrap() };
+    assert_eq!(a.allocate_contiguous(4, 4), Err(AllocError::OutOfMemory));
+    a.check_invariants();
+    // Freeing B makes A+B a free block of 4.
+    // SAFETY: ours.
+    unsafe { a.free_contiguous(pb, 2).unwrap() };
+    a.check_invariants();
+    assert_eq!(a.allocate_contiguous(4, 4), Ok(pa));
 }
