@@ -516,6 +516,23 @@ pub fn test(host_only: bool, fuzz_seconds: u64, only: Option<&str>) -> Result<i3
             }),
         ),
         (
+            // The allocator crates' API docs as docs.rs would build them: a broken or private
+            // link is an error, not a dead link on the published page.
+            "docs of the allocator crates",
+            Box::new(|| {
+                util::run(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+                    "doc",
+                    "--no-deps",
+                    "-p",
+                    "kmalloc",
+                    "-p",
+                    "vmregions",
+                    "-p",
+                    "xv6-kalloc",
+                ]))
+            }),
+        ),
+        (
             "kernel layers (no upward import)",
             Box::new(crate::layers::check),
         ),

@@ -1,9 +1,9 @@
 //! Blocks of the bounded heap: the one-word header, its flags and tag, and the boundary tag
 //! (footer) that lets a block find a free block before it in O(1).
 //!
-//! A chunk (see [`chunks`](crate::chunks)) is tiled by blocks. A block starts 8 bytes before a
+//! A chunk (see `chunks`) is tiled by blocks. A block starts 8 bytes before a
 //! 16-byte boundary with its header word, and its payload follows at that boundary; sizes are
-//! multiples of [`UNIT`] and include the header:
+//! multiples of `UNIT` and include the header:
 //!
 //! ```text
 //! used block: [ size|flags|tag ] payload ......................................
@@ -11,20 +11,20 @@
 //! ```
 //!
 //! So a used block costs one word, as in dlmalloc: a request of `n` bytes takes
-//! `round_up(n + 8, 16)` (at least [`MIN_BLOCK`]). The word before the header is the end of the
+//! `round_up(n + 8, 16)` (at least `MIN_BLOCK`). The word before the header is the end of the
 //! block before: its payload when that block is used, its footer when it is free.
 //!
-//! - `size|flags`: the size in bytes, with [`FREE`] (this block is free), [`PREV_FREE`] (the block
+//! - `size|flags`: the size in bytes, with `FREE` (this block is free), `PREV_FREE` (the block
 //!   just before it in memory is free, so the word before this header is that block's footer),
-//!   [`FIRST`] (the block starts its chunk) and [`HELD`] (neither free nor in use: a chunk's
-//!   sentinel, which has size 0, or a block in the small-block [`cache`](crate::cache)) in the low
+//!   `FIRST` (the block starts its chunk) and `HELD` (neither free nor in use: a chunk's
+//!   sentinel, which has size 0, or a block in the small-block `cache`) in the low
 //!   bits. A chunk ends with a sentinel, never free, so no block merges past its chunk.
 //! - the tag (64-bit targets): the top 16 bits of a used or cached block's word hold bits of
-//!   its own address ([`tag_bits`]), with the top bit set; a free block has its size class
-//!   there instead (see [`index`](crate::index)), never with `FREE` clear. A pointer whose
+//!   its own address (`tag_bits`), with the top bit set; a free block has its size class
+//!   there instead (see `index`), never with `FREE` clear. A pointer whose
 //!   header word does not carry the tag of its address is refused as a wild pointer.
 //! - a free block's payload holds the links of its size-class list (see
-//!   [`index`](crate::index)) and its last word repeats its size (the footer). The flags
+//!   `index`) and its last word repeats its size (the footer). The flags
 //!   and the footer make merging with both neighbours O(1): the next block is at `h + size`,
 //!   the previous one at `h - footer` when `PREV_FREE` says it is free.
 //!
@@ -34,7 +34,7 @@
 //! the word at `p - 8` reads as a used block's header: `FREE` and `HELD` clear and (64-bit) the
 //! tag of `p - 8`. [`Heap::kmfree`](crate::Heap::kmfree) and `is_allocated` first find the
 //! chunk holding `p - 8` (else [`NotInHeap`](crate::FreeError::NotInHeap), without reading),
-//! and also want a size from [`MIN_BLOCK`] to the chunk's end.
+//! and also want a size from `MIN_BLOCK` to the chunk's end.
 //!
 //! The heap keeps one invariant for this: **a word that reads as a used or cached header is
 //! only ever at the start of a used or cached block.** Every block that stops being one has its
@@ -66,7 +66,7 @@
 //! - `deallocate` and `reallocate` of a pointer into pages the heap gave back to the source:
 //!   they read memory the heap no longer owns (`kmfree` does not);
 //! - on 32-bit targets, which have no room for a tag: any pointer whose word before it has
-//!   `FREE` and `HELD` clear and a size of at least [`MIN_BLOCK`] (for `kmfree`, one that fits in
+//!   `FREE` and `HELD` clear and a size of at least `MIN_BLOCK` (for `kmfree`, one that fits in
 //!   the chunk), for example into a payload holding such data. Inside blocks the heap's own
 //!   words never qualify: a footer never sits at a header position (8 mod 16), and a list
 //!   link that does has `HELD` set (it is a header's address) or is null. Outside blocks,

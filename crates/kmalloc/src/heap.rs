@@ -1,12 +1,12 @@
 //! The bounded heap: allocation and free in O(1), over blocks with boundary tags
-//! ([`block`](crate::block)), a two-level segregated index with bitmaps ([`index`](crate::index))
-//! and chunks from a [`PageSource`] ([`chunks`](crate::chunks)); resizing is in
-//! [`realloc`](crate::realloc), the invariant checker in [`check`](crate::check).
+//! ([`block`]), a two-level segregated index with bitmaps (`index`)
+//! and chunks from a [`PageSource`] (`chunks`); resizing is in
+//! `realloc`, the invariant checker in `check`.
 //!
 //! # Allocation
 //!
 //! A request of at most 504 bytes is first served from the small-block cache
-//! ([`cache`](crate::cache)): freed blocks of its exact size kept aside, O(1). Otherwise:
+//! (`cache`): freed blocks of its exact size kept aside, O(1). Otherwise:
 //! A request of `n` bytes needs a block of `round_up(n + 8, 16)` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
 //! smallest non-empty class above (every block there fits). The block is split: the request takes
@@ -20,16 +20,16 @@
 //!
 //! # Free
 //!
-//! `deallocate` checks the block's tag (see [`block`](crate::block)), then merges it with a free
+//! `deallocate` checks the block's tag (see [`block`]), then merges it with a free
 //! block after it and one before it (found through the boundary tag), each taken out of its list
 //! in O(1), and puts the result in the index. A block that then spans its chunk goes back to the
-//! source (see [`chunks`](crate::chunks)).
+//! source (see `chunks`).
 //!
 //! # What the tag checks catch
 //!
 //! `deallocate`, `reallocate` and [`Heap::kmfree`] refuse every pointer whose header word is not
 //! that of a used block at that address: a second free of any block (freed, cached, merged into
-//! a neighbour or not) and pointers into the middle of blocks. The [`block`](crate::block)
+//! a neighbour or not) and pointers into the middle of blocks. The [`block`]
 //! module lists exactly what is refused and what cannot be told from a live block (a second free
 //! after a new block was handed out at the same address; a header word the program itself
 //! stored in a payload; on 32-bit targets, any payload word that looks like a used header), and
