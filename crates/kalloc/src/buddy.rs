@@ -264,6 +264,8 @@ pub struct FrameAllocator {
     blocks: [[u64; BLOCKS]; BLOCK_ORDERS],
     /// How many of each `blocks` row are in use.
     nblocks: [usize; BLOCK_ORDERS],
+    /// Bit k set exactly when the block cache of order k is not empty.
+    cached_orders: u32,
     /// `m`, or `usize::MAX` if unknown: flushing the caches is known not to make a free block
     /// of order `m` or above (see [`flush_would_help`](Self::flush_would_help)). It holds while
     /// for every cached item of order `j` (0 for a single frame) the aligned block of order
@@ -342,6 +344,7 @@ impl FrameAllocator {
             },
             blocks: [[0; BLOCKS]; BLOCK_ORDERS],
             nblocks: [0; BLOCK_ORDERS],
+            cached_orders: 0,
             no_help_from: usize::MAX,
             free: 0,
             total: 0,
@@ -697,6 +700,7 @@ impl FrameAllocator {
             let n = &mut self.nblocks[order - 1];
             self.blocks[order - 1][*n % BLOCKS] = entry;
             *n += 1;
+            self.cached_orders |= 1 << order;
             Some(Some(order))
         } else {
             self.free_block(ri, r, first, order);
@@ -707,18 +711,28 @@ impl FrameAllocator {
     /// A block of `order` from its block cache (the most recently freed), if it has one.
     #[inline]
     fn pop_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
-        if !(1..=BLOCK_ORDERS).contains(&order) || self.nblocks[order - 1] == 0 {
+        if self.cached_orders >> order & 1 == 0 {
             return None;
         }
-        self.nblocks[order - 1] -= 1;
-        let (f, ri) = self.unpack(self.blocks[order - 1][self.nblocks[order - 1] % BLOCKS]);
+        // (A bit of `cached_orders` is an order in 1..=BLOCK_ORDERS.)
+        let n = &mut self.nblocks[(order - 1) % BLOCK_ORDERS];
+        *n -= 1;
+        let at = *n % BLOCKS;
+        if *n == 0 {
+            self.cached_orders &= !(1 << order);
+        }
+        let (f, ri) = self.unpack(self.blocks[(order - 1) % BLOCK_ORDERS][at]);
         Some((ri, self.range(ri), f))
     }
 
     /// A cached block of an order above `order` (the smallest there is), split down to `order`
     /// with the upper halves put into the buddy system, or `None`.
     fn split_cached_block(&mut self, order: usize) -> Option<(usize, Range, u64)> {
-        let mut k = (order + 1..=BLOCK_ORDERS).find(|&k| self.nblocks[k - 1] > 0)?;
+        let above = self.cached_orders >> (order + 1);
+        if above == 0 {
+            return None;
+        }
+        let mut k = order + 1 + above.trailing_zeros() as usize;
         let (ri, r, frame) = self.pop_block(k)?;
         while k > order {
             k -= 1;
@@ -751,7 +765,7 @@ impl FrameAllocator {
     /// True if a cache (single frames or blocks) holds anything.
     #[inline]
     fn any_cached(&self) -> bool {
-        self.cached > 0 || self.nblocks.iter().any(|&n| n > 0)
+        self.cached > 0 || self.cached_orders != 0
     }
 
     /// Puts the run `[first, first + count)`, whose allocation bits are already 0 and which is
@@ -995,6 +1009,14 @@ impl FrameAllocator {
         if order > MAX_ORDER {
             return Err(AllocError::InvalidRequest);
         }
+        // Out of memory at this order, known without a look: no block in the buddy system or a
+        // cache, and flushing known not to help.
+        if use_blocks
+            && order >= self.no_help_from
+            && (self.orders | self.cached_orders) >> order == 0
+        {
+            return Err(AllocError::OutOfMemory);
+        }
         let popped = if use_blocks {
             self.pop_block(order)
         } else {
@@ -1030,8 +1052,15 @@ impl FrameAllocator {
         self.free -= count;
         // Give back the tail (its bits are still 0). Without merging: its maximal aligned blocks
         // grow in order from left to right, so each is the right half of its buddy, which holds
-        // allocated head frames or a smaller tail block, never a free block of its order.
-        self.release(ri, &r, frame + count, (1u64 << order) - count, false);
+        // allocated head frames or a smaller tail block, never a free block of its order. As
+        // `frame` is aligned to the block, they are the set bits of the tail's length.
+        let (mut f, mut bits) = (frame + count, (1u64 << order) - count);
+        while bits != 0 {
+            let k = bits.trailing_zeros() as usize;
+            self.mark_free(ri, &r, f, k);
+            f += 1 << k;
+            bits &= bits - 1;
+        }
         self.fill(frame, count, self.junk.on_alloc);
         Ok(Frame::from_managed(frame))
     }
@@ -1308,6 +1337,11 @@ impl FrameAllocator {
         for k in 1..=BLOCK_ORDERS {
             let n = self.nblocks[k - 1];
             assert!(n <= BLOCKS, "block cache of order {k} overfull");
+            assert_eq!(
+                self.cached_orders >> k & 1 == 1,
+                n > 0,
+                "cached_orders bit {k}"
+            );
             for (i, &e) in self.blocks[k - 1][..n].iter().enumerate() {
                 let (f, ri) = self.unpack(e);
                 let (rj, r) = self.range_of(f).expect("cached block managed");

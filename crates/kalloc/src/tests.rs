@@ -504,6 +504,12 @@ proptest! {
                     // SAFETY: refused (double free) without touching memory.
                     let r = unsafe { a.free(f) };
                     prop_assert_eq!(r, Err(FreeError::DoubleFree));
+                    if n > 1 {
+                        // The whole run again (a cached block, likely): refused too.
+                        // SAFETY: as above.
+                        let r = unsafe { a.free_contiguous(f, n) };
+                        prop_assert_eq!(r, Err(FreeError::DoubleFree));
+                    }
                 }
                 Op::FreePart { index, offset } if !keys.is_empty() => {
                     let s = keys[index % keys.len()];
@@ -526,6 +532,10 @@ proptest! {
                     if !owned_now {
                         // SAFETY: refused without touching memory (free or unmanaged frame).
                         let r = unsafe { a.free(f) };
+                        prop_assert!(r.is_err());
+                        // The same frame as the head of a run of 2: refused on the run path.
+                        // SAFETY: as above (its first frame is free or unmanaged).
+                        let r = unsafe { a.free_contiguous(f, 2) };
                         prop_assert!(r.is_err());
                     }
                 }
