@@ -1464,3 +1464,25 @@ mod short_run_tests {
         assert_eq!(short_run(5, 65), None);
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::{Fast, FrameAllocator};
+    use core::mem::{align_of, offset_of, size_of};
+
+    /// What the single-frame fast paths read lies in the allocator's first cache line, and the
+    /// allocator starts a line: an allocation or a free of a frame touches that line, a slot of
+    /// the cache and a bitmap word, however cold the allocator has gone.
+    #[test]
+    fn fast_path_state_shares_one_cache_line() {
+        assert_eq!(align_of::<FrameAllocator>(), 64);
+        for end in [
+            offset_of!(FrameAllocator, cached) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast_alloc_above) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast_free_below) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast) + size_of::<Fast>(),
+        ] {
+            assert!(end <= 64, "fast-path field ends at byte {end}");
+        }
+    }
+}
