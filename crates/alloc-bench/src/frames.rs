@@ -1,4 +1,7 @@
 //! Frame allocators: kalloc against buddy_system_allocator's FrameAllocator and a bitmap.
+//!
+//! Runs are timed in the thread's CPU time ([`cpu_time`]), unlike the heap workloads: a run
+//! lasts milliseconds, and on the wall clock a preempted one counted time it did not run.
 
 use crate::{Rng, Row};
 
