@@ -1,7 +1,9 @@
 //! Frame allocators: kalloc against buddy_system_allocator's FrameAllocator and a bitmap.
+//!
+//! Runs are timed in the thread's CPU time ([`cpu_time`]), unlike the heap workloads: a run
+//! lasts milliseconds, and on the wall clock a preempted one counted time it did not run.
 
 use crate::{Rng, Row};
-use std::time::Instant;
 
 /// What the frame workloads need.
 trait Frames {
@@ -13,18 +15,21 @@ const FRAMES: usize = 65536; // 256 MiB of "RAM" in frame numbers
 
 struct Kalloc {
     a: kalloc::FrameAllocator,
-    _ram: Vec<u8>,
 }
 
 impl Kalloc {
-    fn new() -> Kalloc {
-        // kalloc writes only its metadata frames (the first of the range), but the range must be
-        // memory it could reach. Filled (not zeroed) so every page is present before timing: no
-        // first-touch faults. (The fill runs before the cache eviction every allocator gets.)
-        let mut ram = vec![0x5au8; (FRAMES + 1) * 4096];
+    /// A fresh allocator over `ram`, which must hold `(FRAMES + 1) * 4096` bytes. kalloc writes
+    /// only its metadata frames (the first of the range), but the range must be memory it could
+    /// reach. The caller fills `ram` once (so every page is present before timing: no
+    /// first-touch faults) and reuses it for every run: a 256 MiB allocation and fill per run
+    /// took 0.4 s, which put the runs of a round far apart in time, and in different phases of
+    /// the machine's load. (The allocator rewrites its metadata in `add_range`.)
+    fn new(ram: &mut [u8]) -> Kalloc {
+        assert!(ram.len() >= (FRAMES + 1) * 4096);
         let base = (ram.as_mut_ptr() as usize).next_multiple_of(4096);
         let mut a = kalloc::FrameAllocator::new(base);
-        // SAFETY: `ram` backs physical [0, FRAMES * 4096) through the offset and lives as long.
+        // SAFETY: `ram` backs physical [0, FRAMES * 4096) through the offset; the allocator is
+        // dropped before `ram` (`run_only` keeps both) and before the next one over it is made.
         unsafe {
             a.add_range(
                 kalloc::PhysAddr::new(0),
@@ -32,7 +37,7 @@ impl Kalloc {
             )
         }
         .unwrap();
-        Kalloc { a, _ram: ram }
+        Kalloc { a }
     }
 }
 
@@ -128,9 +133,10 @@ impl Frames for Bitmap {
     }
 }
 
-fn make(name: &str) -> Box<dyn Frames> {
+/// A fresh allocator; kalloc's runs over `ram` (see [`Kalloc::new`]).
+fn make(name: &str, ram: &mut [u8]) -> Box<dyn Frames> {
     match name {
-        "kalloc" => Box::new(Kalloc::new()),
+        "kalloc" => Box::new(Kalloc::new(ram)),
         "buddy_system_allocator" => {
             let mut f = buddy_system_allocator::FrameAllocator::<32>::new();
             f.add_frame(1, FRAMES); // same count as kalloc minus its bitmap frame
@@ -148,10 +154,37 @@ fn make(name: &str) -> Box<dyn Frames> {
     }
 }
 
+/// This thread's CPU time in seconds, where the platform has it (the wall clock elsewhere).
+///
+/// A run takes a few milliseconds; measured on the wall clock, one that is preempted (other
+/// jobs on a shared machine) counts the time the thread was not running, which made single runs
+/// up to 3x slower at random. Thread CPU time leaves that out.
+#[cfg(unix)]
+fn cpu_time() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write; the clock id is a constant of this platform.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(not(unix))]
+fn cpu_time() -> f64 {
+    use std::sync::OnceLock;
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+}
+
 fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
     let mut rng = Rng::new(seed);
     let mut live: Vec<(usize, usize)> = Vec::new();
-    let start = Instant::now();
+    let start = cpu_time();
     for _ in 0..ops {
         if live.len() < 4096 && (!rng.next_u64().is_multiple_of(3) || live.is_empty()) {
             let count = if max_run == 1 {
@@ -173,7 +206,7 @@ fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
             f.free(s, n);
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = cpu_time() - start;
     for (s, n) in live {
         f.free(s, n);
     }
@@ -221,9 +254,10 @@ fn run_only(rows: &mut Vec<Row>, reps: usize, seed: u64, only: &str) {
         let ops = std::env::var("ALLOC_BENCH_OPS").map_or(ops, |o| o.parse().unwrap());
         let mut runs = vec![Vec::new(); names.len()];
         let mut scratch = crate::measure::eviction_buffer();
+        let mut ram = vec![0x5au8; (FRAMES + 1) * 4096];
         for rep in 0..reps {
             for i in (0..names.len()).map(|i| (i + rep) % names.len()) {
-                let mut f = make(names[i]);
+                let mut f = make(names[i], &mut ram);
                 // The same cold caches for each, whatever its setup touched (kalloc's fill of
                 // 256 MiB would otherwise leave only it with cold caches and TLB).
                 crate::measure::evict_caches(&mut scratch);

@@ -138,8 +138,12 @@ pub struct FrameStats {
 
 #[derive(Clone, Copy, Debug)]
 struct Range {
-    /// First frame number of the range as given (its metadata's); bit 0 of every bitmap.
+    /// First frame number of the range as given (its metadata's); bit 0 of the index's bitmaps.
     base: u64,
+    /// `base` rounded down to a multiple of 64: bit 0 of the allocation bitmap, so that frame
+    /// `f`'s bit is bit `f % 64` of its word (the bits of frames before `base` are 1, as for
+    /// any frame not in the range).
+    bits_from: u64,
     /// First usable frame number (after the metadata).
     start: u64,
     /// One past the last frame number.
@@ -152,6 +156,7 @@ impl Range {
     /// An unused slot.
     const NONE: Range = Range {
         base: 0,
+        bits_from: 0,
         start: 0,
         end: 0,
         index: Index {
@@ -165,7 +170,7 @@ impl Range {
         // The allocation bitmap follows the header; `f` is in the range, so the word is too.
         self.index
             .meta
-            .wrapping_add(HEADER_WORDS + ((f - self.base) / 64) as usize)
+            .wrapping_add(HEADER_WORDS + ((f - self.bits_from) / 64) as usize)
     }
 
     /// Block index of the order-`k` block at frame `f` in the range's index.
@@ -184,17 +189,18 @@ const RANGE_SHIFT: u32 = 58;
 /// single-frame fast paths reach them without a range lookup. Frames of other ranges take the
 /// general paths.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 struct Fast {
-    /// The range's index in `ranges`.
-    ri: usize,
-    /// The range's `base` (bit 0 of its bitmap).
-    base: u64,
     /// The range's `start`.
     start: u64,
     /// Frames from `start` (0 with no range: then no frame passes).
     frames: u64,
-    /// The range's allocation bitmap (through the direct map).
-    bitmap: *mut u64,
+    /// Where word 0 of an allocation bitmap starting at frame 0 would be: frame `f` of the
+    /// range has bit `f % 64` of word `words.wrapping_add(f / 64)` (the range's bitmap starts
+    /// at a multiple of 64 frames, see [`Range::bits_from`]). Null with no range.
+    words: *mut u64,
+    /// The range's index in `ranges`.
+    ri: usize,
 }
 
 /// For a run of at most 64 bits from bit `first`: the first word's index and the masks of the
@@ -242,7 +248,25 @@ fn bit_words(first: u64, count: u64) -> impl Iterator<Item = (usize, u64)> {
 }
 
 /// A physical frame allocator. See the crate documentation.
+///
+/// (`repr(C)` and 64-aligned: the fields the single-frame fast paths read, `cached` to `fast`,
+/// lead it and share one cache line; the top of the frame cache follows.)
+#[repr(C, align(64))]
 pub struct FrameAllocator {
+    /// Frames in `cache`.
+    cached: usize,
+    /// The fast path of [`allocate`](Self::allocate) serves while `cached` is above this: 0, or
+    /// [`CACHE_FRAMES`] (never) when allocations are junk-filled. One comparison for both
+    /// conditions.
+    fast_alloc_above: usize,
+    /// The fast path of [`free`](Self::free) serves while `cached` is below this:
+    /// [`CACHE_FRAMES`], or 0 (never) when frees are junk-filled.
+    fast_free_below: usize,
+    /// The largest range, whose frames the single-frame fast paths serve.
+    fast: Fast,
+    /// Single frames kept out of the buddy system, the most recently freed last, as cache
+    /// entries (see [`RANGE_SHIFT`]).
+    cache: [u64; CACHE_FRAMES],
     /// Physical address 0 through the direct map: `map.wrapping_add(p)` reaches `p`.
     map: *mut u8,
     /// True if `map` was made from a bare offset ([`FrameAllocator::new`]): addresses then take
@@ -255,10 +279,6 @@ pub struct FrameAllocator {
     nonempty: [u64; ORDERS],
     /// The orders with a free block in some range.
     orders: u32,
-    cache: [u64; CACHE_FRAMES],
-    cached: usize,
-    /// The largest range, whose frames the single-frame fast paths serve.
-    fast: Fast,
     /// Per order 1..=[`BLOCK_ORDERS`] (at `order - 1`), freed whole blocks kept out of the
     /// buddy system, as cache entries (see [`RANGE_SHIFT`]); counted in `free`.
     blocks: [[u64; BLOCKS]; BLOCK_ORDERS],
@@ -281,13 +301,6 @@ pub struct FrameAllocator {
     total: u64,
     metadata: u64,
     junk: Junk,
-    /// The fast path of [`allocate`](Self::allocate) serves while `cached` is above this: 0, or
-    /// [`CACHE_FRAMES`] (never) when allocations are junk-filled. One comparison for both
-    /// conditions.
-    fast_alloc_above: usize,
-    /// The fast path of [`free`](Self::free) serves while `cached` is below this:
-    /// [`CACHE_FRAMES`], or 0 (never) when frees are junk-filled.
-    fast_free_below: usize,
 }
 
 // SAFETY: the allocator owns the memory of its ranges (the `add_range` contract) and nothing
@@ -336,11 +349,10 @@ impl FrameAllocator {
             cache: [0; CACHE_FRAMES],
             cached: 0,
             fast: Fast {
-                ri: 0,
-                base: 0,
                 start: 0,
                 frames: 0,
-                bitmap: core::ptr::null_mut(),
+                words: core::ptr::null_mut(),
+                ri: 0,
             },
             blocks: [[0; BLOCKS]; BLOCK_ORDERS],
             nblocks: [0; BLOCK_ORDERS],
@@ -451,7 +463,8 @@ impl FrameAllocator {
             return Err(RangeError::Empty);
         }
         let frames = last - first;
-        let alloc_words = frames.div_ceil(64);
+        let bits_from = first & !63;
+        let alloc_words = (last - bits_from).div_ceil(64);
         let (header, level_words) = layout(first, last, HEADER_WORDS as u64 + alloc_words);
         let words = HEADER_WORDS as u64 + alloc_words + level_words;
         let meta = (words * 8).div_ceil(FRAME_SIZE as u64);
@@ -484,6 +497,7 @@ impl FrameAllocator {
         }
         let r = Range {
             base: first,
+            bits_from,
             start: first + meta,
             end: last,
             index: Index { meta: metap },
@@ -511,11 +525,15 @@ impl FrameAllocator {
             .max_by_key(|(_, x)| x.end - x.start)
             .expect("a range was just added");
         self.fast = Fast {
-            ri,
-            base: fr.base,
             start: fr.start,
             frames: fr.end - fr.start,
-            bitmap: fr.index.meta.wrapping_add(HEADER_WORDS),
+            // (Before the bitmap, maybe outside the metadata: only ever offset back into it.)
+            words: fr
+                .index
+                .meta
+                .wrapping_add(HEADER_WORDS)
+                .wrapping_sub((fr.bits_from / 64) as usize),
+            ri,
         };
         self.forget_no_help();
         let saved = self.junk.on_free.take();
@@ -565,12 +583,12 @@ impl FrameAllocator {
     #[inline]
     fn bit(&self, r: &Range, frame: u64) -> bool {
         // SAFETY: `frame` is in `r`, so its word is inside the range's allocation bitmap.
-        unsafe { *r.alloc_word(frame) >> ((frame - r.base) % 64) & 1 == 1 }
+        unsafe { *r.alloc_word(frame) >> (frame % 64) & 1 == 1 }
     }
 
     fn set_bits(&mut self, r: &Range, first: u64, count: u64, value: bool) {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
-        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+        if let Some((word, m0, m1)) = short_run(first - r.bits_from, count) {
             // SAFETY: the frames are inside the range, so the words (the second only when the
             // run reaches into it) are inside its bitmap.
             unsafe {
@@ -583,7 +601,7 @@ impl FrameAllocator {
             }
             return;
         }
-        for (word, mask) in bit_words(first - r.base, count) {
+        for (word, mask) in bit_words(first - r.bits_from, count) {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             unsafe {
                 let w = bitmap.add(word);
@@ -595,7 +613,7 @@ impl FrameAllocator {
     /// True if the bits of `count` frames from `first` (in `r`) are all `value`: a word at a time.
     fn all_bits(&self, r: &Range, first: u64, count: u64, value: bool) -> bool {
         let bitmap = r.index.meta.wrapping_add(HEADER_WORDS);
-        if let Some((word, m0, m1)) = short_run(first - r.base, count) {
+        if let Some((word, m0, m1)) = short_run(first - r.bits_from, count) {
             // SAFETY: as in `set_bits`.
             let (w0, w1) = unsafe {
                 let w = bitmap.add(word);
@@ -604,7 +622,7 @@ impl FrameAllocator {
             let (w0, w1) = if value { (!w0, !w1) } else { (w0, w1) };
             return w0 & m0 == 0 && w1 & m1 == 0;
         }
-        bit_words(first - r.base, count).all(|(word, mask)| {
+        bit_words(first - r.bits_from, count).all(|(word, mask)| {
             // SAFETY: the frames are inside the range, so the words are inside its bitmap.
             let w = unsafe { *bitmap.add(word) };
             (if value { !w } else { w }) & mask == 0
@@ -921,10 +939,9 @@ impl FrameAllocator {
             return self.allocate_slow().ok_or(AllocError::OutOfMemory);
         }
         self.cached = c - 1;
-        let rel = f - self.fast.base;
         // SAFETY: a cached frame is a managed frame of its range, here the fast range, so its
-        // bit is in that range's allocation bitmap.
-        unsafe { *self.fast.bitmap.add((rel / 64) as usize) |= 1 << (rel % 64) };
+        // bit is in that range's allocation bitmap, at word `f / 64` from `words`.
+        unsafe { *self.fast.words.wrapping_add((f / 64) as usize) |= 1 << (f % 64) };
         Ok(Frame::from_managed(f))
     }
 
@@ -948,7 +965,7 @@ impl FrameAllocator {
         self.cached -= 1;
         let (f, ri) = self.unpack(self.cache[self.cached]);
         let r = &self.ranges[ri];
-        let (word, mask) = (r.alloc_word(f), 1 << ((f - r.base) % 64));
+        let (word, mask) = (r.alloc_word(f), 1 << (f % 64));
         // SAFETY: `alloc_bit` gives a word of a range's allocation bitmap.
         unsafe { *word |= mask };
         self.fill(f, 1, self.junk.on_alloc);
@@ -960,7 +977,7 @@ impl FrameAllocator {
     #[inline]
     fn alloc_bit(&self, f: u64) -> Option<(usize, *mut u64, u64)> {
         let (ri, r) = self.range_of(f)?;
-        Some((ri, r.alloc_word(f), 1 << ((f - r.base) % 64)))
+        Some((ri, r.alloc_word(f), 1 << (f % 64)))
     }
 
     /// Allocates `count` contiguous frames whose first frame number is a multiple of
@@ -1078,12 +1095,10 @@ impl FrameAllocator {
             return unsafe { self.free_slow(frame) };
         }
         // The fast path, for a frame of the fast range: no call, no fill, no range lookup.
-        let rel = f - self.fast.base;
+        let word = self.fast.words.wrapping_add((f / 64) as usize);
+        let mask = 1 << (f % 64);
         // SAFETY: `f` is a frame of the fast range (checked above), so its bit is in that
-        // range's allocation bitmap.
-        let word = unsafe { self.fast.bitmap.add((rel / 64) as usize) };
-        let mask = 1 << (rel % 64);
-        // SAFETY: as above.
+        // range's allocation bitmap, at word `f / 64` from `words`.
         let w = unsafe { *word };
         if w & mask == 0 {
             return Err(FreeError::DoubleFree);
@@ -1223,7 +1238,7 @@ impl FrameAllocator {
             while f < r.end {
                 // SAFETY: `f` is in the range, so its word is inside its bitmap.
                 let word = unsafe { *r.alloc_word(f) };
-                if (f - r.base) % 64 == 0 && word == 0 && f + 64 <= r.end {
+                if f % 64 == 0 && word == 0 && f + 64 <= r.end {
                     run += 64;
                     f += 64;
                     largest = largest.max(run);
@@ -1447,5 +1462,27 @@ mod short_run_tests {
         }
         assert_eq!(short_run(5, 0), None);
         assert_eq!(short_run(5, 65), None);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::{Fast, FrameAllocator};
+    use core::mem::{align_of, offset_of, size_of};
+
+    /// What the single-frame fast paths read lies in the allocator's first cache line, and the
+    /// allocator starts a line: an allocation or a free of a frame touches that line, a slot of
+    /// the cache and a bitmap word, however cold the allocator has gone.
+    #[test]
+    fn fast_path_state_shares_one_cache_line() {
+        assert_eq!(align_of::<FrameAllocator>(), 64);
+        for end in [
+            offset_of!(FrameAllocator, cached) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast_alloc_above) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast_free_below) + size_of::<usize>(),
+            offset_of!(FrameAllocator, fast) + size_of::<Fast>(),
+        ] {
+            assert!(end <= 64, "fast-path field ends at byte {end}");
+        }
     }
 }
