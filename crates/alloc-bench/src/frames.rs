@@ -1,7 +1,7 @@
 //! Frame allocators: kalloc against buddy_system_allocator's FrameAllocator and a bitmap.
 //!
-//! Runs are timed in the thread's CPU time ([`cpu_time`]), unlike the heap workloads: a run
-//! lasts milliseconds, and on the wall clock a preempted one counted time it did not run.
+//! Runs are timed in the thread's CPU time, as the heap and region workloads are (see
+//! [`crate::clock`]).
 
 use crate::{Rng, Row};
 
@@ -154,37 +154,10 @@ fn make(name: &str, ram: &mut [u8]) -> Box<dyn Frames> {
     }
 }
 
-/// This thread's CPU time in seconds, where the platform has it (the wall clock elsewhere).
-///
-/// A run takes a few milliseconds; measured on the wall clock, one that is preempted (other
-/// jobs on a shared machine) counts the time the thread was not running, which made single runs
-/// up to 3x slower at random. Thread CPU time leaves that out.
-#[cfg(unix)]
-fn cpu_time() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write; the clock id is a constant of this platform.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
-
-#[cfg(not(unix))]
-fn cpu_time() -> f64 {
-    use std::sync::OnceLock;
-    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs_f64()
-}
-
 fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
     let mut rng = Rng::new(seed);
     let mut live: Vec<(usize, usize)> = Vec::new();
-    let start = cpu_time();
+    let start = crate::clock::cpu_time();
     for _ in 0..ops {
         if live.len() < 4096 && (!rng.next_u64().is_multiple_of(3) || live.is_empty()) {
             let count = if max_run == 1 {
@@ -206,7 +179,7 @@ fn workload(f: &mut dyn Frames, ops: usize, max_run: usize, seed: u64) -> f64 {
             f.free(s, n);
         }
     }
-    let secs = cpu_time() - start;
+    let secs = crate::clock::since(start);
     for (s, n) in live {
         f.free(s, n);
     }

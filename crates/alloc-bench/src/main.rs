@@ -16,12 +16,15 @@
 //! arena after a 64 MiB write has evicted the caches. kmalloc's speed is compared with each peer
 //! round by round (the two runs of a round are minutes apart at most, so drift in the machine's
 //! load hits both), and the median of those ratios is reported with their least and greatest.
+//! Runs are timed in the thread's CPU time ([`clock`]), so a run preempted by other jobs does
+//! not count the time it was not running.
 //!
 //! Prints the tables and the goals of issue 11 as met or not, and writes into the output
 //! directory (`target/bench` from xtask): `allocators.csv` (a row per workload and allocator),
 //! `runs.csv` (every run), `ratios.csv` (kmalloc against each peer), `fragmentation.csv`, and
 //! the charts `allocators.svg` and `fragmentation.svg`.
 
+mod clock;
 mod fragmentation;
 mod frames;
 mod heaps;

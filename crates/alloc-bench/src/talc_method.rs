@@ -24,7 +24,6 @@ use crate::measure::Outcome;
 use crate::Rng;
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::time::Instant;
 
 /// The max sizes talc reports random actions at (its arena set).
 pub const MAX_SIZES: [usize; 5] = [200, 1000, 3000, 10000, 30000];
@@ -125,7 +124,7 @@ pub fn random_actions(
         step(h, &mut rng, &mut live);
     }
     let mut done = 0usize;
-    let start = Instant::now();
+    let start = crate::clock::cpu_time();
     for _ in 0..actions {
         if step(h, &mut rng, &mut live) {
             done += 1;
@@ -133,7 +132,7 @@ pub fn random_actions(
             failures += 1;
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = crate::clock::since(start);
     check(&mut live, arena, who);
     for b in live {
         // SAFETY: live block.

@@ -6,7 +6,6 @@ use crate::heaps::BenchHeap;
 use crate::Rng;
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::time::Instant;
 
 struct Block {
     p: NonNull<u8>,
@@ -36,7 +35,7 @@ fn verify(b: &Block, who: &str) {
 pub fn random_actions(h: &mut dyn BenchHeap, who: &str, max: u64, ops: usize, seed: u64) -> f64 {
     let mut rng = Rng::new(seed);
     let mut live: Vec<Block> = Vec::with_capacity(4096);
-    let start = Instant::now();
+    let start = crate::clock::cpu_time();
     for i in 0..ops {
         let tag = i as u8;
         match rng.next_u64() % 4 {
@@ -79,7 +78,7 @@ pub fn random_actions(h: &mut dyn BenchHeap, who: &str, max: u64, ops: usize, se
             _ => {}
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = crate::clock::since(start);
     for b in live {
         verify(&b, who);
         // SAFETY: live block.
@@ -95,7 +94,7 @@ pub fn heap_efficiency(h: &mut dyn BenchHeap, who: &str, arena: usize, seed: u64
     let mut live: Vec<Block> = Vec::new();
     let mut bytes = 0usize;
     let mut ops = 0usize;
-    let start = Instant::now();
+    let start = crate::clock::cpu_time();
     let pct = loop {
         ops += 1;
         if rng.next_u64() % 10 < 8 || live.is_empty() {
@@ -125,7 +124,7 @@ pub fn heap_efficiency(h: &mut dyn BenchHeap, who: &str, arena: usize, seed: u64
             break 100.0;
         }
     };
-    let secs = start.elapsed().as_secs_f64();
+    let secs = crate::clock::since(start);
     for b in live {
         // SAFETY: live block.
         unsafe { h.free(b.p, b.l) };
@@ -142,7 +141,7 @@ pub fn kernel_trace(h: &mut dyn BenchHeap, who: &str, rounds: usize, seed: u64) 
     let mut rng = Rng::new(seed);
     let mut live: Vec<Block> = Vec::new();
     let mut ops = 0usize;
-    let start = Instant::now();
+    let start = crate::clock::cpu_time();
     for r in 0..rounds {
         let burst = rng.range(50, 300) as usize;
         for _ in 0..burst {
@@ -169,7 +168,7 @@ pub fn kernel_trace(h: &mut dyn BenchHeap, who: &str, rounds: usize, seed: u64) 
             ops += 1;
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = crate::clock::since(start);
     for b in live {
         // SAFETY: live block.
         unsafe { h.free(b.p, b.l) };
