@@ -31,11 +31,16 @@ pub(crate) const CLASSES: usize = (MAX_LEN - MIN_BLOCK) / UNIT + 1;
 /// Blocks kept per size (at most 255: counts are bytes).
 pub(crate) const DEPTH: u8 = 32;
 
+/// The counts array's length: [`CLASSES`] rounded up to whole 8-byte words, so that
+/// [`Cache::is_empty`] and [`Cache::pop_any`] read it a word at a time (the padding stays 0).
+const COUNT_BYTES: usize = CLASSES.next_multiple_of(8);
+
 /// The cached blocks, by size.
 pub(crate) struct Cache {
     /// Per size, its cached blocks in `blocks[c][..counts[c]]`.
     blocks: [[Block; DEPTH as usize]; CLASSES],
-    counts: [u8; CLASSES],
+    /// Per size, how many are cached; the bytes past [`CLASSES`] are always 0.
+    counts: [u8; COUNT_BYTES],
 }
 
 /// The cache's slot for blocks of `len` bytes (a block length of at most `MAX_LEN`).
@@ -49,14 +54,24 @@ impl Cache {
     pub(crate) const fn new() -> Cache {
         Cache {
             blocks: [[ptr::null_mut(); DEPTH as usize]; CLASSES],
-            counts: [0; CLASSES],
+            counts: [0; COUNT_BYTES],
         }
     }
 
-    /// True if no block is cached.
+    /// Counts word `i`, little-endian: the counts of sizes `8 * i..8 * i + 8`, that of size `c`
+    /// in byte `c % 8` (bits `8 * (c % 8)..`).
+    #[inline(always)]
+    fn count_word(&self, i: usize) -> u64 {
+        let mut w = [0; 8];
+        w.copy_from_slice(&self.counts[8 * i..8 * i + 8]);
+        u64::from_le_bytes(w)
+    }
+
+    /// True if no block is cached: four word reads. (A full heap asks this on every failed
+    /// allocation, so it is not a loop over the 31 counts.)
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.counts.iter().all(|&n| n == 0)
+        (0..COUNT_BYTES / 8).fold(0, |any, i| any | self.count_word(i)) == 0
     }
 
     /// Bytes of the cached blocks: a sum over the sizes, O(1) (31 terms).
@@ -121,13 +136,20 @@ impl Cache {
     /// # Safety
     /// As [`Cache::pop`].
     pub(crate) unsafe fn pop_any(&mut self) -> Option<Block> {
-        let c = self.counts.iter().position(|&n| n != 0)?;
+        let (i, w) = (0..COUNT_BYTES / 8)
+            .map(|i| (i, self.count_word(i)))
+            .find(|&(_, w)| w != 0)?;
+        let c = 8 * i + w.trailing_zeros() as usize / 8;
         // SAFETY: per the contract.
         unsafe { self.pop(MIN_BLOCK + c * UNIT) }
     }
 
     /// The cached blocks of each size, for the invariant checker: (block, its length).
     pub(crate) fn for_each(&self, mut each: impl FnMut(Block, usize)) {
+        assert!(
+            self.counts[CLASSES..].iter().all(|&n| n == 0),
+            "cache count padding not 0"
+        );
         for c in 0..CLASSES {
             assert!(self.counts[c] <= DEPTH, "cache count {c} above its depth");
             for &h in &self.blocks[c][..self.counts[c] as usize] {
