@@ -147,7 +147,19 @@ impl<S: PageSource> Heap<S> {
     #[inline]
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = block_len(layout.size()).ok_or(AllocError)?;
-        if layout.align() <= UNIT {
+        self.allocate_block(len, layout.align())
+    }
+
+    /// [`Heap::allocate`] with the block length known: a block of `len` bytes (from
+    /// [`block_len`]) whose payload is aligned to `align` (a power of two). `reallocate` comes
+    /// here directly, without building a `Layout` for the new size.
+    #[inline(always)]
+    pub(crate) fn allocate_block(
+        &mut self,
+        len: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if align <= UNIT {
             // SAFETY: the cache holds blocks of this heap only.
             if let Some(h) = unsafe { self.cache.pop(len) } {
                 // SAFETY: a used block again, of `len` bytes.
@@ -158,7 +170,7 @@ impl<S: PageSource> Heap<S> {
             }
             self.allocate_grown(len).ok_or(AllocError)
         } else {
-            self.allocate_aligned(len, layout.align())
+            self.allocate_aligned(len, align)
         }
     }
 
