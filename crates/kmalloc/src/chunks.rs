@@ -75,15 +75,25 @@ pub(crate) fn chunk_of_first(b: Block) -> *mut Chunk {
 impl<S: PageSource> Heap<S> {
     /// Takes a new chunk able to hold a block of `need` bytes and returns its one free block,
     /// on no list. `None` if the source has no such run.
+    ///
+    /// The refusal the source's hint foretells is decided here, inline; the rest is out of line.
+    /// (A full heap comes here on every failed request: it then pays for the hint, not for
+    /// the frame of the whole function.)
+    #[inline(always)]
     pub(crate) fn morecore(&mut self, need: usize) -> Option<Block> {
         let min = need.checked_add(CHUNK_OVERHEAD)?.div_ceil(PAGE_SIZE);
-        let mut pages = min.max(self.grow);
-        if let Some(hint) = self.source.pages_available_hint() {
-            if hint < min {
-                return None;
-            }
-            pages = pages.min(hint);
+        let hint = self.source.pages_available_hint();
+        if hint.is_some_and(|hint| hint < min) {
+            return None;
         }
+        self.morecore_pages(min, hint.unwrap_or(usize::MAX))
+    }
+
+    /// [`Heap::morecore`] once the source's hint (`hint`, or `usize::MAX` without one) allows
+    /// at least `min` pages.
+    #[inline(never)]
+    fn morecore_pages(&mut self, min: usize, hint: usize) -> Option<Block> {
+        let mut pages = min.max(self.grow).min(hint);
         let mut refused = false;
         let base = loop {
             if let Some(p) = self.source.alloc_pages(pages, PAGE_SIZE) {

@@ -5,14 +5,15 @@
 //!
 //! # Allocation
 //!
-//! A request of at most 504 bytes is first served from the small-block cache
+//! A request of at most 1016 bytes is first served from the small-block cache
 //! (`cache`): freed blocks of its exact size kept aside, O(1). Otherwise:
 //! A request of `n` bytes needs a block of `round_up(n + 8, 16)` (at least 32). The index gives
 //! a free block: the head of the request's own class if it is big enough, else the head of the
 //! smallest non-empty class above (every block there fits). The block is split: the request takes
 //! its front, a remainder of at least 32 bytes becomes a free block in the index. If no class
-//! has a fitting block, `morecore` adds a chunk. None of this walks a list: a bitmap scan, a
-//! few header writes.
+//! has a fitting block, the cache is flushed into the index and the index asked again (so that
+//! cached blocks never make the heap grow), and only then `morecore` adds a chunk. None of this
+//! walks a list: a bitmap scan, a few header writes (and a flush, at most 63 x 32 frees).
 //!
 //! A request aligned above 16 (up to any power of two) looks for a block of `size + align + 32`
 //! bytes the same way, then places the block at the first aligned payload at least 32 bytes in
@@ -146,7 +147,19 @@ impl<S: PageSource> Heap<S> {
     #[inline]
     pub fn allocate(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let len = block_len(layout.size()).ok_or(AllocError)?;
-        if layout.align() <= UNIT {
+        self.allocate_block(len, layout.align())
+    }
+
+    /// [`Heap::allocate`] with the block length known: a block of `len` bytes (from
+    /// [`block_len`]) whose payload is aligned to `align` (a power of two). `reallocate` comes
+    /// here directly, without building a `Layout` for the new size.
+    #[inline(always)]
+    pub(crate) fn allocate_block(
+        &mut self,
+        len: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if align <= UNIT {
             // SAFETY: the cache holds blocks of this heap only.
             if let Some(h) = unsafe { self.cache.pop(len) } {
                 // SAFETY: a used block again, of `len` bytes.
@@ -157,7 +170,7 @@ impl<S: PageSource> Heap<S> {
             }
             self.allocate_grown(len).ok_or(AllocError)
         } else {
-            self.allocate_aligned(len, layout.align())
+            self.allocate_aligned(len, align)
         }
     }
 
@@ -212,45 +225,46 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// [`Heap::allocate`] when the index has no fitting block: a new chunk, else (the source
-    /// is out of memory) the index again after the cache is flushed. Out of line: a full heap
-    /// fails here on every request.
+    /// [`Heap::allocate`] when the index has no fitting block: the index again after the
+    /// small-block cache is flushed into it (if it holds any block), else a new chunk. Out of
+    /// line: a full heap fails here on every request.
     #[inline(never)]
     fn allocate_grown(&mut self, len: usize) -> Option<NonNull<u8>> {
-        let b = match self.morecore(len) {
+        let b = match self.flushed_take(len) {
             Some(b) => b,
-            None => self.flushed_take(len)?,
+            None => self.morecore(len)?,
         };
         // SAFETY: `b` is a free block of at least `len` bytes on no list.
         Some(unsafe { self.use_block(b, len) })
     }
 
-    /// After the source refused: a free block of at least `len` bytes (on no list) that the
-    /// small-block cache, freed into the index, makes; `None` if the cache is empty.
+    /// Before the heap grows: a free block of at least `len` bytes (on no list) that the
+    /// small-block cache, freed into the index, makes; `None` if the cache is empty or its
+    /// blocks merge into none that fits.
     fn flushed_take(&mut self, len: usize) -> Option<Block> {
         if self.cache.is_empty() {
             return None;
         }
         self.flush_cache();
-        self.take(len).or_else(|| self.morecore(len))
+        self.take(len)
     }
 
-    /// A free block of at least `len` bytes on no list: from the index, else a new chunk, else
-    /// (the source is out of memory) from the index again after the small-block cache has been
-    /// freed into it.
+    /// A free block of at least `len` bytes on no list: from the index, else from the index
+    /// again after the small-block cache has been freed into it, else a new chunk.
     #[inline(always)]
     fn take_or_grow(&mut self, len: usize) -> Option<Block> {
         if let Some(b) = self.take(len) {
             return Some(b);
         }
-        if let Some(b) = self.morecore(len) {
+        if let Some(b) = self.flushed_take(len) {
             return Some(b);
         }
-        self.flushed_take(len)
+        self.morecore(len)
     }
 
-    /// Frees every block of the small-block cache into the index. Rare (the source is out of
-    /// memory, or the heap gives pages back): kept out of line, off the allocation path.
+    /// Frees every block of the small-block cache into the index. Rare (the index has no block
+    /// for a request, or the heap gives pages back): kept out of line, off the allocation
+    /// path.
     #[cold]
     #[inline(never)]
     pub(crate) fn flush_cache(&mut self) {

@@ -85,8 +85,7 @@ impl<S: PageSource> Heap<S> {
                     return Ok(ptr);
                 }
             }
-            let layout = Layout::from_size_align(new_size, old.align()).map_err(|_| AllocError)?;
-            let p = self.allocate(layout)?;
+            let p = self.allocate_block(new, old.align())?;
             core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size().min(new_size));
             self.free_used(h);
             Ok(p)

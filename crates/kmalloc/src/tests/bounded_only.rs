@@ -122,14 +122,14 @@ fn coalescing_in_every_order_keeps_invariants() {
         [2, 1, 0],
     ] {
         let mut h = Heap::new(HostSource::new(1000));
-        let keep = h.allocate(layout(1100, 16)).unwrap();
+        let keep = h.allocate(layout(1500, 16)).unwrap();
         let blocks: Vec<_> = (0..3)
-            .map(|_| h.allocate(layout(600, 16)).unwrap())
+            .map(|_| h.allocate(layout(1200, 16)).unwrap())
             .collect();
         let guard = h.allocate(layout(100, 16)).unwrap();
         for &i in &order {
             // SAFETY: live block.
-            unsafe { h.deallocate(blocks[i], layout(600, 16)) };
+            unsafe { h.deallocate(blocks[i], layout(1200, 16)) };
             h.check_invariants();
         }
         let st = h.stats();
@@ -139,7 +139,7 @@ fn coalescing_in_every_order_keeps_invariants() {
         );
         // SAFETY: live blocks.
         unsafe {
-            h.deallocate(keep, layout(1100, 16));
+            h.deallocate(keep, layout(1500, 16));
             h.deallocate(guard, layout(100, 16));
         }
         h.release_free_pages();
@@ -174,9 +174,9 @@ fn realloc_in_place() {
 fn kmfree_tells_double_free_from_interior() {
     let mut h = Heap::new(HostSource::new(100));
     // Blocks above the small-block cache's sizes, so that frees merge.
-    let a = h.kmalloc(600).unwrap();
-    let b = h.kmalloc(600).unwrap();
-    let _c = h.kmalloc(600).unwrap();
+    let a = h.kmalloc(1100).unwrap();
+    let b = h.kmalloc(1100).unwrap();
+    let _c = h.kmalloc(1100).unwrap();
     assert_eq!(h.kmfree(b), Ok(()));
     assert_eq!(
         h.kmfree(b),
@@ -541,26 +541,50 @@ fn out_of_memory_flushes_the_cache() {
     h.check_invariants();
 }
 
-/// Blocks of up to 512 bytes (requests of up to 504) wait in the cache; larger ones are indexed.
+/// Blocks of up to 1024 bytes (requests of up to 1016) wait in the cache; larger ones are indexed.
 #[test]
-fn the_cache_takes_blocks_of_up_to_512_bytes() {
+fn the_cache_takes_blocks_of_up_to_1024_bytes() {
     let mut h = Heap::new(HostSource::new(10));
-    let a = h.kmalloc(504).unwrap();
-    let b = h.kmalloc(505).unwrap();
+    let a = h.kmalloc(1016).unwrap();
+    let b = h.kmalloc(1017).unwrap();
     let _guard = h.kmalloc(16).unwrap();
     let before = h.stats().free_blocks;
     assert_eq!(h.kmfree(a), Ok(()));
     assert_eq!(
         h.stats().free_blocks,
         before,
-        "a 512-byte block waits in the cache"
+        "a 1024-byte block waits in the cache"
     );
     assert_eq!(h.kmfree(b), Ok(()));
     assert_eq!(
         h.stats().free_blocks,
         before + 1,
-        "a 528-byte block is indexed"
+        "a 1040-byte block is indexed"
     );
-    assert_eq!(h.kmalloc(504), Some(a), "handed out again from the cache");
+    assert_eq!(h.kmalloc(1016), Some(a), "handed out again from the cache");
+    h.check_invariants();
+}
+
+/// Cached blocks never make the heap grow: a request that only their merged memory can serve
+/// flushes the cache before the heap asks its source, even one with pages to spare.
+#[test]
+fn the_cache_never_makes_the_heap_grow() {
+    let mut h = Heap::new(HostSource::new(100));
+    h.set_growth_limit(1);
+    // A chunk of one page: 30 blocks of 112 bytes (3360 of its 4064), all freed into the cache.
+    let v: std::vec::Vec<_> = (0..30).map(|_| h.kmalloc(100).unwrap()).collect();
+    assert_eq!(h.stats().pages_held, 1);
+    for p in v {
+        assert_eq!(h.kmfree(p), Ok(()));
+    }
+    assert!(h.stats().largest_free_block < 3000);
+    // Only the page's memory merged back into one block holds this.
+    let big = h.kmalloc(3000).unwrap();
+    assert_eq!(
+        h.stats().pages_held,
+        1,
+        "the heap grew while its cached blocks could serve the request"
+    );
+    assert_eq!(h.kmfree(big), Ok(()));
     h.check_invariants();
 }
