@@ -1,20 +1,38 @@
 //! Resizing a block of the bounded heap, in place when it can.
 //!
 //! Shrinking splits off the tail as a free block (merged with a free block after it) when the
-//! tail can be a block. Growing takes the free block after it when that is enough, splitting off
+//! tail can be a block. But when free space is scarce (free bytes under a quarter of those in
+//! use), a block of at least 8 KiB shrinking to at most half its size moves instead into a free
+//! block found as an allocation finds one, if that fits it closely (at most a quarter larger):
+//! the copy fills a hole that little else fits, and the block's whole old place becomes free,
+//! merged with its free neighbours. Measured with talc's heap-efficiency benchmark (128 MiB,
+//! reallocations up to 100 KB, until the first failure; mean of 42 trials): 97.3 % of the arena
+//! live at the failure without moving, 98.2 % with it. Moving every shrinking block of 1 KiB or
+//! more, whatever the heap, gave 98.7 %, but doubled the instructions of `reallocate` in the
+//! project's random actions at 30 000 bytes (a full heap that reallocates often; callgrind);
+//! the conditions above leave +10 % there and under 1 % in talc's random actions.
+//!
+//! Growing takes the free block after it when that is enough, splitting off
 //! what is left. Otherwise the block moves: allocate, copy, free (into the small-block cache when
 //! it takes the old block, as any free). Each case is a fixed number
 //! of header reads and writes; only the copy grows with the size.
 
-use crate::block::{self, FREE, MIN_BLOCK, PREV_FREE, UNIT};
+use crate::block::{self, Block, FREE, MIN_BLOCK, PREV_FREE, UNIT};
 use crate::heap::{block_len, Heap};
-use crate::{AllocError, PageSource};
+use crate::{AllocError, PageSource, PAGE_SIZE};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+/// The smallest new block (in bytes, header included) that a shrinking `reallocate` moves into
+/// a closely fitting free block rather than splitting in place (see the module docs). 1 KiB
+/// gave 98.4 % in talc's heap efficiency (8 KiB: 98.2 %) but 17 % more instructions in
+/// `reallocate` in the project's random actions at 30 000 bytes (8 KiB: 10 %).
+const MOVE_MIN: usize = 8192;
+
 impl<S: PageSource> Heap<S> {
-    /// Resizes a block, in place when it can: shrinking splits off the tail, growing absorbs a
-    /// free block that follows; otherwise it allocates, copies and frees. On error the block is
+    /// Resizes a block, in place when it can: shrinking splits off the tail (or, in a heap short
+    /// of free space, moves a large block into a close fit; see the module docs), growing
+    /// absorbs a free block that follows; otherwise it allocates, copies and frees. On error the block is
     /// left as it was.
     ///
     /// # Safety
@@ -47,6 +65,11 @@ impl<S: PageSource> Heap<S> {
                 return Ok(ptr);
             }
             if new < cur {
+                if new >= MOVE_MIN && new <= cur / 2 && old.align() <= UNIT {
+                    if let Some(p) = self.shrink_moved(h, new, next, old.size().min(new_size)) {
+                        return Ok(p);
+                    }
+                }
                 let mut tail = cur - new;
                 if block::flags(next) & FREE != 0 {
                     let n = block::size(next);
@@ -91,5 +114,53 @@ impl<S: PageSource> Heap<S> {
             self.free_used(h);
             Ok(p)
         }
+    }
+
+    /// Shrinks used block `h` to `new` bytes by moving it: into a free block elsewhere that
+    /// fits it closely (at most a quarter larger), found as an allocation finds one, when the
+    /// heap is dense; the first `keep` bytes of the payload are copied and `h` is freed, so its
+    /// whole place becomes free space. `None` (changing nothing) if the heap is not dense, or
+    /// the index has no such block, or only `next`, the block right after `h` (where shrinking
+    /// in place leaves the same free space). Out of line: rare, and it copies anyway.
+    ///
+    /// # Safety
+    /// `h` is a used block of the heap of more than `new` bytes, `next` the block after it,
+    /// `new` a block length and `keep` at most the payload of both `h` and `new`.
+    #[inline(never)]
+    unsafe fn shrink_moved(
+        &mut self,
+        h: Block,
+        new: usize,
+        next: Block,
+        keep: usize,
+    ) -> Option<NonNull<u8>> {
+        if !self.dense() {
+            return None;
+        }
+        let s = self.fit_slot(new)?;
+        // SAFETY: the head of a non-empty list is a free block.
+        let b = unsafe { self.index.head_at(s) };
+        // SAFETY: as above.
+        let len = unsafe { block::size(b) };
+        if len - new > new / 4 || b == next {
+            return None;
+        }
+        // SAFETY: `fit_slot` found the list non-empty, its head at least `new` bytes; the new
+        // block is free memory until now, so it does not overlap `h` (used), whose payload
+        // holds at least `keep` bytes, as does the new one's; `h` is then freed once.
+        unsafe {
+            let p = self.carve_head(s, new);
+            core::ptr::copy_nonoverlapping(block::payload(h), p.as_ptr(), keep);
+            self.release(h);
+            Some(p)
+        }
+    }
+
+    /// True if the heap's free bytes are under a quarter of its bytes in use: free space is
+    /// scarce, so keeping it in large blocks is worth a copy.
+    #[inline]
+    fn dense(&self) -> bool {
+        let held = self.pages * PAGE_SIZE;
+        (held - self.in_use) * 4 < self.in_use
     }
 }
