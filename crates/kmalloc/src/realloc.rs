@@ -2,15 +2,15 @@
 //!
 //! Shrinking splits off the tail as a free block (merged with a free block after it) when the
 //! tail can be a block. But when free space is scarce (free bytes under a quarter of those in
-//! use), a block of at least 8 KiB shrinking to at most half its size moves instead into a free
+//! use), a block shrinking to at most half its size, and to 12 KiB or more, moves instead into a free
 //! block found as an allocation finds one, if that fits it closely (at most a quarter larger):
 //! the copy fills a hole that little else fits, and the block's whole old place becomes free,
 //! merged with its free neighbours. Measured with talc's heap-efficiency benchmark (128 MiB,
 //! reallocations up to 100 KB, until the first failure; mean of 42 trials): 97.3 % of the arena
-//! live at the failure without moving, 98.2 % with it. Moving every shrinking block of 1 KiB or
+//! live at the failure without moving, 98.1 % with it. Moving every shrinking block of 1 KiB or
 //! more, whatever the heap, gave 98.7 %, but doubled the instructions of `reallocate` in the
 //! project's random actions at 30 000 bytes (a full heap that reallocates often; callgrind);
-//! the conditions above leave +10 % there and under 1 % in talc's random actions.
+//! the conditions above leave +2 % there and under 1 % in talc's random actions.
 //!
 //! Growing takes the free block after it when that is enough, splitting off
 //! what is left. Otherwise the block moves: allocate, copy, free (into the small-block cache when
@@ -24,10 +24,11 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 /// The smallest new block (in bytes, header included) that a shrinking `reallocate` moves into
-/// a closely fitting free block rather than splitting in place (see the module docs). 1 KiB
-/// gave 98.4 % in talc's heap efficiency (8 KiB: 98.2 %) but 17 % more instructions in
-/// `reallocate` in the project's random actions at 30 000 bytes (8 KiB: 10 %).
-const MOVE_MIN: usize = 8192;
+/// a closely fitting free block rather than splitting in place (see the module docs). Measured
+/// (talc's heap efficiency / instructions of `reallocate` in the project's random actions at
+/// 30 000 bytes, whose full heap shrinks blocks below 15 000 bytes): 1 KiB 98.4 % / +17 %,
+/// 8 KiB 98.2 % / +10 %, 12 KiB 98.1 % / +2 %.
+const MOVE_MIN: usize = 12288;
 
 impl<S: PageSource> Heap<S> {
     /// Resizes a block, in place when it can: shrinking splits off the tail (or, in a heap short

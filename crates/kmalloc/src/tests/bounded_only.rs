@@ -170,21 +170,21 @@ fn realloc_in_place() {
     h.check_invariants();
 }
 
-/// Blocks `a`, guard, hole (a free block of 10 016 bytes), guard, in one chunk of `pages`
+/// Blocks `a` (50 000 bytes), guard, hole (a free block of 14 016), guard, in one chunk of `pages`
 /// pages, the rest of which is one used block (`fill`) or free; `a` holds a pattern.
 fn with_hole(h: &mut Heap<HostSource>, pages: usize, fill_rest: bool) -> NonNull<u8> {
     // One chunk: its whole block taken and freed (the chunk stays, as the spare).
     let all = h.allocate(layout(pages * PAGE_SIZE - 40, 16)).unwrap();
     free(h, all, layout(pages * PAGE_SIZE - 40, 16));
-    let a = h.allocate(layout(30_000, 16)).unwrap();
-    fill(a, 30_000, 7);
+    let a = h.allocate(layout(50_000, 16)).unwrap();
+    fill(a, 50_000, 7);
     let _g1 = h.allocate(layout(100, 16)).unwrap();
-    let x = h.allocate(layout(10_000, 16)).unwrap();
+    let x = h.allocate(layout(14_000, 16)).unwrap();
     let _g2 = h.allocate(layout(100, 16)).unwrap();
     if fill_rest {
-        let _rest = h.allocate(layout(25_000, 16)).unwrap();
+        let _rest = h.allocate(layout(33_900, 16)).unwrap();
     }
-    free(h, x, layout(10_000, 16));
+    free(h, x, layout(14_000, 16));
     assert_eq!(h.stats().pages_held, pages);
     a
 }
@@ -195,26 +195,26 @@ fn with_hole(h: &mut Heap<HostSource>, pages: usize, fill_rest: bool) -> NonNull
 /// room shrinks in place.
 #[test]
 fn realloc_shrinking_in_a_dense_heap_moves_into_a_close_fit() {
-    let mut h = Heap::new(HostSource::new(16));
-    let a = with_hole(&mut h, 16, true);
+    let mut h = Heap::new(HostSource::new(24));
+    let a = with_hole(&mut h, 24, true);
     h.check_invariants();
     // SAFETY: a live block with this layout.
-    let q = unsafe { h.reallocate(a, layout(30_000, 16), 9000) }.unwrap();
+    let q = unsafe { h.reallocate(a, layout(50_000, 16), 13_000) }.unwrap();
     assert_ne!(q, a, "moved into the hole");
-    check(q, 9000, 7);
+    check(q, 13_000, 7);
     h.check_invariants();
     let b = h
-        .allocate(layout(29_000, 16))
+        .allocate(layout(49_000, 16))
         .expect("the old place is free whole");
     assert_eq!(b, a);
     h.check_invariants();
 
-    let mut h = Heap::new(HostSource::new(64));
-    let a = with_hole(&mut h, 64, false);
+    let mut h = Heap::new(HostSource::new(96));
+    let a = with_hole(&mut h, 96, false);
     // SAFETY: a live block with this layout.
-    let q = unsafe { h.reallocate(a, layout(30_000, 16), 9000) }.unwrap();
+    let q = unsafe { h.reallocate(a, layout(50_000, 16), 13_000) }.unwrap();
     assert_eq!(q, a, "room to spare: shrinks in place");
-    check(q, 9000, 7);
+    check(q, 13_000, 7);
     h.check_invariants();
 }
 
