@@ -66,8 +66,9 @@ impl<S: PageSource> Heap<S> {
                 return Ok(ptr);
             }
             if new < cur {
-                if new >= MOVE_MIN && new <= cur / 2 && old.align() <= UNIT {
-                    if let Some(p) = self.shrink_moved(h, new, next, old.size().min(new_size)) {
+                if new >= MOVE_MIN {
+                    // `h` was allocated with `old`; `new` is `block_len(new_size)`, below `cur`.
+                    if let Some(p) = self.shrink_moved(h, new, old, new_size) {
                         return Ok(p);
                     }
                 }
@@ -117,27 +118,32 @@ impl<S: PageSource> Heap<S> {
         }
     }
 
-    /// Shrinks used block `h` to `new` bytes by moving it: into a free block elsewhere that
-    /// fits it closely (at most a quarter larger), found as an allocation finds one, when the
-    /// heap is dense; the first `keep` bytes of the payload are copied and `h` is freed, so its
-    /// whole place becomes free space. `None` (changing nothing) if the heap is not dense, or
-    /// the index has no such block, or only `next`, the block right after `h` (where shrinking
-    /// in place leaves the same free space). Out of line: rare, and it copies anyway.
+    /// Shrinks used block `h` (allocated with `old`) to `new` bytes, for `new_size` bytes of
+    /// payload, by moving it: when the heap is dense, `new` is at most half the block and the
+    /// alignment at most 16, into a free block elsewhere that fits it closely (at most a quarter
+    /// larger), found as an allocation finds one. The payload's first `min(old.size(),
+    /// new_size)` bytes are copied and `h` is freed, so its whole place becomes free space.
+    /// `None` (changing nothing) otherwise, or if the only such block is the one right after
+    /// `h` (where shrinking in place leaves the same free space). Out of line, with every test
+    /// but the size's: rare, and it copies anyway.
     ///
     /// # Safety
-    /// `h` is a used block of the heap of more than `new` bytes, `next` the block after it,
-    /// `new` a block length and `keep` at most the payload of both `h` and `new`.
+    /// `h` is a used block of the heap allocated with `old`, and `new` (a block length, less
+    /// than `h`'s) is `block_len(new_size)`.
     #[inline(never)]
     unsafe fn shrink_moved(
         &mut self,
         h: Block,
         new: usize,
-        next: Block,
-        keep: usize,
+        old: Layout,
+        new_size: usize,
     ) -> Option<NonNull<u8>> {
-        if !self.dense() {
+        // SAFETY: `h` is a used block of the heap; the block after it is a block or the sentinel.
+        let (cur, next) = unsafe { (block::size(h), block::next_phys(h)) };
+        if new > cur / 2 || old.align() > UNIT || !self.dense() {
             return None;
         }
+        let keep = old.size().min(new_size);
         let s = self.fit_slot(new)?;
         // SAFETY: the head of a non-empty list is a free block.
         let b = unsafe { self.index.head_at(s) };
