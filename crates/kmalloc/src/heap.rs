@@ -181,17 +181,35 @@ impl<S: PageSource> Heap<S> {
     /// index has no fitting block (the caller then grows the heap).
     #[inline(always)]
     fn allocate_indexed(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let s = self.fit_slot(len)?;
+        // SAFETY: `fit_slot` returned the slot of a non-empty list whose head fits `len`.
+        Some(unsafe { self.carve_head(s, len) })
+    }
+
+    /// The slot of a list whose head is a free block of at least `len` bytes: the request's own
+    /// class if its head is big enough, else the smallest non-empty class above (every block
+    /// there fits). `None` if the index has no such block.
+    #[inline(always)]
+    pub(crate) fn fit_slot(&mut self, len: usize) -> Option<usize> {
         let s = index::slot_of(len);
         // SAFETY: a slot from `slot_of`.
         let h = unsafe { self.index.head_at(s) };
         self.step();
         // SAFETY: a head of the index is a free block.
-        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
-            s
-        } else {
-            self.step();
-            self.index.above(s)?
-        };
+        if !h.is_null() && unsafe { block::size(h) } >= len {
+            return Some(s);
+        }
+        self.step();
+        self.index.above(s)
+    }
+
+    /// Makes a used block of the first `len` bytes of the head of the list at slot `s`, which
+    /// leaves the index; the remainder, if it can be a block, is indexed. Returns the payload.
+    ///
+    /// # Safety
+    /// The list at slot `s` is non-empty and its head has at least `len` bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn carve_head(&mut self, s: usize, len: usize) -> NonNull<u8> {
         // SAFETY: `b` is the head of the non-empty list at `s`, a free block of at least `len`
         // bytes; it and the block after it are the heap's.
         unsafe {
@@ -221,7 +239,7 @@ impl<S: PageSource> Heap<S> {
             };
             block::set_used(b, used, keep);
             self.in_use += used;
-            Some(NonNull::new_unchecked(block::payload(b)))
+            NonNull::new_unchecked(block::payload(b))
         }
     }
 
@@ -293,17 +311,7 @@ impl<S: PageSource> Heap<S> {
     /// A free block of at least `len` bytes taken off the index, or `None`.
     #[inline(always)]
     pub(crate) fn take(&mut self, len: usize) -> Option<Block> {
-        let s = index::slot_of(len);
-        // SAFETY: a slot from `slot_of`.
-        let h = unsafe { self.index.head_at(s) };
-        self.step();
-        // SAFETY: a head of the index is a free block.
-        let s = if !h.is_null() && unsafe { block::size(h) } >= len {
-            s
-        } else {
-            self.step();
-            self.index.above(s)?
-        };
+        let s = self.fit_slot(len)?;
         // SAFETY: the list at `s` is non-empty.
         let h = unsafe { self.index.pop(s) };
         if h == self.spare {

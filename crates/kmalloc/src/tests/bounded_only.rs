@@ -170,6 +170,118 @@ fn realloc_in_place() {
     h.check_invariants();
 }
 
+/// Blocks `a` (50 000 bytes), guard, hole (a free block of 14 016), guard, in one chunk of `pages`
+/// pages, the rest of which is one used block (`fill`) or free; `a` holds a pattern.
+fn with_hole(h: &mut Heap<HostSource>, pages: usize, fill_rest: bool) -> NonNull<u8> {
+    // One chunk: its whole block taken and freed (the chunk stays, as the spare).
+    let all = h.allocate(layout(pages * PAGE_SIZE - 40, 16)).unwrap();
+    free(h, all, layout(pages * PAGE_SIZE - 40, 16));
+    let a = h.allocate(layout(50_000, 16)).unwrap();
+    fill(a, 50_000, 7);
+    let _g1 = h.allocate(layout(100, 16)).unwrap();
+    let x = h.allocate(layout(14_000, 16)).unwrap();
+    let _g2 = h.allocate(layout(100, 16)).unwrap();
+    if fill_rest {
+        let _rest = h.allocate(layout(33_900, 16)).unwrap();
+    }
+    free(h, x, layout(14_000, 16));
+    assert_eq!(h.stats().pages_held, pages);
+    a
+}
+
+/// When free space is scarce (free bytes under a quarter of those in use), a block shrinking to
+/// at most half its size moves into a free block elsewhere that fits it closely, so that its
+/// whole old place is free: a block almost as large as it was fits there again. A heap with
+/// room shrinks in place.
+#[test]
+fn realloc_shrinking_in_a_dense_heap_moves_into_a_close_fit() {
+    let mut h = Heap::new(HostSource::new(24));
+    let a = with_hole(&mut h, 24, true);
+    h.check_invariants();
+    // SAFETY: a live block with this layout.
+    let q = unsafe { h.reallocate(a, layout(50_000, 16), 13_000) }.unwrap();
+    assert_ne!(q, a, "moved into the hole");
+    check(q, 13_000, 7);
+    h.check_invariants();
+    let b = h
+        .allocate(layout(49_000, 16))
+        .expect("the old place is free whole");
+    assert_eq!(b, a);
+    h.check_invariants();
+
+    let mut h = Heap::new(HostSource::new(96));
+    let a = with_hole(&mut h, 96, false);
+    // SAFETY: a live block with this layout.
+    let q = unsafe { h.reallocate(a, layout(50_000, 16), 13_000) }.unwrap();
+    assert_eq!(q, a, "room to spare: shrinks in place");
+    check(q, 13_000, 7);
+    h.check_invariants();
+}
+
+/// talc's heap-efficiency pattern on a 4 MiB heap kept full (allocations of up to 4000 bytes,
+/// frees, reallocations of up to 100 000 bytes; a failed allocation frees a block instead): in
+/// the dense heap some shrinking reallocations move (9 here: a close fit for 12-50 KB is rare
+/// among its ~100 free blocks), every block keeps its contents and the heap its invariants.
+#[test]
+fn reallocations_in_a_full_heap_keep_contents() {
+    let mut h = Heap::new(HostSource::new(1024));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut live: std::vec::Vec<(NonNull<u8>, usize, u8)> = std::vec::Vec::new();
+    let mut moved_shrinking = 0;
+    let mut failed = 0;
+    for i in 0..20_000u32 {
+        let seed = i as u8;
+        match rng.next() % 10 {
+            0..=4 => {
+                let n = (rng.next() % 4000) as usize + 1;
+                if let Ok(p) = h.allocate(layout(n, 8)) {
+                    fill(p, n, seed);
+                    live.push((p, n, seed));
+                } else if !live.is_empty() {
+                    failed += 1;
+                    let (p, n, s) = live.swap_remove(rng.next() as usize % live.len());
+                    check(p, n, s);
+                    free(&mut h, p, layout(n, 8));
+                }
+            }
+            5 if !live.is_empty() => {
+                let (p, n, s) = live.swap_remove(rng.next() as usize % live.len());
+                check(p, n, s);
+                free(&mut h, p, layout(n, 8));
+            }
+            _ if !live.is_empty() => {
+                let k = rng.next() as usize % live.len();
+                let (p, n, s) = live[k];
+                let new = (rng.next() % 100_000) as usize + 1;
+                // SAFETY: a live block with this layout (left as it was if this fails).
+                if let Ok(q) = unsafe { h.reallocate(p, layout(n, 8), new) } {
+                    check(q, n.min(new), s);
+                    if new < n && q != p {
+                        moved_shrinking += 1;
+                    }
+                    fill(q, new, seed);
+                    live[k] = (q, new, seed);
+                } else {
+                    check(p, n, s);
+                }
+            }
+            _ => {}
+        }
+        if i % 512 == 0 {
+            h.check_invariants();
+        }
+    }
+    h.check_invariants();
+    assert!(failed > 100, "the heap stayed full");
+    assert!(moved_shrinking > 0, "no shrinking block moved");
+    for (p, n, s) in live {
+        check(p, n, s);
+        free(&mut h, p, layout(n, 8));
+    }
+    h.check_invariants();
+    assert_eq!(h.stats().bytes_in_use, 0);
+}
+
 #[test]
 fn kmfree_tells_double_free_from_interior() {
     let mut h = Heap::new(HostSource::new(100));
