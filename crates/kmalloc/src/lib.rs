@@ -6,7 +6,8 @@
 //!   every operation in O(1) time, whatever the heap holds: blocks carry boundary tags so a free
 //!   merges with both neighbours without a search, and free blocks sit in TLSF's two-level
 //!   segregated lists, where bitmaps find a good fit in two bit scans. Any power-of-two
-//!   alignment, `realloc` in place, and a tag in each used block's header so that double frees
+//!   alignment, `realloc` in place when it can (a large block shrinking in a nearly full heap may
+//!   move to a close-fitting hole instead), and a tag in each used block's header so that double frees
 //!   and wild pointers are refused (the [`heap`] module says exactly what the tag cannot catch).
 //! - [`ClassicHeap`] is the heap of K&R's `malloc` as xv6's `umalloc.c` has it: one
 //!   address-ordered circular free list, a roving pointer, first fit. Small and readable, and a
