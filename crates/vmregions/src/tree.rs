@@ -640,6 +640,12 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.height
     }
 
+    /// Leaves in use.
+    #[cfg(test)]
+    pub(crate) fn leaf_count(&self) -> usize {
+        self.leaves.len() - self.free_leaves
+    }
+
     // ---- node memory ----
 
     /// Makes sure `leaves` leaves and `inners` internal nodes can be had without allocating.
@@ -714,16 +720,50 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if self.root == NIL {
             return None;
         }
+        // No region starts at the last address (none is empty or wraps), so searching for the
+        // one before it counts the same regions; below it the unused key slots (`u64::MAX`) never
+        // count, so the counts need no clamp to the node's length (a load and a compare per
+        // level).
+        let key = addr.min(u64::MAX - 1);
         let mut t = self.root;
         for d in 0..self.height {
             let n = &self.inners[t as usize];
-            let i = n.rank(addr);
-            path.node[d] = t;
-            path.pos[d] = i as u8;
+            // `first[0]` counts unless `key` is below every region.
+            let i = rank(&n.first, key).saturating_sub(1) % INNER_CAP;
+            path.node[d % MAX_DEPTH] = t;
+            path.pos[d % MAX_DEPTH] = i as u8;
             t = n.child[i];
         }
-        let p = self.leaves[t as usize].rank(addr);
+        let p = rank(&self.leaves[t as usize].starts, key);
         Some((t, p))
+    }
+
+    /// Turns the path to a leaf into the path to the next leaf (there is one).
+    fn path_to_next(&self, path: &mut Path) {
+        let mut d = self.height;
+        while d > 0 {
+            d -= 1;
+            let n = &self.inners[path.node[d] as usize];
+            if (path.pos[d] as usize) + 1 < n.len() {
+                path.pos[d] += 1;
+                for e in d + 1..self.height {
+                    let above = &self.inners[path.node[e - 1] as usize];
+                    path.node[e] = above.child[path.pos[e - 1] as usize];
+                    path.pos[e] = 0;
+                }
+                return;
+            }
+        }
+        unreachable!("no next leaf");
+    }
+
+    /// The leaf at the end of `path`.
+    fn leaf_at(&self, path: &Path) -> u32 {
+        if self.height == 0 {
+            return self.root;
+        }
+        let d = self.height - 1;
+        self.inners[path.node[d] as usize].child[path.pos[d] as usize]
     }
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
@@ -1119,7 +1159,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .ok_or(RegionError::AddressOverflow)?;
         }
         let mut path = Path::new();
-        let Some((leaf, p)) = self.locate(region.start, &mut path) else {
+        let Some((mut leaf, mut p)) = self.locate(region.start, &mut path) else {
             // No root yet.
             if self.len >= self.max {
                 return Err(RegionError::TooManyRegions);
@@ -1143,6 +1183,16 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         if self.len >= self.max {
             return Err(RegionError::TooManyRegions);
+        }
+        if p == l.len() && l.next != NIL && l.len > self.leaves[l.next as usize].len {
+            // Between this leaf and the next, which holds fewer regions: at the front of that
+            // one. Otherwise a region unmapped from the front of a leaf and mapped again would
+            // go to the end of the previous leaf: repeated, one leaf fills and splits while its
+            // neighbour empties and merges.
+            leaf = l.next;
+            p = 0;
+            self.path_to_next(&mut path);
+            debug_assert_eq!(self.leaf_at(&path), leaf);
         }
         if self.leaves[leaf as usize].len() == LEAF_CAP {
             // Only a full leaf splits: nodes for it and every node above.
