@@ -835,3 +835,36 @@ fn remap_at_a_leaf_boundary_keeps_the_leaves() {
     }
     assert_eq!(l.len(), n as usize);
 }
+
+/// An insert takes the path the previous insert or removal recorded only while no node was
+/// added, freed or rebalanced since: here a hole punched in a full leaf splits it, moving the
+/// leaves after it one place on in their parent, between a removal and the insert that puts
+/// the region back (with a stale path, the insert would update another child's summary).
+#[test]
+fn an_insert_after_a_split_elsewhere_descends_again() {
+    const P: u64 = 0x1000;
+    let mut l: RegionList<u32> = RegionList::new(1 << 20);
+    // Full leaves of regions of 3 pages every 4.
+    for i in 0..1000 {
+        l.insert(anon(i * 4 * P, 3 * P)).unwrap();
+    }
+    assert_eq!(l.tree_height(), Some(2));
+    let leaves = l.tree_leaves().unwrap();
+    // 63 leaves: 32 under the root's first child, 31 under its second. Region 5 of the leaf
+    // at place 10 of the second out, a hole in region 5 of the leaf at place 3 of the second
+    // (which splits that leaf and no internal node), the first region back in.
+    let s = ((32 + 10) * 16 + 5) * 4 * P;
+    assert_eq!(l.remove_range(s, 3 * P, |_| {}), Ok(1));
+    let hole = ((32 + 3) * 16 + 5) * 4 * P + P;
+    assert_eq!(l.remove_range(hole, P, |_| {}), Ok(1));
+    assert_eq!(l.tree_leaves(), Some(leaves + 1), "the hole split a leaf");
+    l.insert(anon(s, 3 * P)).unwrap();
+    l.check_invariants();
+    assert_eq!(l.len(), 1001);
+    assert_eq!(l.find(s + P).map(|r| r.start), Some(s));
+    // Every gap between regions is one page: the first of two pages is above the last.
+    assert_eq!(
+        l.find_gap(2 * P, P, 0, u64::MAX, None),
+        Some(1000 * 4 * P - P)
+    );
+}

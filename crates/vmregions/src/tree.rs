@@ -549,6 +549,7 @@ fn two<T>(v: &mut [T], i: u32, j: u32) -> (&mut T, &mut T) {
 }
 
 /// The internal nodes a descent went through and the child taken in each, root first.
+#[derive(Clone, Copy)]
 struct Path {
     node: [u32; MAX_DEPTH],
     pos: [u8; MAX_DEPTH],
@@ -577,6 +578,17 @@ pub(crate) struct Tree<H, A: Allocator + Clone = Global> {
     height: usize,
     len: usize,
     max: usize,
+    /// Counts the changes that move children between nodes or free or allocate one (splits,
+    /// merges, balancing, a new or an old root, `clear`): a recorded path is still the path to
+    /// its leaf while this is unchanged.
+    shape: u64,
+    /// The path to `finger_leaf` as the last insert or whole-region removal left it, valid
+    /// while `shape` is `finger_shape`: an insert where that leaf still holds the place (an
+    /// `mmap` back where a `munmap` just was, or after the previous `mmap`) takes it instead of
+    /// descending.
+    finger: Path,
+    finger_leaf: u32,
+    finger_shape: u64,
 }
 
 impl<H: core::fmt::Debug + Clone, A: Allocator + Clone> core::fmt::Debug for Tree<H, A> {
@@ -600,6 +612,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             height: 0,
             len: 0,
             max: max_regions.min(NIL as usize - 1),
+            shape: 0,
+            finger: Path::new(),
+            finger_leaf: NIL,
+            finger_shape: 0,
         }
     }
 
@@ -665,6 +681,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// An empty leaf, from the free list or reserved capacity.
     fn alloc_leaf(&mut self) -> u32 {
+        self.shape += 1;
         if self.free_leaf != NIL {
             let i = self.free_leaf;
             let leaf = &mut self.leaves[i as usize];
@@ -680,6 +697,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     }
 
     fn alloc_inner(&mut self) -> u32 {
+        self.shape += 1;
         if self.free_inner != NIL {
             let i = self.free_inner;
             let node = &mut self.inners[i as usize];
@@ -695,6 +713,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// Frees an empty leaf.
     fn free_leaf(&mut self, i: u32) {
+        self.shape += 1;
         let leaf = &mut self.leaves[i as usize];
         debug_assert_eq!(leaf.len, 0);
         leaf.next = self.free_leaf;
@@ -703,6 +722,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     }
 
     fn free_inner(&mut self, i: u32) {
+        self.shape += 1;
         let node = &mut self.inners[i as usize];
         node.len = 0;
         node.next_free = self.free_inner;
@@ -764,6 +784,46 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         let d = self.height - 1;
         self.inners[path.node[d] as usize].child[path.pos[d] as usize]
+    }
+
+    /// Records `path` to `leaf`, taken when the shape was `shape` (so that a change of shape
+    /// since leaves it unused).
+    #[inline]
+    fn set_finger(&mut self, path: &Path, leaf: u32, shape: u64) {
+        self.finger = *path;
+        self.finger_leaf = leaf;
+        self.finger_shape = shape;
+    }
+
+    /// As [`locate`](Self::locate), from the recorded path when its leaf still holds the last
+    /// region starting at or before `addr` (`addr` below `u64::MAX`).
+    #[inline]
+    fn locate_near(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
+        let f = self.finger_leaf;
+        if f != NIL && self.finger_shape == self.shape {
+            let l = &self.leaves[f as usize];
+            // Every leaf but an empty root holds a region; the regions from this leaf's first
+            // to the next leaf's first are where a descent to `addr` leads.
+            if l.len > 0
+                && l.starts[0] <= addr
+                && (l.next == NIL || self.leaves[l.next as usize].starts[0] > addr)
+            {
+                *path = self.finger;
+                let p = rank(&l.starts, addr);
+                #[cfg(debug_assertions)]
+                {
+                    let mut descent = Path::new();
+                    assert_eq!(self.locate(addr, &mut descent), Some((f, p)), "finger leaf");
+                    assert!(
+                        descent.node[..self.height] == path.node[..self.height]
+                            && descent.pos[..self.height] == path.pos[..self.height],
+                        "finger path"
+                    );
+                }
+                return Some((f, p));
+            }
+        }
+        self.locate(addr, path)
     }
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
@@ -1105,6 +1165,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// one node with room to spare (so the next insert does not split them again), else moves
     /// entries from the neighbour so both are at least half full.
     fn rebalance(&mut self, parent: u32, pos: usize, leaves: bool) {
+        self.shape += 1;
         let n = &self.inners[parent as usize];
         let (li, ri) = if pos + 1 < n.len() {
             (pos, pos + 1)
@@ -1159,7 +1220,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .ok_or(RegionError::AddressOverflow)?;
         }
         let mut path = Path::new();
-        let Some((mut leaf, mut p)) = self.locate(region.start, &mut path) else {
+        let Some((mut leaf, mut p)) = self.locate_near(region.start, &mut path) else {
             // No root yet.
             if self.len >= self.max {
                 return Err(RegionError::TooManyRegions);
@@ -1198,7 +1259,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             // Only a full leaf splits: nodes for it and every node above.
             self.reserve_insert()?;
         }
+        let shape = self.shape;
         self.insert_at(&path, leaf, p, region);
+        self.set_finger(&path, leaf, shape);
         Ok(())
     }
 
@@ -1351,7 +1414,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         if start <= rs && re <= end && self.next_start(leaf, p).is_none_or(|s| s >= end) {
             // One whole region (the usual munmap): handed over as it is.
+            let shape = self.shape;
             on_removed(self.remove_at(&path, leaf, p));
+            self.set_finger(&path, leaf, shape);
             return Ok(1);
         }
         self.remove_pieces(path, leaf, p, start, end, &mut on_removed)
@@ -1452,6 +1517,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.root = NIL;
         self.height = 0;
         self.len = 0;
+        self.shape += 1;
+        self.finger_leaf = NIL;
     }
 
     /// The leftmost leaf (NIL if there is no root).
