@@ -821,7 +821,8 @@ fn remap_at_a_leaf_boundary_keeps_the_leaves() {
         .filter(|i| i % 16 == 0 || i % 16 == 15)
         .map(|i| i * 4 * P)
         .collect();
-    for round in 0..20 {
+    // (Two rounds under Miri: with the next test, 25 s there.)
+    for round in 0..if cfg!(miri) { 2 } else { 20 } {
         for &s in &edges {
             assert_eq!(l.remove_range(s, 2 * P, |_| {}), Ok(1));
             l.insert(anon(s, (1 + round % 2) * P)).unwrap();
