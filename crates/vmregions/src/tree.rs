@@ -1567,6 +1567,18 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     #[doc(hidden)]
     pub(crate) fn check_invariants(&self) {
         assert!(self.len <= self.max, "over the maximum");
+        if self.finger_leaf != NIL && self.finger_shape == self.shape {
+            // A recorded path still in use leads to its leaf.
+            let mut t = self.root;
+            for d in 0..self.height {
+                assert_eq!(self.finger.node[d], t, "recorded path at depth {d}");
+                let n = &self.inners[t as usize];
+                let pos = self.finger.pos[d] as usize;
+                assert!(pos < n.len(), "recorded position {pos} at depth {d}");
+                t = n.child[pos];
+            }
+            assert_eq!(t, self.finger_leaf, "recorded leaf");
+        }
         let mut free = 0;
         let mut f = self.free_leaf;
         while f != NIL {
