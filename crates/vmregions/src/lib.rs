@@ -29,7 +29,10 @@
 //! two of its regions (the augmentation Linux's VMA tree uses), so `find_gap` skips whole
 //! subtrees that cannot fit the request; it also keeps its second largest gap, so that an
 //! insert or a removal inside a leaf (which moves a few words: regions stay in their slot)
-//! updates the gaps on its path in constant time per level. Lookup, insert and removal are
+//! updates the gaps on its path in constant time per level. An insert where the last insert
+//! or removal left off (`mmap` back where a `munmap` just was, or `mmap`s in a row) takes the
+//! path that one recorded instead of descending, unless a node was split, merged or rebalanced
+//! since. Lookup, insert and removal are
 //! O(log n); gap search is O(log n) when alignment does not exceed the page granularity of the
 //! regions.
 //!

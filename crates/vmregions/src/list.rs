@@ -91,6 +91,15 @@ impl<H: Clone, A: Allocator + Clone> RegionList<H, A> {
         }
     }
 
+    /// Leaves of the tree in use; None in the small layout (for tests).
+    #[cfg(test)]
+    pub(crate) fn tree_leaves(&self) -> Option<usize> {
+        match &self.repr {
+            Repr::Small(_) => None,
+            Repr::Tree(t) => Some(t.leaf_count()),
+        }
+    }
+
     /// Moves the regions of the small layout into a tree with room for one more; on
     /// `OutOfMemory` nothing changed.
     fn grow(&mut self) -> Result<(), RegionError> {

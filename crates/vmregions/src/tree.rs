@@ -549,6 +549,7 @@ fn two<T>(v: &mut [T], i: u32, j: u32) -> (&mut T, &mut T) {
 }
 
 /// The internal nodes a descent went through and the child taken in each, root first.
+#[derive(Clone, Copy)]
 struct Path {
     node: [u32; MAX_DEPTH],
     pos: [u8; MAX_DEPTH],
@@ -577,6 +578,17 @@ pub(crate) struct Tree<H, A: Allocator + Clone = Global> {
     height: usize,
     len: usize,
     max: usize,
+    /// Counts the changes that move children between nodes or free or allocate one (splits,
+    /// merges, balancing, a new or an old root, `clear`): a recorded path is still the path to
+    /// its leaf while this is unchanged.
+    shape: u64,
+    /// The path to `finger_leaf` as the last insert or whole-region removal left it, valid
+    /// while `shape` is `finger_shape`: an insert where that leaf still holds the place (an
+    /// `mmap` back where a `munmap` just was, or after the previous `mmap`) takes it instead of
+    /// descending.
+    finger: Path,
+    finger_leaf: u32,
+    finger_shape: u64,
 }
 
 impl<H: core::fmt::Debug + Clone, A: Allocator + Clone> core::fmt::Debug for Tree<H, A> {
@@ -600,6 +612,10 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
             height: 0,
             len: 0,
             max: max_regions.min(NIL as usize - 1),
+            shape: 0,
+            finger: Path::new(),
+            finger_leaf: NIL,
+            finger_shape: 0,
         }
     }
 
@@ -640,6 +656,12 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.height
     }
 
+    /// Leaves in use.
+    #[cfg(test)]
+    pub(crate) fn leaf_count(&self) -> usize {
+        self.leaves.len() - self.free_leaves
+    }
+
     // ---- node memory ----
 
     /// Makes sure `leaves` leaves and `inners` internal nodes can be had without allocating.
@@ -659,6 +681,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// An empty leaf, from the free list or reserved capacity.
     fn alloc_leaf(&mut self) -> u32 {
+        self.shape += 1;
         if self.free_leaf != NIL {
             let i = self.free_leaf;
             let leaf = &mut self.leaves[i as usize];
@@ -674,6 +697,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     }
 
     fn alloc_inner(&mut self) -> u32 {
+        self.shape += 1;
         if self.free_inner != NIL {
             let i = self.free_inner;
             let node = &mut self.inners[i as usize];
@@ -689,6 +713,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
 
     /// Frees an empty leaf.
     fn free_leaf(&mut self, i: u32) {
+        self.shape += 1;
         let leaf = &mut self.leaves[i as usize];
         debug_assert_eq!(leaf.len, 0);
         leaf.next = self.free_leaf;
@@ -697,6 +722,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     }
 
     fn free_inner(&mut self, i: u32) {
+        self.shape += 1;
         let node = &mut self.inners[i as usize];
         node.len = 0;
         node.next_free = self.free_inner;
@@ -714,16 +740,90 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if self.root == NIL {
             return None;
         }
+        // No region starts at the last address (none is empty or wraps), so searching for the
+        // one before it counts the same regions; below it the unused key slots (`u64::MAX`) never
+        // count, so the counts need no clamp to the node's length (a load and a compare per
+        // level).
+        let key = addr.min(u64::MAX - 1);
         let mut t = self.root;
         for d in 0..self.height {
             let n = &self.inners[t as usize];
-            let i = n.rank(addr);
-            path.node[d] = t;
-            path.pos[d] = i as u8;
+            // `first[0]` counts unless `key` is below every region.
+            let i = rank(&n.first, key).saturating_sub(1) % INNER_CAP;
+            path.node[d % MAX_DEPTH] = t;
+            path.pos[d % MAX_DEPTH] = i as u8;
             t = n.child[i];
         }
-        let p = self.leaves[t as usize].rank(addr);
+        let p = rank(&self.leaves[t as usize].starts, key);
         Some((t, p))
+    }
+
+    /// Turns the path to a leaf into the path to the next leaf (there is one).
+    fn path_to_next(&self, path: &mut Path) {
+        let mut d = self.height;
+        while d > 0 {
+            d -= 1;
+            let n = &self.inners[path.node[d] as usize];
+            if (path.pos[d] as usize) + 1 < n.len() {
+                path.pos[d] += 1;
+                for e in d + 1..self.height {
+                    let above = &self.inners[path.node[e - 1] as usize];
+                    path.node[e] = above.child[path.pos[e - 1] as usize];
+                    path.pos[e] = 0;
+                }
+                return;
+            }
+        }
+        unreachable!("no next leaf");
+    }
+
+    /// The leaf at the end of `path`.
+    fn leaf_at(&self, path: &Path) -> u32 {
+        if self.height == 0 {
+            return self.root;
+        }
+        let d = self.height - 1;
+        self.inners[path.node[d] as usize].child[path.pos[d] as usize]
+    }
+
+    /// Records `path` to `leaf`, taken when the shape was `shape` (so that a change of shape
+    /// since leaves it unused).
+    #[inline]
+    fn set_finger(&mut self, path: &Path, leaf: u32, shape: u64) {
+        self.finger = *path;
+        self.finger_leaf = leaf;
+        self.finger_shape = shape;
+    }
+
+    /// As [`locate`](Self::locate), from the recorded path when its leaf still holds the last
+    /// region starting at or before `addr` (`addr` below `u64::MAX`).
+    #[inline]
+    fn locate_near(&self, addr: u64, path: &mut Path) -> Option<(u32, usize)> {
+        let f = self.finger_leaf;
+        if f != NIL && self.finger_shape == self.shape {
+            let l = &self.leaves[f as usize];
+            // Every leaf but an empty root holds a region; the regions from this leaf's first
+            // to the next leaf's first are where a descent to `addr` leads.
+            if l.len > 0
+                && l.starts[0] <= addr
+                && (l.next == NIL || self.leaves[l.next as usize].starts[0] > addr)
+            {
+                *path = self.finger;
+                let p = rank(&l.starts, addr);
+                #[cfg(debug_assertions)]
+                {
+                    let mut descent = Path::new();
+                    assert_eq!(self.locate(addr, &mut descent), Some((f, p)), "finger leaf");
+                    assert!(
+                        descent.node[..self.height] == path.node[..self.height]
+                            && descent.pos[..self.height] == path.pos[..self.height],
+                        "finger path"
+                    );
+                }
+                return Some((f, p));
+            }
+        }
+        self.locate(addr, path)
     }
 
     /// The region ending after `addr` with the smallest start (the one containing `addr`, or
@@ -1065,6 +1165,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     /// one node with room to spare (so the next insert does not split them again), else moves
     /// entries from the neighbour so both are at least half full.
     fn rebalance(&mut self, parent: u32, pos: usize, leaves: bool) {
+        self.shape += 1;
         let n = &self.inners[parent as usize];
         let (li, ri) = if pos + 1 < n.len() {
             (pos, pos + 1)
@@ -1119,7 +1220,7 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
                 .ok_or(RegionError::AddressOverflow)?;
         }
         let mut path = Path::new();
-        let Some((leaf, p)) = self.locate(region.start, &mut path) else {
+        let Some((mut leaf, mut p)) = self.locate_near(region.start, &mut path) else {
             // No root yet.
             if self.len >= self.max {
                 return Err(RegionError::TooManyRegions);
@@ -1144,11 +1245,23 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         if self.len >= self.max {
             return Err(RegionError::TooManyRegions);
         }
+        if p == l.len() && l.next != NIL && l.len > self.leaves[l.next as usize].len {
+            // Between this leaf and the next, which holds fewer regions: at the front of that
+            // one. Otherwise a region unmapped from the front of a leaf and mapped again would
+            // go to the end of the previous leaf: repeated, one leaf fills and splits while its
+            // neighbour empties and merges.
+            leaf = l.next;
+            p = 0;
+            self.path_to_next(&mut path);
+            debug_assert_eq!(self.leaf_at(&path), leaf);
+        }
         if self.leaves[leaf as usize].len() == LEAF_CAP {
             // Only a full leaf splits: nodes for it and every node above.
             self.reserve_insert()?;
         }
+        let shape = self.shape;
         self.insert_at(&path, leaf, p, region);
+        self.set_finger(&path, leaf, shape);
         Ok(())
     }
 
@@ -1301,7 +1414,9 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         }
         if start <= rs && re <= end && self.next_start(leaf, p).is_none_or(|s| s >= end) {
             // One whole region (the usual munmap): handed over as it is.
+            let shape = self.shape;
             on_removed(self.remove_at(&path, leaf, p));
+            self.set_finger(&path, leaf, shape);
             return Ok(1);
         }
         self.remove_pieces(path, leaf, p, start, end, &mut on_removed)
@@ -1402,6 +1517,8 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
         self.root = NIL;
         self.height = 0;
         self.len = 0;
+        self.shape += 1;
+        self.finger_leaf = NIL;
     }
 
     /// The leftmost leaf (NIL if there is no root).
@@ -1450,6 +1567,18 @@ impl<H: Clone, A: Allocator + Clone> Tree<H, A> {
     #[doc(hidden)]
     pub(crate) fn check_invariants(&self) {
         assert!(self.len <= self.max, "over the maximum");
+        if self.finger_leaf != NIL && self.finger_shape == self.shape {
+            // A recorded path still in use leads to its leaf.
+            let mut t = self.root;
+            for d in 0..self.height {
+                assert_eq!(self.finger.node[d], t, "recorded path at depth {d}");
+                let n = &self.inners[t as usize];
+                let pos = self.finger.pos[d] as usize;
+                assert!(pos < n.len(), "recorded position {pos} at depth {d}");
+                t = n.child[pos];
+            }
+            assert_eq!(t, self.finger_leaf, "recorded leaf");
+        }
         let mut free = 0;
         let mut f = self.free_leaf;
         while f != NIL {
