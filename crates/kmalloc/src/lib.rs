@@ -27,45 +27,19 @@
 //!
 //! # Adopting it as a kernel's global allocator
 //!
-//! A kernel with a frame allocator and a direct map of physical memory writes a page source and
-//! declares the heap. Here the "frame allocator" is a static array, so the example runs as is:
+//! Give the heap a page source and declare it. Over a static array, the ready-made
+//! [`RegionSource`] does it in two lines (its constructor is a `const fn`):
 //!
 //! ```
-//! use core::ptr::NonNull;
-//! use kmalloc::{Heap, LockedHeap, PageSource, PAGE_SIZE};
+//! use kmalloc::{Heap, LockedHeap, RegionSource};
 //!
-//! /// Hands out pages of a fixed arena, like a kernel's frame allocator behind its direct map.
-//! struct Frames {
-//!     next: usize,
-//! }
-//!
-//! #[repr(C, align(4096))]
-//! struct Arena([u8; 64 * PAGE_SIZE]);
-//! static mut ARENA: Arena = Arena([0; 64 * PAGE_SIZE]);
-//!
-//! // SAFETY: each page of ARENA is handed out at most once and only through this source, so the
-//! // memory is unique and unused; nothing here calls back into the heap.
-//! unsafe impl PageSource for Frames {
-//!     fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
-//!         let base = core::ptr::addr_of_mut!(ARENA) as usize;
-//!         let start = (base + self.next * PAGE_SIZE).next_multiple_of(align);
-//!         let end = start + pages * PAGE_SIZE;
-//!         if end > base + 64 * PAGE_SIZE {
-//!             return None;
-//!         }
-//!         self.next = (end - base) / PAGE_SIZE;
-//!         NonNull::new(start as *mut u8)
-//!     }
-//!
-//!     unsafe fn free_pages(&mut self, _ptr: NonNull<u8>, _pages: usize) -> bool {
-//!         false // a bump source keeps nothing back; the heap reuses the pages itself
-//!     }
-//! }
-//!
+//! static mut ARENA: [u8; 256 * 1024] = [0; 256 * 1024];
 //! // In the kernel this line is `#[global_allocator] static HEAP: ...`, after which
-//! // `alloc::{Box, Vec}` work everywhere.
-//! // `ClassicHeap::new` in place of `Heap::new` gives K&R's heap instead.
-//! static HEAP: LockedHeap<Heap<Frames>> = LockedHeap::new(Heap::new(Frames { next: 0 }));
+//! // `alloc::{Box, Vec}` work everywhere. `ClassicHeap::new` in place of `Heap::new` gives
+//! // K&R's heap instead.
+//! // SAFETY (of the `unsafe` block): ARENA is used only through this source, which the heap owns.
+//! static HEAP: LockedHeap<Heap<RegionSource<'static>>> =
+//!     LockedHeap::new(Heap::new(RegionSource::new(unsafe { &mut *&raw mut ARENA })));
 //!
 //! use core::alloc::{GlobalAlloc, Layout};
 //! let layout = Layout::from_size_align(100, 8).unwrap();
@@ -84,9 +58,12 @@
 //! assert!(heap.kmfree(block).is_err()); // a double free is refused
 //! ```
 //!
-//! With a real frame allocator, `alloc_pages` takes `pages` contiguous frames aligned to `align`
-//! and returns their direct-map address; `free_pages` gives them back and returns true. The
-//! `kalloc` crate's `LockedFrameAllocator` implements this trait for exactly that.
+//! A kernel with a frame allocator gives the heap that instead: the `kalloc` crate's
+//! `LockedFrameAllocator` implements [`PageSource`] (`static HEAP: LockedHeap<Heap<&'static
+//! LockedFrameAllocator>> = LockedHeap::new(Heap::new(&FRAMES));`, its crate docs show the
+//! whole kernel). A source of your own implements [`PageSource`]: `alloc_pages` takes `pages`
+//! contiguous pages aligned to `align` and returns their address; `free_pages` gives them back
+//! and returns true, or false to let the heap keep them.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -7,12 +7,29 @@ use core::ptr::NonNull;
 
 /// Hands out the pages of one region from its start upwards, like `sbrk`: a run given back is
 /// taken only when it is the topmost one out (otherwise the heap keeps it as free space).
+///
+/// [`RegionSource::new`] is a `const fn`, so a heap over a static array can be a
+/// `#[global_allocator]` with no start-up code:
+///
+/// ```
+/// use kmalloc::{Heap, LockedHeap, RegionSource};
+/// static mut ARENA: [u8; 1 << 20] = [0; 1 << 20];
+/// // SAFETY: ARENA is used only through this source, which the heap owns from here on.
+/// static HEAP: LockedHeap<Heap<RegionSource<'static>>> =
+///     LockedHeap::new(Heap::new(RegionSource::new(unsafe { &mut *&raw mut ARENA })));
+/// # let l = core::alloc::Layout::from_size_align(100, 8).unwrap();
+/// # use core::alloc::GlobalAlloc;
+/// # // SAFETY: a non-zero size, freed with the same layout.
+/// # unsafe { let p = HEAP.alloc(l); assert!(!p.is_null()); HEAP.dealloc(p, l) };
+/// ```
 #[derive(Debug)]
 pub struct RegionSource<'a> {
-    /// The first page of the region (page-aligned), with the region's provenance.
-    base: NonNull<u8>,
-    /// Pages in the region, and pages handed out from its start.
-    pages: usize,
+    /// The region's first byte (any alignment), with the region's provenance. The first whole
+    /// page is found when pages are asked for (`align_offset` is not a `const fn`).
+    start: *mut u8,
+    /// The region's length in bytes.
+    len: usize,
+    /// Pages handed out from the first whole page.
     next: usize,
     _region: PhantomData<&'a mut [u8]>,
 }
@@ -23,22 +40,26 @@ unsafe impl Send for RegionSource<'_> {}
 
 impl<'a> RegionSource<'a> {
     /// A source over the whole pages inside `region` (its ragged ends are not used).
-    pub fn new(region: &'a mut [u8]) -> Self {
-        let start = region.as_mut_ptr();
-        let skip = start.align_offset(PAGE_SIZE).min(region.len());
-        let pages = (region.len() - skip) / PAGE_SIZE;
+    pub const fn new(region: &'a mut [u8]) -> Self {
         RegionSource {
-            // The pointer stays inside (or one past) the region.
-            base: NonNull::new(start.wrapping_add(skip)).unwrap_or(NonNull::dangling()),
-            pages,
+            start: region.as_mut_ptr(),
+            len: region.len(),
             next: 0,
             _region: PhantomData,
         }
     }
 
+    /// The first whole page of the region (or its end, if it holds none) and the number of
+    /// whole pages in it.
+    fn pages(&self) -> (*mut u8, usize) {
+        let skip = self.start.align_offset(PAGE_SIZE).min(self.len);
+        // The pointer stays inside (or one past) the region.
+        (self.start.wrapping_add(skip), (self.len - skip) / PAGE_SIZE)
+    }
+
     /// Pages not handed out.
     pub fn pages_left(&self) -> usize {
-        self.pages - self.next
+        self.pages().1 - self.next
     }
 }
 
@@ -46,22 +67,20 @@ impl<'a> RegionSource<'a> {
 // is given back (only the top run is taken back, lowering `next`); nothing calls into a heap.
 unsafe impl PageSource for RegionSource<'_> {
     fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<NonNull<u8>> {
-        let at = self.base.as_ptr().wrapping_add(self.next * PAGE_SIZE);
+        let (base, total) = self.pages();
+        let at = base.wrapping_add(self.next * PAGE_SIZE);
         let pad = at.align_offset(align) / PAGE_SIZE;
         let end = self.next.checked_add(pad)?.checked_add(pages)?;
-        if pages == 0 || end > self.pages {
+        if pages == 0 || end > total {
             return None;
         }
-        let p = self
-            .base
-            .as_ptr()
-            .wrapping_add((self.next + pad) * PAGE_SIZE);
+        let p = base.wrapping_add((self.next + pad) * PAGE_SIZE);
         self.next = end;
         NonNull::new(p)
     }
 
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
-        let first = (ptr.as_ptr().addr() - self.base.as_ptr().addr()) / PAGE_SIZE;
+        let first = (ptr.as_ptr().addr() - self.pages().0.addr()) / PAGE_SIZE;
         if first + pages == self.next {
             self.next = first;
             return true;
@@ -70,6 +89,6 @@ unsafe impl PageSource for RegionSource<'_> {
     }
 
     fn pages_available_hint(&self) -> Option<usize> {
-        Some(self.pages - self.next)
+        Some(self.pages_left())
     }
 }

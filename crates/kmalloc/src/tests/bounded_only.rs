@@ -700,3 +700,40 @@ fn the_cache_never_makes_the_heap_grow() {
     assert_eq!(h.kmfree(big), Ok(()));
     h.check_invariants();
 }
+
+/// A `RegionSource` built in a static initializer (its `new` is a `const fn`) over a region
+/// that starts 100 bytes into a page: it finds the region's first whole page when asked, hands
+/// out only whole pages inside the region, and a heap over it in a static works.
+#[test]
+fn region_source_built_in_a_static_uses_only_whole_pages() {
+    #[repr(C, align(4096))]
+    struct Arena([u8; 8 * PAGE_SIZE]);
+    static mut ARENA: Arena = Arena([0; 8 * PAGE_SIZE]);
+    // SAFETY: this static is the only user of ARENA; the region is its bytes from 100 on.
+    static HEAP: crate::LockedHeap<Heap<RegionSource<'static>>> =
+        crate::LockedHeap::new(Heap::new(RegionSource::new(unsafe {
+            let a: &'static mut Arena = &mut *core::ptr::addr_of_mut!(ARENA);
+            a.0.split_at_mut(100).1
+        })));
+    let base = core::ptr::addr_of!(ARENA) as usize;
+    // Pages 1..8 of the arena are the whole pages of the region.
+    assert_eq!(HEAP.lock().source().pages_left(), 7);
+    let l = Layout::from_size_align(3000, 8).unwrap();
+    let mut got = std::vec::Vec::new();
+    // SAFETY: a non-zero size; every block is freed below with the same layout.
+    while let Some(p) = NonNull::new(unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, l) }) {
+        let a = p.as_ptr() as usize;
+        assert!(a >= base + PAGE_SIZE && a + 3000 <= base + 8 * PAGE_SIZE);
+        got.push(p);
+    }
+    assert!(
+        got.len() >= 6,
+        "only {} blocks of 3000 bytes in 7 pages",
+        got.len()
+    );
+    for p in got {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, p.as_ptr(), l) };
+    }
+    HEAP.lock().check_invariants();
+}
