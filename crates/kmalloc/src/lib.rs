@@ -86,7 +86,6 @@ mod region;
 pub use any::{AnyHeap, HeapKind};
 pub use classic::ClassicHeap;
 pub use heap::Heap;
-#[cfg(not(loom))]
 pub use locked::HeapGuard;
 pub use locked::LockedHeap;
 pub use region::RegionSource;

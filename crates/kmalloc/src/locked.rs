@@ -7,18 +7,12 @@ use core::ptr::{self, NonNull};
 /// A heap behind a lock, shareable between CPUs (or threads) and usable as the global allocator.
 /// `H` is the bounded [`Heap`](crate::Heap), K&R's [`ClassicHeap`](crate::ClassicHeap) or
 /// [`AnyHeap`](crate::AnyHeap); `R` is the lock, any [`lock_api::RawMutex`] (a spin lock by
-/// default). Under `--cfg loom` the lock is loom's, so the tests can model-check it.
+/// default). The loom tests model-check this type with a lock built on loom's atomics.
 pub struct LockedHeap<H, R = spin::Mutex<()>> {
-    #[cfg(not(loom))]
     heap: lock_api::Mutex<R, H>,
-    #[cfg(loom)]
-    heap: loom::sync::Mutex<H>,
-    #[cfg(loom)]
-    _lock: core::marker::PhantomData<R>,
 }
 
 /// The guard [`LockedHeap::lock`] returns.
-#[cfg(not(loom))]
 pub type HeapGuard<'a, H, R> = lock_api::MutexGuard<'a, R, H>;
 
 impl<H, R> core::fmt::Debug for LockedHeap<H, R> {
@@ -27,12 +21,19 @@ impl<H, R> core::fmt::Debug for LockedHeap<H, R> {
     }
 }
 
-#[cfg(not(loom))]
 impl<H, R: lock_api::RawMutex> LockedHeap<H, R> {
     /// `heap` behind a lock.
     pub const fn new(heap: H) -> Self {
         LockedHeap {
             heap: lock_api::Mutex::const_new(R::INIT, heap),
+        }
+    }
+
+    /// `heap` behind `lock`, a lock value made at run time (one that needs more than
+    /// `R::INIT`, such as a lock that records its CPU, or the loom tests' lock).
+    pub const fn with_lock(lock: R, heap: H) -> Self {
+        LockedHeap {
+            heap: lock_api::Mutex::from_raw(lock, heap),
         }
     }
 
@@ -46,52 +47,9 @@ impl<H, R: lock_api::RawMutex> LockedHeap<H, R> {
     }
 }
 
-#[cfg(loom)]
-impl<H, R> LockedHeap<H, R> {
-    /// `heap` behind a lock.
-    pub fn new(heap: H) -> Self {
-        LockedHeap {
-            heap: loom::sync::Mutex::new(heap),
-            _lock: core::marker::PhantomData,
-        }
-    }
-
-    /// Locks the heap for direct use.
-    pub fn lock(&self) -> loom::sync::MutexGuard<'_, H> {
-        self.heap.lock().unwrap()
-    }
-}
-
 // SAFETY: every method hands the request to the heap, whose blocks satisfy the layout's size and
 // alignment and stay valid until freed (RawHeap's contract); the lock makes each call exclusive.
-#[cfg(not(loom))]
 unsafe impl<H: RawHeap + Send, R: lock_api::RawMutex + Sync> GlobalAlloc for LockedHeap<H, R> {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.lock()
-            .allocate(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(p) = NonNull::new(ptr) {
-            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with this layout.
-            unsafe { self.lock().deallocate(p, layout) }
-        }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(p) = NonNull::new(ptr) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: GlobalAlloc's contract: `ptr` is live with `layout`.
-        unsafe { self.lock().reallocate(p, layout, new_size) }
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
-    }
-}
-
-// SAFETY: as above, with loom's lock.
-#[cfg(loom)]
-unsafe impl<H: RawHeap + Send, R> GlobalAlloc for LockedHeap<H, R> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.lock()
             .allocate(layout)
