@@ -141,7 +141,8 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `b` is a free block spanning its chunk, on no list (footer and sentinel written).
     pub(crate) unsafe fn chunk_emptied(&mut self, b: Block, len: usize) {
-        if self.spare.is_null() {
+        // SAFETY: the spare, if any, is the first block of a chunk the heap holds.
+        if self.spare.is_null() || self.spare == b || !unsafe { self.spare_is_whole() } {
             self.spare = b;
             // SAFETY: per the contract.
             unsafe { self.index.insert(b, len, FIRST) };
@@ -151,6 +152,21 @@ impl<S: PageSource> Heap<S> {
         if !unsafe { self.return_chunk(chunk_of_first(b)) } {
             // SAFETY: per the contract.
             unsafe { self.index.insert(b, len, FIRST) };
+        }
+    }
+
+    /// True if the spare (not null) is still a free block spanning its chunk: no allocation
+    /// has cut into it since it became the spare, or the chunk has emptied again since.
+    ///
+    /// # Safety
+    /// `self.spare` is the first block of a chunk the heap holds.
+    unsafe fn spare_is_whole(&self) -> bool {
+        let b = self.spare;
+        // SAFETY: per the contract `b` is a block header (the first block of a held chunk always
+        // is one) and the chunk record before it is the heap's.
+        unsafe {
+            block::flags(b) & FREE != 0
+                && block::size(b) + CHUNK_OVERHEAD == (*chunk_of_first(b)).pages * PAGE_SIZE
         }
     }
 

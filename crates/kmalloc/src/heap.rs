@@ -51,7 +51,11 @@ pub struct Heap<S: PageSource> {
     pub(crate) index: Index,
     /// The chunks held (doubly linked, newest first).
     pub(crate) chunks: *mut Chunk,
-    /// The one wholly free chunk kept (its block, in the index), or null.
+    /// The first block of the chunk kept as the one wholly free chunk, or null. Allocations
+    /// do not clear it when they cut into that block (that would cost every allocation a
+    /// compare): it is the spare only while its block is still free and spans the chunk, which
+    /// [`Heap::chunk_emptied`] tells from the header when another chunk empties. It always names
+    /// a chunk the heap holds.
     pub(crate) spare: Block,
     /// Freed small blocks waiting to be handed out again (see [`cache`](crate::cache)).
     pub(crate) cache: Cache,
@@ -214,9 +218,6 @@ impl<S: PageSource> Heap<S> {
         // bytes; it and the block after it are the heap's.
         unsafe {
             let b = self.index.head_at(s);
-            if b == self.spare {
-                self.spare = ptr::null_mut();
-            }
             let total = block::size(b);
             let keep = block::flags(b) & FIRST;
             let rest = total - len;
@@ -314,9 +315,6 @@ impl<S: PageSource> Heap<S> {
         let s = self.fit_slot(len)?;
         // SAFETY: the list at `s` is non-empty.
         let h = unsafe { self.index.pop(s) };
-        if h == self.spare {
-            self.spare = ptr::null_mut();
-        }
         Some(h)
     }
 

@@ -90,6 +90,45 @@ fn second_wholly_free_chunk_goes_back_at_once() {
     h.check_invariants();
 }
 
+/// The spare is not cleared when an allocation cuts into it: the heap tells a spare that is no
+/// longer wholly free from its header when another chunk empties, and keeps that chunk instead.
+#[test]
+fn a_chunk_empties_while_the_spare_is_cut_into() {
+    let mut h = Heap::new(HostSource::new(1000));
+    h.set_growth_limit(1);
+    let l = layout(3000, 16);
+    let a = h.allocate(l).unwrap();
+    let b = h.allocate(l).unwrap();
+    // SAFETY: live blocks with their layout, each freed once.
+    unsafe {
+        h.deallocate(a, l);
+        assert_eq!(h.stats().pages_held, 2, "a's chunk is the spare");
+        let c = h.allocate(l).unwrap();
+        assert_eq!(c, a, "the spare's block serves the request");
+        h.check_invariants();
+        h.deallocate(b, l);
+        assert_eq!(
+            h.stats().pages_held,
+            2,
+            "b's chunk is kept: the spare is in use"
+        );
+        h.check_invariants();
+        h.deallocate(c, l);
+        assert_eq!(
+            h.stats().pages_held,
+            1,
+            "one wholly free chunk kept, the other back"
+        );
+        h.check_invariants();
+        let d = h.allocate(l).unwrap();
+        assert_eq!(h.stats().pages_held, 1, "the kept chunk serves");
+        h.deallocate(d, l);
+    }
+    assert_eq!(h.stats().pages_held, 1);
+    h.release_free_pages();
+    assert_eq!(h.source().pages_out, 0);
+}
+
 #[test]
 fn growth_limit_of_one_takes_a_page_at_a_time() {
     let mut h = Heap::new(HostSource::new(1000));
