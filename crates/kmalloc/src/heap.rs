@@ -229,8 +229,7 @@ impl<S: PageSource> Heap<S> {
                 if rs == s {
                     self.index.replace_head(s, b, r, rest);
                 } else {
-                    self.index.pop(s);
-                    self.index.insert_at(r, rest, 0, rs);
+                    self.index.swap_head(s, r, rest, rs);
                 }
                 len
             } else {

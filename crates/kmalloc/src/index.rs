@@ -164,6 +164,39 @@ impl Index {
     /// As [`Index::insert`], and `s == slot_of(len)`.
     #[inline(always)]
     pub(crate) unsafe fn insert_at(&mut self, h: Block, len: usize, keep: usize, s: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.link_at(h, len, keep, s) };
+        self.count += 1;
+    }
+
+    /// Takes the head off the non-empty list at slot `s` and puts free block `new` of `len`
+    /// bytes, on no list, in its class at slot `rs`: [`Index::pop`] and [`Index::insert_at`]
+    /// with the count left as it is. Returns the old head.
+    ///
+    /// # Safety
+    /// As [`Index::pop`] for `s`, and as [`Index::insert_at`] for `new`, `len` and `rs`.
+    #[inline(always)]
+    pub(crate) unsafe fn swap_head(
+        &mut self,
+        s: usize,
+        new: Block,
+        len: usize,
+        rs: usize,
+    ) -> Block {
+        // SAFETY: per the contract.
+        unsafe {
+            let h = self.unlink_head(s);
+            self.link_at(new, len, 0, rs);
+            h
+        }
+    }
+
+    /// [`Index::insert_at`] but for the count.
+    ///
+    /// # Safety
+    /// As [`Index::insert_at`].
+    #[inline(always)]
+    unsafe fn link_at(&mut self, h: Block, len: usize, keep: usize, s: usize) {
         debug_assert_eq!(slot_of(len), s);
         let (fl, sl) = (s / SL, s % SL);
         // SAFETY: `s < FL * SL`: `slot_of` maps every block size below `2 * MAX_BLOCK` into
@@ -184,7 +217,6 @@ impl Index {
             }
             *self.heads.get_unchecked_mut(s) = h;
         }
-        self.count += 1;
     }
 
     /// Takes the head off the non-empty list at slot `s` and returns it: [`Index::remove`]
@@ -194,6 +226,17 @@ impl Index {
     /// The list at slot `s` (from [`slot_of`] or [`Index::above`]) is non-empty.
     #[inline(always)]
     pub(crate) unsafe fn pop(&mut self, s: usize) -> Block {
+        self.count -= 1;
+        // SAFETY: per the contract.
+        unsafe { self.unlink_head(s) }
+    }
+
+    /// [`Index::pop`] but for the count.
+    ///
+    /// # Safety
+    /// As [`Index::pop`].
+    #[inline(always)]
+    unsafe fn unlink_head(&mut self, s: usize) -> Block {
         let (fl, sl) = (s / SL, s % SL);
         // SAFETY: `h` is the head, a member; its successor (if any) is a member too. The slot
         // is a valid one, so `s < FL * SL` and `fl < FL`.
@@ -210,7 +253,6 @@ impl Index {
             } else {
                 *prev_slot(next) = ptr::null_mut();
             }
-            self.count -= 1;
             h
         }
     }
