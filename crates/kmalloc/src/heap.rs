@@ -248,10 +248,13 @@ impl<S: PageSource> Heap<S> {
     /// line: a full heap fails here on every request.
     #[inline(never)]
     fn allocate_grown(&mut self, len: usize) -> Option<NonNull<u8>> {
-        let b = match self.flushed_take(len) {
-            Some(b) => b,
-            None => self.morecore(len)?,
-        };
+        if !self.cache.is_empty() {
+            self.flush_cache();
+            if let Some(p) = self.allocate_indexed(len) {
+                return Some(p);
+            }
+        }
+        let b = self.morecore(len)?;
         // SAFETY: `b` is a free block of at least `len` bytes on no list.
         Some(unsafe { self.use_block(b, len) })
     }
