@@ -98,7 +98,7 @@ pub(crate) const SENTINEL: usize = HELD;
 const FLAGS: usize = FREE | PREV_FREE | FIRST | HELD;
 /// The bits of the header word that hold the tag: the top 16 on 64-bit targets, none on 32-bit.
 const TAG_MASK: usize = (0xffff_u64 << 48) as usize;
-const SIZE_MASK: usize = !(FLAGS | TAG_MASK);
+pub(crate) const SIZE_MASK: usize = !(FLAGS | TAG_MASK);
 
 /// The largest block the heap makes: below the tag bits, and far from overflow in any arithmetic
 /// on sizes.

@@ -134,6 +134,30 @@ impl Cache {
         true
     }
 
+    /// [`Cache::push`] of used block `h` whose header word is `w`: marks it with one store.
+    ///
+    /// # Safety
+    /// `h` is a used block of the heap that owns the cache, `w` its header word.
+    #[inline(always)]
+    pub(crate) unsafe fn push_word(&mut self, h: Block, w: usize) -> bool {
+        let len = w & block::SIZE_MASK;
+        if len > MAX_LEN {
+            return false;
+        }
+        let c = class(len);
+        // SAFETY: `c < CLASSES` for a block length (at least MIN_BLOCK) up to MAX_LEN.
+        let n = unsafe { *self.counts.get_unchecked(c) };
+        if n >= DEPTH {
+            return false;
+        }
+        // SAFETY: `n < DEPTH`, checked just above.
+        unsafe { *self.blocks[c].get_unchecked_mut(n as usize) = h };
+        self.counts[c] = n + 1;
+        // SAFETY: `h` is a used block of the heap, `w` its word.
+        unsafe { (*h).size = w | block::HELD };
+        true
+    }
+
     /// Takes any one cached block out, marked used again; `None` when the cache is empty. (The
     /// flush calls it until `None`: at most 63 x 32 blocks.)
     ///

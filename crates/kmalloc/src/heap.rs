@@ -398,7 +398,10 @@ impl<S: PageSource> Heap<S> {
                     ptr.as_ptr()
                 );
             }
-            self.free_used(h);
+            let w = (*h).size;
+            if !self.cache.push_word(h, w) {
+                self.release_word(h, w);
+            }
         }
     }
 
@@ -409,13 +412,23 @@ impl<S: PageSource> Heap<S> {
     /// `h` is a used block of the heap.
     #[inline]
     pub(crate) unsafe fn release(&mut self, h: Block) {
+        // SAFETY: per the contract.
+        unsafe { self.release_word(h, (*h).size) }
+    }
+
+    /// [`Heap::release`] with `h`'s header word `w` already read.
+    ///
+    /// # Safety
+    /// `h` is a used block of the heap and `w` its header word.
+    #[inline]
+    unsafe fn release_word(&mut self, h: Block, w: usize) {
         // SAFETY: `h` is a used block; its neighbours are blocks (or the sentinel) of its chunk.
         unsafe {
-            let len = block::size(h);
+            let len = w & block::SIZE_MASK;
             self.in_use -= len;
             let mut start = h;
             let mut total = len;
-            let mut keep = block::flags(h) & FIRST;
+            let mut keep = w & FIRST;
             let next = block::offset(h, len);
             self.step();
             // Neither neighbour can be the spare: the spare spans its whole chunk. So they
@@ -429,7 +442,7 @@ impl<S: PageSource> Heap<S> {
             } else {
                 (*next).size |= PREV_FREE;
             }
-            if block::flags(h) & PREV_FREE != 0 {
+            if w & PREV_FREE != 0 {
                 let prev = block::prev_phys(h);
                 self.step();
                 let p = block::size(prev);
