@@ -530,8 +530,10 @@ impl<S: PageSource> Heap<S> {
     /// # Safety
     /// `h` lies within chunk `c`'s blocks.
     unsafe fn is_free_block(&self, h: Block, c: *mut Chunk) -> bool {
-        // SAFETY: every word read lies within the chunk (bounds checked before the read), or is
-        // a list neighbour that the links of a real free block name.
+        // SAFETY: every word read lies within a chunk's blocks (bounds checked before the
+        // read): `h`'s header, footer and links, and the next link of a header-aligned `prev`
+        // below the sentinel (a header-aligned address below the sentinel is at least 16 bytes
+        // below it, so its next link is below the sentinel too).
         unsafe {
             if block::flags(h) & FREE == 0 {
                 return false;
@@ -546,10 +548,23 @@ impl<S: PageSource> Heap<S> {
             let prev = Index::prev(h);
             if prev.is_null() {
                 let (fl, sl) = index::class_of(len);
-                self.index.head(fl, sl) == h
-            } else {
-                self.chunk_containing(prev.addr()).is_some() && Index::next(prev) == h
+                return self.index.head(fl, sl) == h;
             }
+            // `h` may be a word inside a used block's payload that only looks like a free
+            // header (kmfree of a wild pointer), so `prev` may be any value: follow it only if
+            // it is where a header can be, a header's alignment inside a chunk's blocks, whose
+            // link words then lie inside the chunk too. Read it through the chunk's pointer.
+            let Some(pc) = self.chunk_containing(prev.addr()) else {
+                return false;
+            };
+            if (prev.addr() + HDR) % UNIT != 0 {
+                return false;
+            }
+            let p: Block = chunks::first(pc)
+                .cast::<u8>()
+                .wrapping_add(prev.addr() - chunks::first(pc).addr())
+                .cast();
+            Index::next(p) == h
         }
     }
 
