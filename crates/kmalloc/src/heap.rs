@@ -431,8 +431,9 @@ impl<S: PageSource> Heap<S> {
             let mut keep = w & FIRST;
             let next = block::offset(h, len);
             self.step();
-            // Neither neighbour can be the spare: the spare spans its whole chunk. So they
-            // leave the index directly, not through `unlist`.
+            // A free neighbour leaves the index directly. (It may be the block the `spare`
+            // field names, cut into since: the field is checked, not trusted, when a chunk
+            // empties; a spare still whole spans its chunk and has no neighbours.)
             if block::flags(next) & FREE != 0 {
                 let n = block::size(next);
                 self.index.remove(next, n);

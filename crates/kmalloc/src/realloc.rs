@@ -49,8 +49,8 @@ impl<S: PageSource> Heap<S> {
     ) -> Result<NonNull<u8>, AllocError> {
         let h = block::header_of(ptr.as_ptr());
         // SAFETY: per the contract `ptr` is a used block of this heap (checked by its tag); its
-        // successor in memory is a block or the sentinel of its chunk, and never the spare when
-        // free (the spare spans its chunk), so it leaves the index without `unlist`.
+        // successor in memory is a block or the sentinel of its chunk (never a whole spare,
+        // which spans its chunk), and leaves the index directly when it is free.
         unsafe {
             if cfg!(feature = "tag-checks") {
                 assert!(
