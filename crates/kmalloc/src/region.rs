@@ -79,9 +79,16 @@ unsafe impl PageSource for RegionSource<'_> {
         NonNull::new(p)
     }
 
+    /// Takes the run back only if it is the topmost one out (`ptr` a page start in the region
+    /// and `pages` reaching up to the pages not handed out); declines anything else, changing
+    /// nothing, including a run this source never handed out (a pointer outside the region or
+    /// not at a page start, a page count that overflows). Reads no memory.
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
-        let first = (ptr.as_ptr().addr() - self.pages().0.addr()) / PAGE_SIZE;
-        if first + pages == self.next {
+        let Some(off) = ptr.as_ptr().addr().checked_sub(self.pages().0.addr()) else {
+            return false;
+        };
+        let first = off / PAGE_SIZE;
+        if off % PAGE_SIZE == 0 && first.checked_add(pages) == Some(self.next) {
             self.next = first;
             return true;
         }

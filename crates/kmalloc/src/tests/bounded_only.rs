@@ -809,3 +809,34 @@ fn kmfree_tells_a_fake_free_header_with_a_misaligned_link() {
     assert_eq!(h.kmfree(p), Ok(()));
     h.check_invariants();
 }
+
+/// `RegionSource::free_pages` of a run it did not hand out declines and changes nothing,
+/// whatever the pointer: below the region (the offset underflowed: a panic in debug builds),
+/// inside a page rather than at its start (it was rounded down and taken back), or a page count
+/// whose end overflows (a panic in debug builds).
+#[test]
+fn region_source_declines_runs_it_did_not_hand_out() {
+    let mut buf = std::vec![0u8; 9 * PAGE_SIZE];
+    let mut s = RegionSource::new(&mut buf);
+    let p = s.alloc_pages(2, PAGE_SIZE).unwrap();
+    let left = s.pages_left();
+    let at = |off: isize| NonNull::new(p.as_ptr().wrapping_offset(off)).unwrap();
+    let page = PAGE_SIZE as isize;
+    for (ptr, pages) in [
+        (at(-page), 3),
+        (at(-16), 1),
+        (at(100), 2),
+        (at(page + 8), 1),
+        (at(page), usize::MAX),
+        (at(0), 0),
+        (at(9 * page), 1),
+    ] {
+        // SAFETY: none of these is a run the source handed out; `RegionSource::free_pages`
+        // reads no memory and (as its docs say) declines such a run.
+        assert!(!unsafe { s.free_pages(ptr, pages) }, "{ptr:p}, {pages} pages");
+        assert_eq!(s.pages_left(), left);
+    }
+    // SAFETY: the run handed out above, unused.
+    assert!(unsafe { s.free_pages(p, 2) });
+    assert_eq!(s.pages_left(), left + 2);
+}
