@@ -833,7 +833,8 @@ fn region_source_declines_runs_it_did_not_hand_out() {
     ] {
         // SAFETY: none of these is a run the source handed out; `RegionSource::free_pages`
         // reads no memory and (as its docs say) declines such a run.
-        assert!(!unsafe { s.free_pages(ptr, pages) }, "{ptr:p}, {pages} pages");
+        let taken = unsafe { s.free_pages(ptr, pages) };
+        assert!(!taken, "{ptr:p}, {pages} pages");
         assert_eq!(s.pages_left(), left);
     }
     // SAFETY: the run handed out above, unused.
