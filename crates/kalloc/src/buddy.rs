@@ -441,8 +441,19 @@ impl FrameAllocator {
     }
 
     /// The physical address of a direct-map pointer.
+    ///
+    /// # Panics
+    /// If `ptr` is below the direct map or maps past [`PHYS_ADDR_BITS`](crate::PHYS_ADDR_BITS)
+    /// (no direct-map pointer is).
     pub fn virt_to_phys(&self, ptr: *const u8) -> PhysAddr {
         PhysAddr::new(ptr.addr().wrapping_sub(self.map.addr()) as u64)
+    }
+
+    /// The address of physical address 0 in the direct map (it may lie outside the address space
+    /// the map covers).
+    #[cfg(feature = "kmalloc")]
+    pub(crate) fn direct_map_base(&self) -> usize {
+        self.map.addr()
     }
 
     fn frame_ptr(&self, frame: u64) -> *mut u8 {

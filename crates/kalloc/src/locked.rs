@@ -201,8 +201,16 @@ unsafe impl kmalloc::PageSource for &LockedFrameAllocator {
 
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
         let mut a = self.lock_inner();
-        let phys: PhysAddr = a.virt_to_phys(ptr.as_ptr());
-        let Ok(frame) = crate::Frame::from_start(phys) else {
+        // Not `virt_to_phys`, which panics on an address outside the physical range: a
+        // pointer that is no direct-map address of a frame is declined like any foreign run.
+        let phys = PhysAddr::try_new(ptr.as_ptr().addr().wrapping_sub(a.direct_map_base()) as u64);
+        let frame = phys.ok().and_then(|p| crate::Frame::from_start(p).ok());
+        let Some(frame) = frame else {
+            debug_assert!(
+                false,
+                "heap returned pages the frame allocator did not hand out: {:p} is no frame's direct-map address",
+                ptr.as_ptr()
+            );
             return false;
         };
         a.flush_cache();

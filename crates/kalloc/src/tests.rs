@@ -834,3 +834,31 @@ fn a_free_next_to_a_cached_block_undoes_a_refusal() {
     a.check_invariants();
     assert_eq!(a.allocate_contiguous(4, 4), Ok(pa));
 }
+
+/// The page-source face's `free_pages` of a pointer that is not a direct-map address (below the
+/// direct map, or one that maps past the physical address range) declines without a panic of its
+/// own: it used to convert the address with `PhysAddr::new`, which panics in every build. In
+/// release builds it returns false; debug builds stop at the assertion that names a heap giving
+/// back what it was not given.
+#[cfg(feature = "kmalloc")]
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    should_panic(expected = "heap returned pages the frame allocator did not hand out")
+)]
+fn page_source_declines_a_pointer_outside_the_direct_map() {
+    use kmalloc::PageSource;
+    let ram = Ram::new(40);
+    let locked = LockedFrameAllocator::from_allocator(FrameAllocator::with_direct_map(ram.map));
+    // SAFETY: memory nobody else uses, inside `ram`, which outlives the allocator.
+    unsafe { locked.lock().add_range(ram.phys(0), ram.phys(40)) }.unwrap();
+    let mut src = &locked;
+    let p = src.alloc_pages(1, FRAME_SIZE).unwrap();
+    let before = locked.lock().stats();
+    let below = core::ptr::NonNull::new(ram.map.wrapping_sub(FRAME_SIZE)).unwrap();
+    // SAFETY: not a run the source handed out; it is refused before any memory is touched.
+    assert!(!unsafe { src.free_pages(below, 1) });
+    assert_eq!(locked.lock().stats(), before);
+    // SAFETY: the run handed out above, unused.
+    assert!(unsafe { src.free_pages(p, 1) });
+}
