@@ -163,11 +163,15 @@ impl<H> Region<H> {
         addr >= self.start && addr - self.start < self.len
     }
 
-    /// The file offset of address `addr` in this region, if it is file-backed.
+    /// The file offset of address `addr` in this region, if it is file-backed; `None` for an
+    /// anonymous region, an `addr` outside the region, or an offset past `u64::MAX` (a region
+    /// the list accepted has none).
     pub fn file_offset(&self, addr: u64) -> Option<u64> {
         match &self.backing {
-            Backing::File { offset, .. } => Some(offset + (addr - self.start)),
-            Backing::Anonymous => None,
+            Backing::File { offset, .. } if self.contains(addr) => {
+                offset.checked_add(addr - self.start)
+            }
+            _ => None,
         }
     }
 }

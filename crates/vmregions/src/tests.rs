@@ -869,3 +869,19 @@ fn an_insert_after_a_split_elsewhere_descends_again() {
         Some(1000 * 4 * P - P)
     );
 }
+
+/// `Region::file_offset` of an address outside the region is `None`: below its start the
+/// subtraction overflowed (a panic in debug builds, a wrapped offset in release), and past its
+/// end an offset beyond the region's part of the file came back.
+#[test]
+fn file_offset_outside_the_region_is_none() {
+    let r = file(0x8000, 0x2000, 0x1000);
+    assert_eq!(r.file_offset(0x8000), Some(0x1000));
+    assert_eq!(r.file_offset(0x9fff), Some(0x2fff));
+    for addr in [0, 0x7fff, 0xa000, u64::MAX] {
+        assert_eq!(r.file_offset(addr), None, "{addr:#x}");
+    }
+    assert_eq!(anon(0x8000, 0x2000).file_offset(0x8000), None);
+    // A hand-built region the list would refuse: the offset does not wrap to a small one.
+    assert_eq!(file(0x8000, 0x2000, u64::MAX).file_offset(0x8001), None);
+}
