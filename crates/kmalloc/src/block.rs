@@ -65,6 +65,14 @@
 //!   by whoever had them before the page source handed them to the heap;
 //! - `deallocate` and `reallocate` of a pointer into pages the heap gave back to the source:
 //!   they read memory the heap no longer owns (`kmfree` does not);
+//! - which of the two refusals a pointer into a block's payload gets: `kmfree` says
+//!   [`DoubleFree`](crate::FreeError::DoubleFree) when the word before it reads as a cached
+//!   header of its address, or as a free block's header whose size fits the chunk, whose footer
+//!   repeats the size and whose back link (null with the block heading its class's list, or a
+//!   header-aligned address in a chunk whose next link names it) agrees, all of which the
+//!   program's data can imitate; otherwise [`NotABlockStart`](crate::FreeError::NotABlockStart).
+//!   Either way it frees nothing, and it reads only words inside the heap's chunks, at a
+//!   word's alignment;
 //! - on 32-bit targets, which have no room for a tag: any pointer whose word before it has
 //!   `FREE` and `HELD` clear and a size of at least `MIN_BLOCK` (for `kmfree`, one that fits in
 //!   the chunk), for example into a payload holding such data. Inside blocks the heap's own

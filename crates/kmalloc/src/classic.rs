@@ -391,6 +391,10 @@ impl<S: PageSource> RawHeap for ClassicHeap<S> {
         }
     }
 
+    /// Exact (but for the kind of error: a pointer into a chunk's record or its first block's
+    /// header is `NotInHeap`): finds the pointer's chunk by a walk of the chunk list and its
+    /// block by a walk of that chunk's blocks from the first (O(blocks in the chunk), reading
+    /// only real headers), then frees it with K&R's walk of the free list.
     fn kmfree(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError> {
         let bp = self.find(ptr)?;
         // SAFETY: `bp` is a block header of the heap.
