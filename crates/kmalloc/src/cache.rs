@@ -117,18 +117,9 @@ impl Cache {
     /// `h` is a used block of `len` bytes of the heap that owns the cache.
     #[inline(always)]
     pub(crate) unsafe fn push(&mut self, h: Block, len: usize) -> bool {
-        if len > MAX_LEN {
+        if !self.keep(h, len) {
             return false;
         }
-        let c = class(len);
-        // SAFETY: `c < CLASSES` for a block length (at least MIN_BLOCK) up to MAX_LEN.
-        let n = unsafe { *self.counts.get_unchecked(c) };
-        if n >= DEPTH {
-            return false;
-        }
-        // SAFETY: `n < DEPTH`, checked just above.
-        unsafe { *self.blocks[c].get_unchecked_mut(n as usize) = h };
-        self.counts[c] = n + 1;
         // SAFETY: `h` is a used block of the heap.
         unsafe { block::set_held(h, true) };
         true
@@ -140,7 +131,18 @@ impl Cache {
     /// `h` is a used block of the heap that owns the cache, `w` its header word.
     #[inline(always)]
     pub(crate) unsafe fn push_word(&mut self, h: Block, w: usize) -> bool {
-        let len = w & block::SIZE_MASK;
+        if !self.keep(h, w & block::SIZE_MASK) {
+            return false;
+        }
+        // SAFETY: `h` is a used block of the heap, `w` its word.
+        unsafe { (*h).size = w | block::HELD };
+        true
+    }
+
+    /// Records block `h` of `len` bytes in its size's array if the size is cached and there is
+    /// room (the caller then marks it); false (and nothing done) otherwise.
+    #[inline(always)]
+    fn keep(&mut self, h: Block, len: usize) -> bool {
         if len > MAX_LEN {
             return false;
         }
@@ -153,8 +155,6 @@ impl Cache {
         // SAFETY: `n < DEPTH`, checked just above.
         unsafe { *self.blocks[c].get_unchecked_mut(n as usize) = h };
         self.counts[c] = n + 1;
-        // SAFETY: `h` is a used block of the heap, `w` its word.
-        unsafe { (*h).size = w | block::HELD };
         true
     }
 
