@@ -847,8 +847,11 @@ fn region_source_declines_runs_it_did_not_hand_out() {
 /// the smallest block to one that reaches the chunk's sentinel or past it, a footer where it
 /// lands inside the payload, and list links aimed at the chunk's edges, misaligned addresses,
 /// other fakes, a real free block and null. None is taken for a live block, nothing changes,
-/// and (under Miri) no read leaves the chunk or is misaligned.
+/// and (under Miri) no read leaves the chunk or is misaligned. 64-bit only: on 32-bit targets
+/// the header has no room for the tag, and the docs (block.rs, README) say that a payload word
+/// that looks like a used header is taken for one there, as this test's words can.
 #[test]
+#[cfg(target_pointer_width = "64")]
 fn kmfree_of_any_pointer_with_fake_free_headers_changes_nothing() {
     let mut h = Heap::new(HostSource::new(100));
     h.set_growth_limit(1);
