@@ -309,20 +309,15 @@ fn looks_like(w: usize, h: Block, held: usize) -> bool {
     }
 }
 
-/// Marks used block `h` as cached (`held`) or used again.
+/// Marks cached block `h` as used again. (A block becomes cached in
+/// [`Cache::push`](crate::cache::Cache::push), which stores its whole header word.)
 ///
 /// # Safety
-/// `h` is a used or cached block of the heap.
+/// `h` is a cached block of the heap.
 #[inline(always)]
-pub(crate) unsafe fn set_held(h: Block, held: bool) {
+pub(crate) unsafe fn clear_held(h: Block) {
     // SAFETY: per the contract.
-    unsafe {
-        if held {
-            (*h).size |= HELD;
-        } else {
-            (*h).size &= !HELD;
-        }
-    }
+    unsafe { (*h).size &= !HELD };
 }
 
 /// The offset of the first word in `len` bytes at `run` (a 16-aligned run of pages, say one a

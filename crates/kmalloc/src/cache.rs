@@ -106,43 +106,18 @@ impl Cache {
         let h = unsafe { *self.blocks[c].get_unchecked(n as usize - 1) };
         self.counts[c] = n - 1;
         // SAFETY: `h` is a cached block of the heap.
-        unsafe { block::set_held(h, false) };
+        unsafe { block::clear_held(h) };
         Some(h)
     }
 
-    /// Keeps used block `h` of `len` bytes if its size is cached and there is room; false (and
-    /// nothing done) otherwise.
-    ///
-    /// # Safety
-    /// `h` is a used block of `len` bytes of the heap that owns the cache.
-    #[inline(always)]
-    pub(crate) unsafe fn push(&mut self, h: Block, len: usize) -> bool {
-        if !self.keep(h, len) {
-            return false;
-        }
-        // SAFETY: `h` is a used block of the heap.
-        unsafe { block::set_held(h, true) };
-        true
-    }
-
-    /// [`Cache::push`] of used block `h` whose header word is `w`: marks it with one store.
+    /// Keeps used block `h`, whose header word is `w`, if its size is cached and there is room,
+    /// and marks it cached with one store; false (and nothing done) otherwise.
     ///
     /// # Safety
     /// `h` is a used block of the heap that owns the cache, `w` its header word.
     #[inline(always)]
-    pub(crate) unsafe fn push_word(&mut self, h: Block, w: usize) -> bool {
-        if !self.keep(h, w & block::SIZE_MASK) {
-            return false;
-        }
-        // SAFETY: `h` is a used block of the heap, `w` its word.
-        unsafe { (*h).size = w | block::HELD };
-        true
-    }
-
-    /// Records block `h` of `len` bytes in its size's array if the size is cached and there is
-    /// room (the caller then marks it); false (and nothing done) otherwise.
-    #[inline(always)]
-    fn keep(&mut self, h: Block, len: usize) -> bool {
+    pub(crate) unsafe fn push(&mut self, h: Block, w: usize) -> bool {
+        let len = w & block::SIZE_MASK;
         if len > MAX_LEN {
             return false;
         }
@@ -155,6 +130,8 @@ impl Cache {
         // SAFETY: `n < DEPTH`, checked just above.
         unsafe { *self.blocks[c].get_unchecked_mut(n as usize) = h };
         self.counts[c] = n + 1;
+        // SAFETY: `h` is a used block of the heap, `w` its word.
+        unsafe { (*h).size = w | block::HELD };
         true
     }
 

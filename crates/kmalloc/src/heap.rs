@@ -303,10 +303,11 @@ impl<S: PageSource> Heap<S> {
     /// `h` is a used block of the heap.
     #[inline(always)]
     pub(crate) unsafe fn free_used(&mut self, h: Block) {
-        // SAFETY: per the contract.
+        // SAFETY: per the contract (the header word is read once, for the cache and the merge).
         unsafe {
-            if !self.cache.push(h, block::size(h)) {
-                self.release(h);
+            let w = (*h).size;
+            if !self.cache.push(h, w) {
+                self.release_word(h, w);
             }
         }
     }
@@ -398,10 +399,7 @@ impl<S: PageSource> Heap<S> {
                     ptr.as_ptr()
                 );
             }
-            let w = (*h).size;
-            if !self.cache.push_word(h, w) {
-                self.release_word(h, w);
-            }
+            self.free_used(h);
         }
     }
 
