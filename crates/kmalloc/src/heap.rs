@@ -553,12 +553,12 @@ impl<S: PageSource> Heap<S> {
             // header (kmfree of a wild pointer), so `prev` may be any value: follow it only if
             // it is where a header can be, a header's alignment inside a chunk's blocks, whose
             // link words then lie inside the chunk too. Read it through the chunk's pointer.
+            if prev.addr().wrapping_add(HDR) % UNIT != 0 {
+                return false;
+            }
             let Some(pc) = self.chunk_containing(prev.addr()) else {
                 return false;
             };
-            if (prev.addr() + HDR) % UNIT != 0 {
-                return false;
-            }
             let p: Block = chunks::first(pc)
                 .cast::<u8>()
                 .wrapping_add(prev.addr() - chunks::first(pc).addr())
