@@ -444,16 +444,16 @@ impl FrameAllocator {
     ///
     /// # Panics
     /// If `ptr` is below the direct map or maps past [`PHYS_ADDR_BITS`](crate::PHYS_ADDR_BITS)
-    /// (no direct-map pointer is).
+    /// (no direct-map pointer is); [`try_virt_to_phys`](Self::try_virt_to_phys) says `None`.
     pub fn virt_to_phys(&self, ptr: *const u8) -> PhysAddr {
-        PhysAddr::new(ptr.addr().wrapping_sub(self.map.addr()) as u64)
+        self.try_virt_to_phys(ptr)
+            .expect("virt_to_phys: not a direct-map address")
     }
 
-    /// The address of physical address 0 in the direct map (it may lie outside the address space
-    /// the map covers).
-    #[cfg(feature = "kmalloc")]
-    pub(crate) fn direct_map_base(&self) -> usize {
-        self.map.addr()
+    /// The physical address of `ptr` if it is a direct-map address (at or above the map's base,
+    /// below [`PHYS_ADDR_BITS`](crate::PHYS_ADDR_BITS) of physical space), else `None`.
+    pub fn try_virt_to_phys(&self, ptr: *const u8) -> Option<PhysAddr> {
+        PhysAddr::try_new(ptr.addr().wrapping_sub(self.map.addr()) as u64).ok()
     }
 
     fn frame_ptr(&self, frame: u64) -> *mut u8 {

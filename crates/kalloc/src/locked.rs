@@ -3,7 +3,7 @@
 
 use crate::FrameAllocator;
 #[cfg(feature = "kmalloc")]
-use crate::{PhysAddr, FRAME_SIZE};
+use crate::FRAME_SIZE;
 #[cfg(feature = "kmalloc")]
 use core::ptr::NonNull;
 
@@ -201,10 +201,11 @@ unsafe impl kmalloc::PageSource for &LockedFrameAllocator {
 
     unsafe fn free_pages(&mut self, ptr: NonNull<u8>, pages: usize) -> bool {
         let mut a = self.lock_inner();
-        // Not `virt_to_phys`, which panics on an address outside the physical range: a
-        // pointer that is no direct-map address of a frame is declined like any foreign run.
-        let phys = PhysAddr::try_new(ptr.as_ptr().addr().wrapping_sub(a.direct_map_base()) as u64);
-        let frame = phys.ok().and_then(|p| crate::Frame::from_start(p).ok());
+        // A pointer that is no direct-map address of a frame is declined like any foreign run
+        // (`virt_to_phys` would panic on one outside the physical range).
+        let frame = a
+            .try_virt_to_phys(ptr.as_ptr())
+            .and_then(|p| crate::Frame::from_start(p).ok());
         let Some(frame) = frame else {
             debug_assert!(
                 false,
